@@ -1,0 +1,38 @@
+"""The loaded model: diffusers components plus what the processing core needs to know about them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ARCHS = ("sd1", "sd2", "sdxl", "sdxl-refiner")
+VARIANTS = ("base", "inpaint", "depth")
+
+
+@dataclass
+class SDModel:
+    arch: str                      # one of ARCHS
+    variant: str                   # one of VARIANTS: "inpaint" = 9 UNet input channels, "depth" = 5
+    prediction_type: str           # "epsilon" or "v_prediction"
+    unet: Any                      # diffusers UNet2DConditionModel
+    vae: Any                       # diffusers AutoencoderKL
+    # sd1: [CLIPTextModel (CLIP-L)]; sd2: [CLIPTextModel (OpenCLIP-H)];
+    # sdxl: [CLIPTextModel (CLIP-L), CLIPTextModelWithProjection (bigG)]; sdxl-refiner: [CLIPTextModelWithProjection (bigG)]
+    text_encoders: list = field(default_factory=list)
+    tokenizers: list = field(default_factory=list)   # transformers CLIPTokenizer, one per text encoder
+    # the training noise schedule, as a diffusers scheduler config dict
+    # (num_train_timesteps, beta_start, beta_end, beta_schedule, prediction_type, ...)
+    scheduler_config: dict = field(default_factory=dict)
+    checkpoint: Any = None         # modules.models.discovery.CheckpointInfo the weights came from (None in tests)
+    config_source: str = "detected"  # "detected" or the path of a same-name .yaml that overrode detection
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.arch in ("sdxl", "sdxl-refiner")
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)

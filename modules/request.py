@@ -1,0 +1,71 @@
+"""What a generation asks for and what it gives back, with A1111's field names (reference §2.1, §2.4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list = field(default_factory=list)
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str = "Euler a"
+    scheduler: str = "Automatic"
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    tiling: bool = False
+    eta: float | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    override_settings: dict = field(default_factory=dict)
+    override_settings_restore_afterwards: bool = True
+    extra_generation_params: dict = field(default_factory=dict)
+    mode: str = "txt2img"       # names the outputs folder: outputs/<mode>-images
+
+
+@dataclass
+class Processed:
+    images: list                          # PIL images, each with .info["parameters"]
+    request: GenerationRequest
+    all_prompts: list
+    all_negative_prompts: list
+    all_seeds: list
+    all_subseeds: list
+    infotexts: list
+    seed: int = 0
+    subseed: int = 0
+    index_of_first_image: int = 0         # 1 when images[0] is a grid
+    saved_paths: list = field(default_factory=list)
+    sd_model_name: str | None = None
+    sd_model_hash: str | None = None
+    job_timestamp: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def info_dict(self) -> dict:
+        """A1111's Processed.js() keys, for the API's `info` JSON string."""
+        r = self.request
+        return {
+            "prompt": r.prompt, "all_prompts": self.all_prompts,
+            "negative_prompt": r.negative_prompt, "all_negative_prompts": self.all_negative_prompts,
+            "seed": self.seed, "all_seeds": self.all_seeds, "subseed": self.subseed, "all_subseeds": self.all_subseeds,
+            "subseed_strength": r.subseed_strength, "width": r.width, "height": r.height,
+            "sampler_name": r.sampler_name, "cfg_scale": r.cfg_scale, "steps": r.steps, "batch_size": r.batch_size,
+            "restore_faces": False, "face_restoration_model": None,
+            "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
+            "sd_vae_name": None, "sd_vae_hash": None,
+            "seed_resize_from_w": r.seed_resize_from_w, "seed_resize_from_h": r.seed_resize_from_h,
+            "denoising_strength": None, "extra_generation_params": r.extra_generation_params,
+            "index_of_first_image": self.index_of_first_image, "infotexts": self.infotexts,
+            "styles": r.styles, "job_timestamp": self.job_timestamp, "clip_skip": 1,
+            "is_using_inpainting_conditioning": False, "version": None,
+        }
