@@ -1,0 +1,247 @@
+"""THE processing core: a request and a loaded model in, images with A1111 infotexts out.
+
+Every mode goes through `process()`; a mode differs only in how it builds initial latents, masks and extra
+UNet input channels. The generation reads as numbered steps, like a diffusers pipeline.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules import images, infotext, rng
+from modules.devices import DevicePolicy
+from modules.errors import InvalidRequestError
+from modules.models.sd_model import SDModel
+from modules.request import GenerationRequest, Processed
+from modules.samplers import build_scheduler
+from modules.sampling import Guidance, LoopHooks, denoise
+from modules.text.encoder import PromptEncoder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+def _opt(options, key, default=None):
+    if options is None:
+        return default
+    value = options.get(key) if hasattr(options, "get") else getattr(options, key, None)
+    return default if value is None else value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step 0: validation — a client's mistake gets a message that says what to change, before any work is done.
+# ---------------------------------------------------------------------------------------------------------------
+def validate(request: GenerationRequest, model: SDModel, options=None) -> None:
+    problems = []
+    factor = model.vae_scale_factor if model is not None else 8
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if not isinstance(value, int) or value < factor or value % factor:
+            problems.append(f"{name} must be a positive multiple of {factor} (got {value}); "
+                            f"try {max(factor, (int(value) // factor) * factor) if isinstance(value, (int, float)) else 512}")
+    if not isinstance(request.steps, int) or request.steps < 1:
+        problems.append(f"steps must be at least 1 (got {request.steps})")
+    if request.batch_size < 1 or request.n_iter < 1:
+        problems.append(f"batch size and batch count must be at least 1 (got {request.batch_size} and {request.n_iter})")
+    if not (0.0 <= float(request.subseed_strength) <= 1.0):
+        problems.append(f"variation strength (subseed_strength) must be between 0 and 1 (got {request.subseed_strength})")
+    max_pixels = int(_opt(options, "max_image_pixels", DEFAULT_MAX_PIXELS))
+    if isinstance(request.width, int) and isinstance(request.height, int) and request.width * request.height > max_pixels:
+        problems.append(f"{request.width}x{request.height} is larger than the configured limit of {max_pixels} pixels "
+                        f"(setting max_image_pixels)")
+    if model is not None and model.variant == "depth":
+        problems.append("this is a depth checkpoint (SD2 depth): it needs a depth map, use the depth2img tab or API mode")
+    if problems:
+        raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")
+
+
+@dataclass
+class _Batch:
+    index: int
+    prompts: list
+    negative_prompts: list
+    seeds: list
+    subseeds: list
+
+
+def _batches(request: GenerationRequest, seeds, subseeds):
+    n = request.batch_size
+    for i in range(request.n_iter):
+        sl = slice(i * n, (i + 1) * n)
+        yield _Batch(i, [request.prompt] * n, [request.negative_prompt] * n, seeds[sl], subseeds[sl])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps 2–5 helpers
+# ---------------------------------------------------------------------------------------------------------------
+def encode_guidance(model: SDModel, encoder: PromptEncoder, batch: _Batch, request: GenerationRequest,
+                    options, policy: DevicePolicy) -> Guidance:
+    clip_skip = int(_opt(options, "CLIP_stop_at_last_layers", 1))
+    emphasis = _opt(options, "emphasis", "Original")
+    cond = encoder.encode(batch.prompts, clip_skip=clip_skip, emphasis=emphasis)
+    uncond = encoder.encode(batch.negative_prompts, clip_skip=clip_skip, emphasis=emphasis, is_negative=True)
+    dtype, device = policy.dtype, policy.device
+    g = Guidance(cond=cond.embeds.to(device, dtype), uncond=uncond.embeds.to(device, dtype),
+                 cfg_scale=float(request.cfg_scale))
+    if model.is_sdxl:
+        time_ids = sdxl_time_ids(model, request, len(batch.prompts)).to(device, dtype)
+        g.added_cond = {"text_embeds": cond.pooled.to(device, dtype), "time_ids": time_ids}
+        neg_time_ids = time_ids
+        if model.arch == "sdxl-refiner":
+            neg_time_ids = sdxl_time_ids(model, request, len(batch.prompts), aesthetic_score=2.5).to(device, dtype)
+        g.added_uncond = {"text_embeds": uncond.pooled.to(device, dtype), "time_ids": neg_time_ids}
+    return g
+
+
+def sdxl_time_ids(model: SDModel, request: GenerationRequest, batch_size: int, aesthetic_score: float = 6.0):
+    """SDXL micro-conditioning: original size, crop top-left, target size (refiner: aesthetic score instead)."""
+    size = (request.height, request.width)
+    if model.arch == "sdxl-refiner":
+        ids = [*size, 0, 0, aesthetic_score]
+    else:
+        ids = [*size, 0, 0, *size]
+    return torch.tensor([ids], dtype=torch.float32).repeat(batch_size, 1)
+
+
+def txt2img_extra_channels(model: SDModel, latents_shape, policy: DevicePolicy) -> torch.Tensor | None:
+    """Inpainting checkpoints in txt2img see a fully masked, mid-grey image (what A1111 feeds them)."""
+    if model.variant != "inpaint":
+        return None
+    b, _, h, w = latents_shape
+    f = model.vae_scale_factor
+    grey = torch.zeros(1, 3, h * f, w * f, device=policy.device, dtype=policy.vae_dtype)  # 0.5 in [0,1] = 0 in [-1,1]
+    masked = model.vae.encode(grey).latent_dist.mode() * model.vae.config.scaling_factor
+    mask = torch.ones(1, 1, h, w, device=policy.device, dtype=masked.dtype)
+    return torch.cat([mask, masked], dim=1).repeat(b, 1, 1, 1).to(policy.dtype)
+
+
+def decode_latents(model: SDModel, latents: torch.Tensor, policy: DevicePolicy) -> list[Image.Image]:
+    scaled = latents.to(policy.vae_dtype) / model.vae.config.scaling_factor
+    decoded = model.vae.decode(scaled).sample
+    return tensor_to_pil(decoded)
+
+
+def tensor_to_pil(decoded: torch.Tensor) -> list[Image.Image]:
+    """[-1, 1] NCHW -> 8-bit RGB, rounding like diffusers' image processor."""
+    arr = (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray((a * 255).round().astype(np.uint8)) for a in arr]
+
+
+def _model_identity(model: SDModel):
+    info = model.checkpoint
+    if info is None:
+        return None, None
+    return getattr(info, "name_for_extra", None), getattr(info, "shorthash", None) or getattr(info, "hash", None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The core
+# ---------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy, options=None,
+            outputs_dir: Path | None = None, job=None) -> Processed:
+    # 0. validate before touching the model
+    validate(request, model, options)
+    rng_source = _opt(options, "randn_source", "CPU")
+    ensd = int(_opt(options, "eta_noise_seed_delta", 0))
+
+    # 1. seeds: seed+i per image (shared when a variation strength is set), as A1111
+    total_images = request.batch_size * request.n_iter
+    seed = rng.fix_seed(request.seed)
+    subseed = rng.fix_seed(request.subseed)
+    all_seeds = rng.all_seeds(seed, request.subseed_strength, total_images)
+    all_subseeds = rng.all_subseeds(subseed, total_images)
+
+    # 2. the sampler: fails early on an unknown name or an impossible sampler/schedule pair
+    setup = build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
+                            eta=request.eta)
+    steps_per_batch = len(setup.scheduler.timesteps)
+    total_steps = steps_per_batch * request.n_iter
+    if job is not None:
+        job.on_sampling_start(total_steps)
+
+    encoder = PromptEncoder(model)
+    model_name, model_hash = _model_identity(model)
+    latent_shape = (model.latent_channels, request.height // model.vae_scale_factor,
+                    request.width // model.vae_scale_factor)
+    result_images, infotexts, saved = [], [], []
+    all_prompts, all_negative = [], []
+    interrupted = False
+    job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+
+    for batch in _batches(request, all_seeds, all_subseeds):
+        if interrupted:
+            break
+        # 3. conditioning for this batch
+        guidance = encode_guidance(model, encoder, batch, request, options, policy)
+
+        # 4. initial latents: per-image noise from each image's own seed (CPU by default: same image on any device)
+        if batch.index:  # schedulers keep per-run state (step index, solver history): a fresh one per batch
+            setup = build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
+                                    eta=request.eta)
+        noise = rng.create_noise(latent_shape, batch.seeds, batch.subseeds, request.subseed_strength,
+                                 request.seed_resize_from_h, request.seed_resize_from_w,
+                                 source=rng_source, device=policy.device)
+        latents = (noise.to(policy.device, torch.float32) * setup.scheduler.init_noise_sigma).to(policy.dtype)
+        guidance.extra_channels = txt2img_extra_channels(model, latents.shape, policy)
+        gen_seeds = [s + ensd for s in batch.seeds] if ensd else batch.seeds
+        generators = rng.make_generators(gen_seeds, source=rng_source, device=policy.device, skip_first=not ensd,
+                                         shape=latent_shape)
+
+        # 5. denoise
+        def should_stop():
+            return bool(job is not None and (job.interrupted or getattr(job, "skipped", False)))
+
+        def on_step(done, total, _latents):
+            if job is not None:
+                job.on_step(done, total)
+
+        latents = denoise(model.unet, setup.scheduler, latents, guidance, generators=generators, eta=request.eta,
+                          hooks=LoopHooks(on_step=on_step, should_stop=should_stop),
+                          progress_offset=batch.index * steps_per_batch, progress_total=total_steps)
+        if job is not None and job.interrupted:
+            interrupted = True
+
+        # 6. decode, describe, save
+        pil_images = decode_latents(model, latents, policy)
+        for j, image in enumerate(pil_images):
+            params = infotext.generation_params(
+                request, seed=batch.seeds[j], subseed=batch.subseeds[j], model_name=model_name,
+                model_hash=model_hash, schedule_label=setup.schedule_label, rng_source=rng_source,
+                clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)), ensd=ensd,
+                sampler_uses_ensd=setup.uses_ensd)
+            text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
+            image.info["parameters"] = text
+            if outputs_dir is not None and not request.do_not_save_samples and _opt(options, "samples_save", True):
+                saved.append(images.save_image(image, Path(outputs_dir) / f"{request.mode}-images",
+                                               seed=batch.seeds[j], infotext=text,
+                                               fmt=_opt(options, "samples_format", "png")))
+            result_images.append(image)
+            infotexts.append(text)
+        all_prompts += batch.prompts
+        all_negative += batch.negative_prompts
+
+    # 7. grid for multi-image jobs, first in the list as A1111 returns it
+    index_of_first_image = 0
+    if len(result_images) > 1 and not request.do_not_save_grid and _opt(options, "return_grid", True):
+        grid = images.image_grid(result_images, rows=None)
+        grid.info["parameters"] = infotexts[0]
+        if outputs_dir is not None and _opt(options, "grid_save", True):
+            saved.append(images.save_grid(grid, Path(outputs_dir) / f"{request.mode}-grids", infotext=infotexts[0]))
+        result_images.insert(0, grid)
+        infotexts.insert(0, infotexts[0])
+        index_of_first_image = 1
+
+    return Processed(images=result_images, request=request, all_prompts=all_prompts,
+                     all_negative_prompts=all_negative, all_seeds=all_seeds, all_subseeds=all_subseeds,
+                     infotexts=infotexts, seed=all_seeds[0], subseed=all_subseeds[0],
+                     index_of_first_image=index_of_first_image, saved_paths=saved,
+                     sd_model_name=model_name, sd_model_hash=model_hash, job_timestamp=job_timestamp,
+                     extra={"interrupted": interrupted, "schedule_label": setup.schedule_label})
