@@ -1,0 +1,92 @@
+"""Where things live: the data-dir layout, decided once from the flags (A1111's layout and defaults).
+
+The program folder (repo_dir) holds code and shipped configs; the data folder (--data-dir, default: the program
+folder) holds everything the user owns. Relative output settings (outdir_*) resolve against the data folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SD_MODELS_PLACEHOLDER = "Put Stable Diffusion checkpoints here.txt"
+EXTENSIONS_PLACEHOLDER = "put extensions here.txt"
+
+
+def _abs(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    repo_dir: Path
+    data_dir: Path
+    models_dir: Path
+    sd_models_dir: Path            # models/Stable-diffusion
+    ckpt_dirs: tuple[Path, ...]    # scanned in this order: --ckpt-dir, then models/Stable-diffusion
+    ckpt_file: Path                # --ckpt, else <repo>/model.ckpt (listed first when it exists)
+    ckpt_from_flag: bool           # --ckpt was given: it is also the checkpoint selected at start
+    vae_dir: Path
+    lora_dir: Path
+    embeddings_dir: Path
+    outputs_dir: Path
+    config_file: Path              # settings (config.json)
+    ui_config_file: Path
+    styles_files: tuple[Path, ...]
+    cache_dir: Path                # hashes.json lives here
+    extensions_dir: Path
+    extensions_builtin_dir: Path
+    configs_dir: Path              # shipped model/component configs (program folder)
+    log_dir: Path
+    tmp_dir: Path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, repo_dir: str | os.PathLike) -> "DataPaths":
+        repo = _abs(repo_dir)
+        opt = lambda name: getattr(args, name, None)  # noqa: E731 - namespaces from tests may lack flags
+        data = _abs(opt("data_dir")) if opt("data_dir") else repo
+        models = _abs(opt("models_dir")) if opt("models_dir") else data / "models"
+        sd_models = models / "Stable-diffusion"
+        ckpt_dirs = [_abs(opt("ckpt_dir"))] if opt("ckpt_dir") else []
+        if sd_models not in ckpt_dirs:
+            ckpt_dirs.append(sd_models)
+        cache = os.environ.get("SD_WEBUI_CACHE_DIR")
+        styles = [_abs(s) for s in (opt("styles_file") or [])] or [data / "styles.csv"]
+        return cls(
+            repo_dir=repo,
+            data_dir=data,
+            models_dir=models,
+            sd_models_dir=sd_models,
+            ckpt_dirs=tuple(ckpt_dirs),
+            ckpt_file=_abs(opt("ckpt")) if opt("ckpt") else repo / "model.ckpt",
+            ckpt_from_flag=bool(opt("ckpt")),
+            vae_dir=_abs(opt("vae_dir")) if opt("vae_dir") else models / "VAE",
+            lora_dir=_abs(opt("lora_dir")) if opt("lora_dir") else models / "Lora",
+            embeddings_dir=_abs(opt("embeddings_dir")) if opt("embeddings_dir") else data / "embeddings",
+            outputs_dir=data / "outputs",
+            config_file=_abs(opt("ui_settings_file")) if opt("ui_settings_file") else data / "config.json",
+            ui_config_file=_abs(opt("ui_config_file")) if opt("ui_config_file") else data / "ui-config.json",
+            styles_files=tuple(styles),
+            cache_dir=_abs(cache) if cache else data / "cache",
+            extensions_dir=data / "extensions",
+            extensions_builtin_dir=repo / "extensions-builtin",
+            configs_dir=repo / "configs",
+            log_dir=data / "log",
+            tmp_dir=data / "tmp",
+        )
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """A setting's folder (e.g. outdir_txt2img_samples "outputs/txt2img-images") as an absolute path."""
+        p = Path(os.path.expanduser(os.fspath(path)))
+        return p if p.is_absolute() else self.data_dir / p
+
+    def ensure_dirs(self) -> None:
+        """Create the folders a user is told to drop files into, with A1111's placeholder files."""
+        for folder in (self.sd_models_dir, self.vae_dir, self.lora_dir, self.embeddings_dir, self.outputs_dir,
+                       self.extensions_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for folder, name in ((self.sd_models_dir, SD_MODELS_PLACEHOLDER), (self.extensions_dir, EXTENSIONS_PLACEHOLDER)):
+            placeholder = folder / name
+            if not placeholder.exists():
+                placeholder.touch()
