@@ -5,6 +5,7 @@ UNet input channels. The generation reads as numbered steps, like a diffusers pi
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from dataclasses import dataclass
@@ -134,6 +135,11 @@ def tensor_to_pil(decoded: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray((a * 255).round().astype(np.uint8)) for a in arr]
 
 
+def _sampler_for(request: GenerationRequest, model: SDModel, seeds):
+    return build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
+                           eta=request.eta, seeds=seeds, is_sdxl=model.is_sdxl)
+
+
 def _model_identity(model: SDModel):
     info = model.checkpoint
     if info is None:
@@ -160,8 +166,9 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
     all_subseeds = rng.all_subseeds(subseed, total_images)
 
     # 2. the sampler: fails early on an unknown name or an impossible sampler/schedule pair
-    setup = build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
-                            eta=request.eta)
+    setup = _sampler_for(request, model, all_seeds[:request.batch_size])
+    # "DPM++ 2M Karras" arrives split: the infotext names the canonical sampler
+    request = dataclasses.replace(request, sampler_name=setup.sampler_name)
     steps_per_batch = len(setup.scheduler.timesteps)
     total_steps = steps_per_batch * request.n_iter
     if job is not None:
@@ -174,6 +181,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
     result_images, infotexts, saved = [], [], []
     all_prompts, all_negative = [], []
     interrupted = False
+    final_latents = []
     job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
 
     for batch in _batches(request, all_seeds, all_subseeds):
@@ -184,8 +192,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
 
         # 4. initial latents: per-image noise from each image's own seed (CPU by default: same image on any device)
         if batch.index:  # schedulers keep per-run state (step index, solver history): a fresh one per batch
-            setup = build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
-                                    eta=request.eta)
+            setup = _sampler_for(request, model, batch.seeds)
         noise = rng.create_noise(latent_shape, batch.seeds, batch.subseeds, request.subseed_strength,
                                  request.seed_resize_from_h, request.seed_resize_from_w,
                                  source=rng_source, device=policy.device)
@@ -209,14 +216,16 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
         if job is not None and job.interrupted:
             interrupted = True
 
+        final_latents.append(latents.float().cpu())
+
         # 6. decode, describe, save
         pil_images = decode_latents(model, latents, policy)
         for j, image in enumerate(pil_images):
             params = infotext.generation_params(
                 request, seed=batch.seeds[j], subseed=batch.subseeds[j], model_name=model_name,
-                model_hash=model_hash, schedule_label=setup.schedule_label, rng_source=rng_source,
-                clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)), ensd=ensd,
-                sampler_uses_ensd=setup.uses_ensd)
+                model_hash=model_hash, schedule_label=setup.schedule_label, rng=rng_source,
+                clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)),
+                ensd=ensd if ensd and setup.uses_ensd else None)
             text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
             image.info["parameters"] = text
             if outputs_dir is not None and not request.do_not_save_samples and _opt(options, "samples_save", True):
@@ -234,7 +243,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
         grid = images.image_grid(result_images, rows=None)
         grid.info["parameters"] = infotexts[0]
         if outputs_dir is not None and _opt(options, "grid_save", True):
-            saved.append(images.save_grid(grid, Path(outputs_dir) / f"{request.mode}-grids", infotext=infotexts[0]))
+            saved.append(images.save_grid(grid, Path(outputs_dir), mode=request.mode, infotext=infotexts[0]))
         result_images.insert(0, grid)
         infotexts.insert(0, infotexts[0])
         index_of_first_image = 1
@@ -244,4 +253,5 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                      infotexts=infotexts, seed=all_seeds[0], subseed=all_subseeds[0],
                      index_of_first_image=index_of_first_image, saved_paths=saved,
                      sd_model_name=model_name, sd_model_hash=model_hash, job_timestamp=job_timestamp,
-                     extra={"interrupted": interrupted, "schedule_label": setup.schedule_label})
+                     extra={"interrupted": interrupted, "schedule_label": setup.schedule_label,
+                            "latents": torch.cat(final_latents)})
