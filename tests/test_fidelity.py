@@ -63,10 +63,24 @@ def run_reference(model, request: GenerationRequest, sampler_setup):
         kwargs["negative_prompt"] = request.negative_prompt or None
     else:
         kwargs["negative_prompt"] = request.negative_prompt
+    captured = {}
+
+    def keep_latents(_pipe, _step, _t, tensors):
+        captured["latents"] = tensors["latents"]
+        return tensors
+
     result = pipe(prompt=request.prompt, height=request.height, width=request.width,
                   guidance_scale=request.cfg_scale, latents=noise, generator=generators, output_type="pil",
-                  **kwargs)
-    return result.images[0]
+                  callback_on_step_end=keep_latents, **kwargs)
+    return result.images[0], captured["latents"]
+
+
+def assert_latents_close(ours: torch.Tensor, theirs: torch.Tensor, what: str):
+    # Pixels of a tiny random VAE are coarse witnesses (a 1% CFG error moves them by <1/255), so the final
+    # latents are compared too: 1e-4 of their scale, where a 0.1 change of CFG scale moves them ~1e-3.
+    scale = theirs.abs().max().item()
+    diff = (ours - theirs).abs().max().item()
+    assert diff <= 1e-4 * scale, f"{what}: latents differ by {diff} (scale {scale})"
 
 
 @pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
@@ -77,9 +91,13 @@ def test_txt2img_equals_diffusers_pipeline(models, arch, sampler, schedule):
     request = GenerationRequest(prompt="a photo of a red fox in the snow", negative_prompt="blurry",
                                 seed=1234, sampler_name=sampler, scheduler=schedule, steps=6, cfg_scale=7.0,
                                 width=64, height=64)
-    ours = process(request, model, policy=CPU32, options=OPTIONS).images[0]
-    setup = build_scheduler(sampler, schedule, request.steps, model.scheduler_config)
-    theirs = run_reference(model, request, setup)
+    result = process(request, model, policy=CPU32, options=OPTIONS)
+    ours = result.images[0]
+    setup = build_scheduler(sampler, schedule, request.steps, model.scheduler_config, seeds=[request.seed],
+                            is_sdxl=model.is_sdxl)
+    theirs, their_latents = run_reference(model, request, setup)
+    assert_latents_close(result.extra["latents"], their_latents,
+                         f"{arch} {sampler}/{schedule}")
     diff = np.abs(pixels(ours) - pixels(theirs)).max()
     assert diff <= 1, f"{arch} {sampler}/{schedule}: max pixel difference {diff}/255"
     # the image is not flat: a broken loop that outputs a constant would also "match" a broken reference
@@ -107,7 +125,8 @@ def test_euler_automatic_equals_a1111_euler_loop(models):
     model = models["sd1"]
     request = GenerationRequest(prompt="a castle on a hill", negative_prompt="", seed=77, sampler_name="Euler",
                                 scheduler="Automatic", steps=8, cfg_scale=5.0, width=64, height=64)
-    ours = process(request, model, policy=CPU32, options=OPTIONS).images[0]
+    result = process(request, model, policy=CPU32, options=OPTIONS)
+    ours = result.images[0]
 
     cfg = model.scheduler_config
     betas = torch.linspace(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, cfg["num_train_timesteps"],
@@ -132,6 +151,7 @@ def test_euler_automatic_equals_a1111_euler_loop(models):
             d = (x - denoised) / sigma
             x = x + d * (sigmas[i + 1] - sigma)
         decoded = model.vae.decode(x / model.vae.config.scaling_factor).sample
+    assert_latents_close(result.extra["latents"], x, "A1111 Euler loop")
     ref = ((decoded[0].permute(1, 2, 0) / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     diff = np.abs(pixels(ours) - ref.astype(np.int16)).max()
     assert diff <= 1, f"max pixel difference {diff}/255 against the A1111 Euler loop"

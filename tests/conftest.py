@@ -1,0 +1,44 @@
+"""Shared pytest set-up: offline, a clean environment, temporary data folders, one tiny checkpoint per session.
+
+Set at import, before any test module imports transformers/diffusers/gradio: nothing may reach the network.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"),
+                     ("GRADIO_ANALYTICS_ENABLED", "False"), ("DO_NOT_TRACK", "1")):
+    os.environ[_key] = _value
+# flags and folders from the user's shell must not leak into the tests
+for _key in ("COMMANDLINE_ARGS", "IGNORE_CMD_ARGS_ERRORS", "SD_WEBUI_CACHE_DIR"):
+    os.environ.pop(_key, None)
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """An empty data folder (what --data-dir points at)."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_checkpoint(tmp_path_factory) -> Path:
+    """A complete tiny SD1 single-file checkpoint (random weights, real LDM key names), built once per session.
+    Copy it into a data folder with `install_checkpoint`; do not modify it."""
+    from tests.fixtures.checkpoints import build_tiny_checkpoint
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-sd1.safetensors", arch="sd1")
+
+
+def install_checkpoint(source: Path, data: Path, name: str | None = None) -> Path:
+    """Copy a checkpoint into <data>/models/Stable-diffusion (as a user drops one in)."""
+    target = data / "models" / "Stable-diffusion" / (name or source.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
