@@ -1,0 +1,73 @@
+"""Same request, same pixels; and the PNG's own `parameters` text, parsed and re-run, gives the same pixels again."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modules import infotext
+from modules.devices import DevicePolicy
+from modules.images import read_info_from_image
+from modules.models.loading import load_sd_model
+from modules.processing import process
+from modules.request import GenerationRequest
+from tests.fixtures.checkpoints import build_tiny_checkpoint
+
+CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = build_tiny_checkpoint(tmp_path_factory.mktemp("repro") / "tiny.safetensors", arch="sd1")
+    return load_sd_model(path, CPU32)
+
+
+def as_array(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+REQUESTS = [
+    GenerationRequest(prompt="a (red:1.3) fox, [snow]\nsecond line", negative_prompt="blurry, \"bad\"", seed=42,
+                      sampler_name="Euler a", steps=5, cfg_scale=6.5, width=64, height=72),
+    GenerationRequest(prompt="variation", seed=7, subseed=99, subseed_strength=0.35, sampler_name="DPM++ 2M",
+                      scheduler="Karras", steps=4, width=64, height=64),
+    GenerationRequest(prompt="resized seed", seed=3, seed_resize_from_w=48, seed_resize_from_h=48,
+                      sampler_name="DDIM", steps=4, width=64, height=64),
+]
+
+
+@pytest.mark.parametrize("request_", REQUESTS, ids=["ancestral-multiline", "variation-karras", "seed-resize"])
+def test_infotext_from_saved_png_reproduces_the_image(model, request_, tmp_path):
+    options = {"randn_source": "CPU"}
+    first = process(request_, model, policy=CPU32, options=options, outputs_dir=tmp_path)
+    saved = first.saved_paths[0]
+    assert saved.parent.parent == tmp_path / "txt2img-images"
+
+    text, _ = read_info_from_image(Image.open(saved))
+    assert text == first.infotexts[0]
+    fields = infotext.request_fields_from_infotext(infotext.parse_infotext(text))
+    overrides = fields.pop("override_settings", {})
+    known = {f.name for f in dataclasses.fields(GenerationRequest)}
+    # what is left over are hires-fix defaults the parser adds (hires fix is off in these infotexts)
+    assert not fields.get("enable_hr") and all(k.startswith("hr_") or k == "enable_hr" for k in set(fields) - known)
+    rerun = process(GenerationRequest(**{k: v for k, v in fields.items() if k in known}), model, policy=CPU32, options={**options, **overrides})
+
+    assert np.array_equal(as_array(Image.open(saved)), as_array(rerun.images[0]))
+    assert rerun.infotexts[0] == text
+
+
+def test_batch_seeds_and_count(model):
+    request = GenerationRequest(prompt="batch", seed=100, steps=3, width=64, height=64, batch_size=2, n_iter=2,
+                                sampler_name="Euler")
+    result = process(request, model, policy=CPU32, options={})
+    assert result.all_seeds == [100, 101, 102, 103]
+    assert result.index_of_first_image == 1 and len(result.images) == 5      # grid first, as A1111 returns it
+    singles = [as_array(im) for im in result.images[1:]]
+    # image i of the batch equals the same seed generated alone
+    alone = process(GenerationRequest(prompt="batch", seed=102, steps=3, width=64, height=64, sampler_name="Euler"),
+                    model, policy=CPU32, options={})
+    assert np.abs(singles[2].astype(int) - as_array(alone.images[0]).astype(int)).max() <= 1
+    assert not np.array_equal(singles[0], singles[1])
