@@ -112,16 +112,20 @@ def run_diffusers(model, policy, size, steps):
          guidance_scale=7.0, latents=noise.to(policy.device, policy.dtype), **setup.pipeline_kwargs)
 
 
-def measure(fn, *args, repeats=2):
-    """Best of `repeats` (after one warm-up) wall time, and the peak RSS growth over all runs."""
-    fn(*args)
-    times = []
-    with PeakRSS() as rss:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn(*args)
-            times.append(time.perf_counter() - start)
-    return min(times), rss.growth_mb
+def measure_pair(ours, baseline, *args, repeats=3):
+    """Best wall time and peak RSS growth of each, runs interleaved (A B A B ...) after one warm-up each so that
+    drift in machine load hits both sides alike."""
+    results = {ours: ([], []), baseline: ([], [])}
+    ours(*args)
+    baseline(*args)
+    for _ in range(repeats):
+        for fn in (ours, baseline):
+            with PeakRSS() as rss:
+                start = time.perf_counter()
+                fn(*args)
+                results[fn][0].append(time.perf_counter() - start)
+            results[fn][1].append(rss.growth_mb)
+    return [(min(results[fn][0]), max(results[fn][1])) for fn in (ours, baseline)]
 
 
 def free_port() -> int:
@@ -180,8 +184,8 @@ def main():
         load_s = time.perf_counter() - start
         print(f"[{device.type} {str(dtype)[6:]}] load {load_s:.2f} s vs reading the file {read_s:.2f} s "
               f"(ratio {load_s / read_s:.2f})")
-        ours_s, ours_mb = measure(run_ours, model, policy, args.size, args.steps)
-        base_s, base_mb = measure(run_diffusers, model, policy, args.size, args.steps)
+        (ours_s, ours_mb), (base_s, base_mb) = measure_pair(run_ours, run_diffusers, model, policy, args.size,
+                                                            args.steps)
         print(f"[{device.type} {str(dtype)[6:]}] s/it ours {ours_s / args.steps:.3f} vs diffusers "
               f"{base_s / args.steps:.3f} (ratio {ours_s / base_s:.3f}); peak RSS growth ours {ours_mb:.0f} MiB vs "
               f"diffusers {base_mb:.0f} MiB")
