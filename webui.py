@@ -82,7 +82,8 @@ def build_context(args: argparse.Namespace, repo_dir: Path = REPO_DIR) -> AppCon
     paths.ensure_dirs()
     options = Options(paths.config_file, frozen=bool(getattr(args, "freeze_settings", False)))
     policy = policy_from_flags(use_cpu=cmd_args.uses_cpu_for(args, "sd"), no_half=bool(args.no_half),
-                               no_half_vae=bool(args.no_half_vae), precision=args.precision or "autocast")
+                               no_half_vae=bool(args.no_half_vae), precision=args.precision or "autocast",
+                               xformers=bool(getattr(args, "xformers", False)))
     store = ModelStore(paths, policy, _load_sd_model, hash_cache=HashCache(paths.cache_dir), options=options,
                        no_hashing=bool(getattr(args, "no_hashing", False)))
     store.refresh()

@@ -1,9 +1,13 @@
 """Device and dtype policy: decided once from the flags, handed to whoever needs it."""
 from __future__ import annotations
 
+import importlib.util
+import logging
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -11,9 +15,11 @@ class DevicePolicy:
     device: torch.device
     dtype: torch.dtype        # UNet and text encoders
     vae_dtype: torch.dtype
+    attention: str = "sdpa"   # "sdpa" (torch scaled_dot_product_attention, diffusers' default) or "xformers"
 
     def describe(self) -> str:
-        return f"device={self.device.type} dtype={str(self.dtype).removeprefix('torch.')} vae={str(self.vae_dtype).removeprefix('torch.')}"
+        return (f"device={self.device.type} dtype={str(self.dtype).removeprefix('torch.')} "
+                f"vae={str(self.vae_dtype).removeprefix('torch.')} attention={self.attention}")
 
 
 def pick_device(use_cpu: bool = False) -> torch.device:
@@ -24,11 +30,31 @@ def pick_device(use_cpu: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
+def pick_dtypes(device_type: str, *, no_half: bool = False, no_half_vae: bool = False,
+                precision: str = "autocast") -> tuple[torch.dtype, torch.dtype]:
+    """(model dtype, VAE dtype): fp16 on CUDA/MPS unless told otherwise, fp32 on the CPU."""
+    half = device_type in ("cuda", "mps") and not no_half and precision != "full"
+    dtype = torch.float16 if half else torch.float32
+    return dtype, (torch.float32 if (no_half_vae or not half) else torch.float16)
+
+
+def pick_attention(device: torch.device, xformers: bool) -> str:
+    """xformers only when asked for, on CUDA, and importable (it is a CUDA-only build); SDPA otherwise."""
+    if not xformers:
+        return "sdpa"
+    if device.type != "cuda":
+        log.warning("--xformers ignored: xformers needs a CUDA GPU (running on %s); using torch SDPA attention",
+                    device.type)
+        return "sdpa"
+    if importlib.util.find_spec("xformers") is None:
+        log.warning("--xformers ignored: the xformers package is not installed; using torch SDPA attention")
+        return "sdpa"
+    return "xformers"
+
+
 def policy_from_flags(*, use_cpu: bool = False, no_half: bool = False, no_half_vae: bool = False,
-                      precision: str = "autocast") -> DevicePolicy:
+                      precision: str = "autocast", xformers: bool = False) -> DevicePolicy:
     """CUDA/MPS default to fp16 (A1111); the CPU runs fp32; --no-half / --precision full force fp32."""
     device = pick_device(use_cpu)
-    half = device.type in ("cuda", "mps") and not no_half and precision != "full"
-    dtype = torch.float16 if half else torch.float32
-    vae_dtype = torch.float32 if (no_half_vae or not half) else torch.float16
-    return DevicePolicy(device=device, dtype=dtype, vae_dtype=vae_dtype)
+    dtype, vae_dtype = pick_dtypes(device.type, no_half=no_half, no_half_vae=no_half_vae, precision=precision)
+    return DevicePolicy(device=device, dtype=dtype, vae_dtype=vae_dtype, attention=pick_attention(device, xformers))

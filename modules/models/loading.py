@@ -141,6 +141,9 @@ def load_sd_model(path: str | Path, policy: DevicePolicy) -> SDModel:
     text_encoders, tokenizers = load_text_encoders(sd, arch, policy.dtype)
     del sd
     text_encoders = [encoder.to(policy.device).eval() for encoder in text_encoders]
+    if policy.attention == "xformers":      # diffusers' public switch; SDPA is its default otherwise
+        unet.enable_xformers_memory_efficient_attention()
+        vae.enable_xformers_memory_efficient_attention()
 
     log.info("Loaded %s: %s %s, %s%s", path.name, arch, variant, prediction_type,
              f" (config {yaml_path.name})" if yaml_path else "")
