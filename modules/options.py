@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from modules.errors import InvalidRequestError, UserError
+from modules.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -395,20 +395,7 @@ class Options:
                    if k in self._explicit or k not in self._defaults or v != self._defaults[k]}
             text = json.dumps(out, indent=4, ensure_ascii=False, default=str)  # an odd extension value must not stop the save
             # still under the lock: an older snapshot must never replace a newer one
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_text_atomic(path, text)
         return path
 
 

@@ -9,9 +9,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
+
+from modules.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +83,7 @@ class HashCache:
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self._data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_text_atomic(self.path, json.dumps(self._data, indent=1, sort_keys=True))
 
 
 def cached_sha256(path: str | os.PathLike, cache: HashCache | None, key: str) -> str | None:
