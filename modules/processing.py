@@ -135,6 +135,29 @@ def tensor_to_pil(decoded: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray((a * 255).round().astype(np.uint8)) for a in arr]
 
 
+class _BatchProgress:
+    """Forwards loop progress to the job (if any) and counts how far the current batch got."""
+
+    def __init__(self, job):
+        self.job = job
+        self.steps = 0
+
+    def should_stop(self) -> bool:
+        return self.job is not None and bool(self.job.interrupted or getattr(self.job, "skipped", False))
+
+    def on_step(self, done: int, total: int, _latents) -> None:
+        self.steps += 1
+        if self.job is not None:
+            self.job.on_step(done, total)
+
+    def end_of_batch(self) -> bool:
+        """Clear a skip (it applies to one batch); True when the whole job was interrupted."""
+        if self.job is None:
+            return False
+        self.job.skipped = False
+        return bool(self.job.interrupted)
+
+
 def _sampler_for(request: GenerationRequest, model: SDModel, seeds):
     return build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
                            eta=request.eta, seeds=seeds, is_sdxl=model.is_sdxl)
@@ -202,20 +225,13 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
         generators = rng.make_generators(gen_seeds, source=rng_source, device=policy.device, skip_first=not ensd,
                                          shape=latent_shape)
 
-        # 5. denoise
-        def should_stop():
-            return bool(job is not None and (job.interrupted or getattr(job, "skipped", False)))
-
-        def on_step(done, total, _latents):
-            if job is not None:
-                job.on_step(done, total)
-
+        # 5. denoise; an interrupt ends the job, a skip ends this batch only
+        progress = _BatchProgress(job)
         latents = denoise(model.unet, setup.scheduler, latents, guidance, generators=generators, eta=request.eta,
-                          hooks=LoopHooks(on_step=on_step, should_stop=should_stop),
+                          hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop),
                           progress_offset=batch.index * steps_per_batch, progress_total=total_steps)
-        if job is not None and job.interrupted:
-            interrupted = True
-
+        incomplete = progress.steps < steps_per_batch   # unfinished images are returned, not saved (A1111)
+        interrupted = progress.end_of_batch()
         final_latents.append(latents.float().cpu())
 
         # 6. decode, describe, save
@@ -228,7 +244,8 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                 ensd=ensd if ensd and setup.uses_ensd else None)
             text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
             image.info["parameters"] = text
-            if outputs_dir is not None and not request.do_not_save_samples and _opt(options, "samples_save", True):
+            if (outputs_dir is not None and not request.do_not_save_samples and not incomplete
+                    and _opt(options, "samples_save", True)):
                 saved.append(images.save_image(image, Path(outputs_dir) / f"{request.mode}-images",
                                                seed=batch.seeds[j], infotext=text,
                                                fmt=_opt(options, "samples_format", "png")))

@@ -1,0 +1,79 @@
+"""The processing core's own rules: validation messages, interrupt and skip, what gets saved."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modules.devices import DevicePolicy
+from modules.errors import InvalidRequestError, UnsupportedSamplerError
+from modules.models.loading import load_sd_model
+from modules.processing import process
+from modules.request import GenerationRequest
+from tests.fixtures.checkpoints import build_tiny_checkpoint
+
+CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return load_sd_model(build_tiny_checkpoint(tmp_path_factory.mktemp("proc") / "m.safetensors"), CPU32)
+
+
+class StepJob:
+    """A job that asks to skip or interrupt once a given number of steps has run."""
+
+    def __init__(self, action: str, after_steps: int):
+        self.action, self.after = action, after_steps
+        self.interrupted = self.skipped = False
+        self.steps_seen = []
+
+    def on_sampling_start(self, total):
+        self.total = total
+
+    def on_step(self, done, total):
+        self.steps_seen.append(done)
+        if len(self.steps_seen) == self.after:
+            setattr(self, self.action, True)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"width": 100}, "width must be a positive multiple of 8 (got 100); try 96"),
+    ({"height": 0}, "height must be a positive multiple of 8"),
+    ({"steps": 0}, "steps must be at least 1 (got 0)"),
+    ({"batch_size": 0}, "batch size and batch count must be at least 1"),
+    ({"subseed_strength": 1.5}, "between 0 and 1"),
+    ({"width": 8192, "height": 8192}, "larger than the configured limit"),
+])
+def test_bad_requests_say_what_to_change_and_write_nothing(model, tmp_path, changes, words):
+    request = GenerationRequest(**{"prompt": "x", "seed": 1, "steps": 2, "width": 64, "height": 64, **changes})
+    with pytest.raises(InvalidRequestError) as err:
+        process(request, model, policy=CPU32, options={}, outputs_dir=tmp_path)
+    assert words in err.value.message
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_refused_sampler_names_the_alternatives(model, tmp_path):
+    request = GenerationRequest(prompt="x", steps=2, width=64, height=64, sampler_name="DPM adaptive")
+    with pytest.raises(UnsupportedSamplerError) as err:
+        process(request, model, policy=CPU32, options={}, outputs_dir=tmp_path)
+    assert "DPM adaptive" in err.value.message
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_skip_ends_one_batch_and_the_job_goes_on(model, tmp_path):
+    request = GenerationRequest(prompt="x", seed=1, steps=4, width=64, height=64, n_iter=2, sampler_name="Euler")
+    job = StepJob("skipped", after_steps=2)
+    result = process(request, model, policy=CPU32, options={"grid_save": False}, outputs_dir=tmp_path, job=job)
+    assert job.steps_seen == [1, 2, 5, 6, 7, 8]          # batch 1 stopped after 2 of 4 steps, batch 2 ran fully
+    assert len(result.images) == 3                        # grid + the two images
+    saved = sorted(p.name for p in (tmp_path / "txt2img-images").rglob("*.png"))
+    assert saved == ["00000-2.png"]                       # only the finished image of batch 2 was saved
+
+
+def test_interrupt_ends_the_job_and_returns_what_it_has(model, tmp_path):
+    request = GenerationRequest(prompt="x", seed=1, steps=4, width=64, height=64, n_iter=3, sampler_name="Euler")
+    job = StepJob("interrupted", after_steps=6)
+    result = process(request, model, policy=CPU32, options={"return_grid": False}, outputs_dir=tmp_path, job=job)
+    assert job.steps_seen == [1, 2, 3, 4, 5, 6]
+    assert len(result.images) == 2 and result.extra["interrupted"]
+    assert [p.name for p in (tmp_path / "txt2img-images").rglob("*.png")] == ["00000-1.png"]
