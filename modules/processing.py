@@ -15,14 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, infotext, rng
+from modules import images, img2img, infotext, rng
 from modules.devices import DevicePolicy
 from modules.errors import InvalidRequestError
 from modules.models.sd_model import SDModel
-from modules.request import GenerationRequest, Processed
+from modules.request import GenerationRequest, Img2ImgRequest, Processed
 from modules.samplers import build_scheduler
 from modules.sampling import Guidance, LoopHooks, denoise
 from modules.text.encoder import PromptEncoder
+from modules.tiling import tiled
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ def validate(request: GenerationRequest, model: SDModel, options=None) -> None:
     if isinstance(request.width, int) and isinstance(request.height, int) and request.width * request.height > max_pixels:
         problems.append(f"{request.width}x{request.height} is larger than the configured limit of {max_pixels} pixels "
                         f"(setting max_image_pixels)")
+    if isinstance(request, Img2ImgRequest):
+        if not request.init_images:
+            problems.append("img2img needs an init image (init_images is empty)")
+        if not (0.0 <= float(request.denoising_strength) <= 1.0):
+            problems.append(f"denoising strength must be between 0 and 1 (got {request.denoising_strength})")
+        if request.resize_mode not in (0, 1, 2, 3):
+            problems.append(f"resize_mode must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or "
+                            f"3 (latent upscale), not {request.resize_mode}")
     if model is not None and model.variant == "depth":
         problems.append("this is a depth checkpoint (SD2 depth): it needs a depth map, use the depth2img tab or API mode")
     if problems:
@@ -158,9 +167,41 @@ class _BatchProgress:
         return bool(self.job.interrupted)
 
 
-def _sampler_for(request: GenerationRequest, model: SDModel, seeds):
-    return build_scheduler(request.sampler_name, request.scheduler, request.steps, model.scheduler_config,
-                           eta=request.eta, seeds=seeds, is_sdxl=model.is_sdxl)
+def _sampler_for(request: GenerationRequest, model: SDModel, seeds, options=None):
+    """A fresh scheduler and the index of its first step: 0 for txt2img, part-way along for img2img."""
+    steps, steps_to_run = request.steps, None
+    if isinstance(request, Img2ImgRequest):
+        steps, steps_to_run = img2img.schedule_steps(request, bool(_opt(options, "img2img_fix_steps", False)))
+    setup = build_scheduler(request.sampler_name, request.scheduler, steps, model.scheduler_config,
+                            eta=request.eta, seeds=seeds, is_sdxl=model.is_sdxl)
+    begin = img2img.begin_index(setup.scheduler, steps, steps_to_run) if steps_to_run is not None else 0
+    return setup, begin
+
+
+def _initial_latents(request, setup, begin: int, noise: torch.Tensor, init_latents, batch, policy):
+    if init_latents is None:      # txt2img: pure noise at the first step's level
+        return (noise.to(policy.device, torch.float32) * setup.scheduler.init_noise_sigma).to(policy.dtype)
+    first = batch.index * request.batch_size
+    picks = [(first + j) % init_latents.shape[0] for j in range(len(batch.seeds))]
+    multiplier = float(request.initial_noise_multiplier or 1.0)
+    return img2img.noised_init(setup.scheduler, init_latents[picks], noise.to(policy.device) * multiplier, begin)
+
+
+def _encode_init_images(request, model: SDModel, policy: DevicePolicy):
+    if not isinstance(request, Img2ImgRequest):
+        return None
+    from modules.image_ops import resize_image
+    resized = [resize_image(request.resize_mode, image, request.width, request.height)
+               for image in request.init_images]
+    return img2img.encode_images(model, img2img.images_to_tensor(resized, request.width, request.height), policy)
+
+
+def _img2img_params(request) -> dict:
+    if not isinstance(request, Img2ImgRequest):
+        return {}
+    multiplier = request.initial_noise_multiplier
+    extra = {"Noise multiplier": multiplier} if multiplier not in (None, 1, 1.0) else {}
+    return {"denoising_strength": request.denoising_strength, "extra": extra}
 
 
 def _model_identity(model: SDModel):
@@ -189,15 +230,16 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
     all_subseeds = rng.all_subseeds(subseed, total_images)
 
     # 2. the sampler: fails early on an unknown name or an impossible sampler/schedule pair
-    setup = _sampler_for(request, model, all_seeds[:request.batch_size])
+    setup, begin = _sampler_for(request, model, all_seeds[:request.batch_size], options)
     # "DPM++ 2M Karras" arrives split: the infotext names the canonical sampler
     request = dataclasses.replace(request, sampler_name=setup.sampler_name)
-    steps_per_batch = len(setup.scheduler.timesteps)
+    steps_per_batch = len(setup.scheduler.timesteps) - begin
     total_steps = steps_per_batch * request.n_iter
     if job is not None:
         job.on_sampling_start(total_steps)
 
     encoder = PromptEncoder(model)
+    init_latents = _encode_init_images(request, model, policy)
     model_name, model_hash = _model_identity(model)
     latent_shape = (model.latent_channels, request.height // model.vae_scale_factor,
                     request.width // model.vae_scale_factor)
@@ -207,52 +249,55 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
     final_latents = []
     job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
 
-    for batch in _batches(request, all_seeds, all_subseeds):
-        if interrupted:
-            break
-        # 3. conditioning for this batch
-        guidance = encode_guidance(model, encoder, batch, request, options, policy)
+    # seamless tiling: circular padding in every UNet and VAE convolution for this job only
+    with tiled(model.unet, model.vae, enabled=bool(request.tiling)):
+        for batch in _batches(request, all_seeds, all_subseeds):
+            if interrupted:
+                break
+            # 3. conditioning for this batch
+            guidance = encode_guidance(model, encoder, batch, request, options, policy)
 
-        # 4. initial latents: per-image noise from each image's own seed (CPU by default: same image on any device)
-        if batch.index:  # schedulers keep per-run state (step index, solver history): a fresh one per batch
-            setup = _sampler_for(request, model, batch.seeds)
-        noise = rng.create_noise(latent_shape, batch.seeds, batch.subseeds, request.subseed_strength,
-                                 request.seed_resize_from_h, request.seed_resize_from_w,
-                                 source=rng_source, device=policy.device)
-        latents = (noise.to(policy.device, torch.float32) * setup.scheduler.init_noise_sigma).to(policy.dtype)
-        guidance.extra_channels = txt2img_extra_channels(model, latents.shape, policy)
-        gen_seeds = [s + ensd for s in batch.seeds] if ensd else batch.seeds
-        generators = rng.make_generators(gen_seeds, source=rng_source, device=policy.device, skip_first=not ensd,
-                                         shape=latent_shape)
+            # 4. initial latents: per-image noise from each image's own seed (CPU by default: same image on any device)
+            if batch.index:  # schedulers keep per-run state (step index, solver history): a fresh one per batch
+                setup, begin = _sampler_for(request, model, batch.seeds, options)
+            noise = rng.create_noise(latent_shape, batch.seeds, batch.subseeds, request.subseed_strength,
+                                     request.seed_resize_from_h, request.seed_resize_from_w,
+                                     source=rng_source, device=policy.device)
+            latents = _initial_latents(request, setup, begin, noise, init_latents, batch, policy)
+            guidance.extra_channels = txt2img_extra_channels(model, latents.shape, policy)
+            gen_seeds = [s + ensd for s in batch.seeds] if ensd else batch.seeds
+            generators = rng.make_generators(gen_seeds, source=rng_source, device=policy.device, skip_first=not ensd,
+                                             shape=latent_shape)
 
-        # 5. denoise; an interrupt ends the job, a skip ends this batch only
-        progress = _BatchProgress(job)
-        latents = denoise(model.unet, setup.scheduler, latents, guidance, generators=generators, eta=request.eta,
-                          hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop),
-                          progress_offset=batch.index * steps_per_batch, progress_total=total_steps)
-        incomplete = progress.steps < steps_per_batch   # unfinished images are returned, not saved (A1111)
-        interrupted = progress.end_of_batch()
-        final_latents.append(latents.float().cpu())
+            # 5. denoise; an interrupt ends the job, a skip ends this batch only
+            progress = _BatchProgress(job)
+            latents = denoise(model.unet, setup.scheduler, latents, guidance, generators=generators, eta=request.eta,
+                              hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop),
+                              begin_index=begin, progress_offset=batch.index * steps_per_batch,
+                              progress_total=total_steps)
+            incomplete = progress.steps < steps_per_batch   # unfinished images are returned, not saved (A1111)
+            interrupted = progress.end_of_batch()
+            final_latents.append(latents.float().cpu())
 
-        # 6. decode, describe, save
-        pil_images = decode_latents(model, latents, policy)
-        for j, image in enumerate(pil_images):
-            params = infotext.generation_params(
-                request, seed=batch.seeds[j], subseed=batch.subseeds[j], model_name=model_name,
-                model_hash=model_hash, schedule_label=setup.schedule_label, rng=rng_source,
-                clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)),
-                ensd=ensd if ensd and setup.uses_ensd else None)
-            text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
-            image.info["parameters"] = text
-            if (outputs_dir is not None and not request.do_not_save_samples and not incomplete
-                    and _opt(options, "samples_save", True)):
-                saved.append(images.save_image(image, Path(outputs_dir) / f"{request.mode}-images",
-                                               seed=batch.seeds[j], infotext=text,
-                                               fmt=_opt(options, "samples_format", "png")))
-            result_images.append(image)
-            infotexts.append(text)
-        all_prompts += batch.prompts
-        all_negative += batch.negative_prompts
+            # 6. decode, describe, save
+            pil_images = decode_latents(model, latents, policy)
+            for j, image in enumerate(pil_images):
+                params = infotext.generation_params(
+                    request, seed=batch.seeds[j], subseed=batch.subseeds[j], model_name=model_name,
+                    model_hash=model_hash, schedule_label=setup.schedule_label, rng=rng_source,
+                    clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)),
+                    ensd=ensd if ensd and setup.uses_ensd else None, **_img2img_params(request))
+                text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
+                image.info["parameters"] = text
+                if (outputs_dir is not None and not request.do_not_save_samples and not incomplete
+                        and _opt(options, "samples_save", True)):
+                    saved.append(images.save_image(image, Path(outputs_dir) / f"{request.mode}-images",
+                                                   seed=batch.seeds[j], infotext=text,
+                                                   fmt=_opt(options, "samples_format", "png")))
+                result_images.append(image)
+                infotexts.append(text)
+            all_prompts += batch.prompts
+            all_negative += batch.negative_prompts
 
     # 7. grid for multi-image jobs, first in the list as A1111 returns it
     index_of_first_image = 0

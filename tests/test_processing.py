@@ -77,3 +77,29 @@ def test_interrupt_ends_the_job_and_returns_what_it_has(model, tmp_path):
     assert job.steps_seen == [1, 2, 3, 4, 5, 6]
     assert len(result.images) == 2 and result.extra["interrupted"]
     assert [p.name for p in (tmp_path / "txt2img-images").rglob("*.png")] == ["00000-1.png"]
+
+
+def test_tiling_makes_generation_shift_equivariant_and_is_undone_afterwards(model, monkeypatch):
+    """With circular padding everywhere, rolling the starting noise by 8 latent cells (a multiple of the UNet's
+    downsampling) rolls the result by exactly as much: the picture has no edges. Without tiling it does not."""
+    from modules import processing as core
+    base = dict(prompt="x", seed=3, steps=3, width=128, height=64, sampler_name="Euler")
+
+    def final_latents(tiling: bool, roll: int):
+        real = core.rng.create_noise
+        monkeypatch.setattr(core.rng, "create_noise", lambda *a, **k: torch.roll(real(*a, **k), roll, dims=-1))
+        try:
+            result = process(GenerationRequest(tiling=tiling, **base), model, policy=CPU32, options={})
+        finally:
+            monkeypatch.setattr(core.rng, "create_noise", real)
+        return result.extra["latents"], result.infotexts[0]
+
+    tiled_latents, tiled_text = final_latents(True, 0)
+    tiled_rolled, _ = final_latents(True, 8)
+    scale = tiled_latents.abs().max()
+    assert (torch.roll(tiled_latents, 8, dims=-1) - tiled_rolled).abs().max() <= 1e-4 * scale
+    plain, plain_text = final_latents(False, 0)
+    plain_rolled, _ = final_latents(False, 8)
+    assert (torch.roll(plain, 8, dims=-1) - plain_rolled).abs().max() > 1e-2 * scale
+    assert "Tiling: True" in tiled_text and "Tiling" not in plain_text
+    assert all(conv.padding_mode == "zeros" for conv in model.unet.modules() if isinstance(conv, torch.nn.Conv2d))
