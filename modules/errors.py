@@ -27,3 +27,7 @@ class NoCheckpointError(UserError):
 
 class UnsupportedSamplerError(InvalidRequestError):
     pass
+
+
+class NotFoundError(UserError):
+    status_code = 404

@@ -69,3 +69,22 @@ class Processed:
             "styles": r.styles, "job_timestamp": self.job_timestamp, "clip_skip": 1,
             "is_using_inpainting_conditioning": False, "version": None,
         }
+
+
+@dataclass
+class Img2ImgRequest(GenerationRequest):
+    """img2img and its relatives (inpaint, outpaint, depth2img): a txt2img request plus a starting image."""
+    init_images: list = field(default_factory=list)   # PIL images; image i of a batch uses init_images[i % len]
+    resize_mode: int = 0              # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask: Any = None                  # PIL; white = change (unless inpainting_mask_invert)
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_round: bool = True
+    inpainting_fill: int = 1          # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = False    # "Only masked"
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    mode: str = "img2img"

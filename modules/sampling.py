@@ -73,11 +73,13 @@ def predict_noise(unet, scheduler, latents, t, g: Guidance) -> torch.Tensor:
 
 @torch.no_grad()
 def denoise(unet, scheduler, latents: torch.Tensor, guidance: Guidance, *, generators=None, eta=None,
-            hooks: LoopHooks | None = None, progress_offset: int = 0, progress_total: int | None = None) -> torch.Tensor:
-    """Run every timestep of an already configured scheduler over `latents` (already scaled by init_noise_sigma)."""
+            hooks: LoopHooks | None = None, begin_index: int = 0, progress_offset: int = 0,
+            progress_total: int | None = None) -> torch.Tensor:
+    """Run the timesteps of an already configured scheduler from `begin_index` on (img2img starts part-way;
+    its latents are the noised init image, txt2img's the noise scaled by init_noise_sigma)."""
     hooks = hooks or LoopHooks()
     kwargs = _step_kwargs(scheduler, generators, eta)
-    timesteps = scheduler.timesteps
+    timesteps = scheduler.timesteps[begin_index:]
     total = progress_total or len(timesteps)
     for i, t in enumerate(timesteps):
         if hooks.should_stop is not None and hooks.should_stop():

@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modules.errors import InvalidRequestError, NotFoundError
 from modules.request import GenerationRequest
+from modules.request import Img2ImgRequest as ProcessingImg2ImgRequest
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,47 @@ def to_generation_request(body: Txt2ImgRequest, mode: str = "txt2img") -> Genera
         if value not in ignored and name not in known:
             log.warning("The API field %s=%r is not supported yet and is ignored.", name, value)
     return GenerationRequest(**values)
+
+
+class Img2ImgRequest(Txt2ImgRequest):
+    """POST /sdapi/v1/img2img (A1111's StableDiffusionImg2ImgProcessingAPI): txt2img's fields plus these."""
+    init_images: Optional[list[str]] = None
+    resize_mode: Optional[int] = 0
+    image_cfg_scale: Optional[float] = None
+    mask: Optional[str] = None
+    mask_blur_x: Optional[int] = 4
+    mask_blur_y: Optional[int] = 4
+    mask_blur: Optional[int] = None
+    mask_round: Optional[bool] = True
+    inpainting_fill: Optional[int] = 0
+    inpaint_full_res: Optional[bool] = True
+    inpaint_full_res_padding: Optional[int] = 0
+    inpainting_mask_invert: Optional[int] = 0
+    initial_noise_multiplier: Optional[float] = None
+    latent_mask: Optional[str] = None
+    include_init_images: bool = False
+
+
+def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
+    """Decode the images and build the processing request; the txt2img fields go through to_generation_request."""
+    from modules.images import decode_base64_image
+    if not body.init_images:
+        raise NotFoundError("Init image not found: send init_images as a list of base64-encoded images.")
+    if body.mask or body.latent_mask:
+        raise InvalidRequestError("Inpainting (mask) is not available through the API yet; send no mask to run "
+                                  "img2img on the whole image.")
+    base = to_generation_request(body, mode="img2img")
+    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(GenerationRequest)}
+    extra = {name: value for name, value in body.model_dump().items()
+             if name in _IMG2IMG_FIELDS and value is not None}
+    if body.mask_blur is not None:
+        extra["mask_blur_x"] = extra["mask_blur_y"] = body.mask_blur
+    extra["init_images"] = [decode_base64_image(data) for data in body.init_images]
+    return ProcessingImg2ImgRequest(**values, **extra)
+
+
+_IMG2IMG_FIELDS = {f.name for f in dataclasses.fields(ProcessingImg2ImgRequest)} - \
+    {f.name for f in dataclasses.fields(GenerationRequest)} - {"init_images", "mask"}
 
 
 class GenerationResponse(BaseModel):

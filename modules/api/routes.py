@@ -17,8 +17,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from modules.api.errors import ApiRoute
-from modules.api.models import (GenerationResponse, PngInfoRequest, PngInfoResponse, ProgressResponse,
-                                SamplerItem, SchedulerItem, SDModelItem, Txt2ImgRequest, to_generation_request)
+from modules.api.models import (GenerationResponse, Img2ImgRequest, PngInfoRequest, PngInfoResponse,
+                                ProgressResponse, SamplerItem, SchedulerItem, SDModelItem, Txt2ImgRequest,
+                                to_generation_request, to_img2img_request)
 from modules.app_context import AppContext, generate, switch_model
 from modules.errors import CheckpointError, InvalidRequestError, UserError
 
@@ -71,20 +72,20 @@ def basic_auth_dependency(credentials: dict[str, str]):
 
 # ------------------------------------------------------------------------------------------------------- helpers
 
-def apply_infotext(body: Txt2ImgRequest, options=None) -> Txt2ImgRequest:
+def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") -> Txt2ImgRequest:
     """Fill the fields the client did not set from body.infotext (A1111: explicit fields win); setting-backed
     values go into override_settings, under the client's own overrides."""
     if not body.infotext:
         return body
     from modules.infotext import parse_infotext, request_fields_from_infotext
-    fields = request_fields_from_infotext(parse_infotext(body.infotext), mode="txt2img", current_options=options)
+    fields = request_fields_from_infotext(parse_infotext(body.infotext), mode=mode, current_options=options)
     updates: dict[str, Any] = {}
     for name, value in fields.items():
         if name == "override_settings":
             updates[name] = {**value, **(body.override_settings or {})}
-        elif name in Txt2ImgRequest.model_fields and name not in body.model_fields_set:
+        elif name in type(body).model_fields and name not in body.model_fields_set:
             updates[name] = value
-    return Txt2ImgRequest.model_validate({**body.model_dump(), **updates})
+    return type(body).model_validate({**body.model_dump(), **updates})
 
 
 def check_scripts(body: Txt2ImgRequest) -> None:
@@ -127,16 +128,28 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     dependencies = [Depends(basic_auth_dependency(credentials))] if credentials else []
     router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies, route_class=ApiRoute, tags=["sdapi"])
 
+    def run(body, request, mode: str) -> dict:
+        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id)
+        processed = job.wait()
+        images = [encode_image(image) for image in processed.images] if body.send_images else []
+        return {"images": images, "info": json.dumps(_jsonable(processed.info_dict()))}
+
     @router.post("/txt2img", response_model=GenerationResponse)
     def txt2img(body: Txt2ImgRequest):
         body = apply_infotext(body, ctx.options)
         check_scripts(body)
-        request = to_generation_request(body, mode="txt2img")
-        job = ctx.jobs.submit(generate, ctx, request, name="txt2img", task_id=body.force_task_id)
-        processed = job.wait()
-        images = [encode_image(image) for image in processed.images] if body.send_images else []
-        return {"images": images, "parameters": _jsonable(body.model_dump()),
-                "info": json.dumps(_jsonable(processed.info_dict()))}
+        result = run(body, to_generation_request(body, mode="txt2img"), "txt2img")
+        return {**result, "parameters": _jsonable(body.model_dump())}
+
+    @router.post("/img2img", response_model=GenerationResponse)
+    def img2img(body: Img2ImgRequest):
+        body = apply_infotext(body, ctx.options, mode="img2img")
+        check_scripts(body)
+        result = run(body, to_img2img_request(body), "img2img")
+        echo = body.model_dump()
+        if not body.include_init_images:      # A1111 does not echo the images back unless asked
+            echo["init_images"] = echo["mask"] = None
+        return {**result, "parameters": _jsonable(echo)}
 
     @router.get("/sd-models", response_model=list[SDModelItem])
     def sd_models():

@@ -1,0 +1,66 @@
+"""POST /sdapi/v1/img2img: A1111's request and response shapes, through the real app and a tiny checkpoint."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+from PIL import Image
+
+from tests.test_api import decode_png, output_files, served, small  # noqa: F401  (served is a fixture)
+
+
+def b64png(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def gradient(w=64, h=64) -> Image.Image:
+    y, x = np.mgrid[0:h, 0:w]
+    return Image.fromarray(np.stack([x * 4, y * 4, (x + y) * 2], -1).astype(np.uint8))
+
+
+def test_img2img_returns_a1111_shape_with_denoising_in_the_infotext(served):  # noqa: F811
+    ctx, client = served
+    body = small(init_images=[b64png(gradient())], denoising_strength=0.5, steps=4)
+    response = client.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert set(data) == {"images", "parameters", "info"}
+    image = decode_png(data["images"][0])
+    assert image.size == (64, 64)
+    info = json.loads(data["info"])
+    assert "Denoising strength: 0.5" in info["infotexts"][0]
+    assert data["parameters"]["init_images"] is None          # not echoed unless include_init_images
+    assert output_files(ctx.paths.data_dir) == []
+
+    # same request, same pixels; a data: URL prefix is accepted too
+    body["init_images"] = ["data:image/png;base64," + body["init_images"][0]]
+    again = client.post("/sdapi/v1/img2img", json=body).json()
+    assert decode_png(again["images"][0]).tobytes() == image.tobytes()
+
+
+def test_img2img_include_init_images_and_save(served):  # noqa: F811
+    ctx, client = served
+    init = b64png(gradient())
+    data = client.post("/sdapi/v1/img2img", json=small(init_images=[init], steps=2, include_init_images=True,
+                                                        save_images=True, seed=41)).json()
+    assert data["parameters"]["init_images"] == [init]
+    saved = [p for p in output_files(ctx.paths.data_dir) if p.parent.parent.name == "img2img-images"]
+    assert [p.name for p in saved] == ["00000-41.png"]
+    for p in saved:
+        p.unlink()
+
+
+def test_img2img_bad_inputs(served):  # noqa: F811
+    ctx, client = served
+    missing = client.post("/sdapi/v1/img2img", json=small())
+    assert missing.status_code == 404 and "Init image not found" in missing.json()["detail"]
+    garbage = client.post("/sdapi/v1/img2img", json=small(init_images=["bm90IGFuIGltYWdl"]))
+    assert 400 <= garbage.status_code < 500 and "Invalid encoded image" in garbage.json()["detail"]
+    strength = client.post("/sdapi/v1/img2img", json=small(init_images=[b64png(gradient())], denoising_strength=2))
+    assert strength.status_code == 422 and "denoising strength" in strength.json()["detail"]
+    assert output_files(ctx.paths.data_dir) == []
+    assert client.post("/sdapi/v1/txt2img", json=small(steps=1)).status_code == 200
