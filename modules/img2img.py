@@ -6,11 +6,13 @@ t_enc + 1 steps of the full schedule run, starting from init latent + noise at t
 """
 from __future__ import annotations
 
-import torch
-from PIL import Image
+from dataclasses import dataclass, field
 
+import torch
+
+from modules import inpaint
 from modules.devices import DevicePolicy
-from modules.errors import InvalidRequestError
+from modules.image_ops import image_to_tensor, resize_image
 from modules.models.sd_model import SDModel
 from modules.request import Img2ImgRequest
 
@@ -31,17 +33,6 @@ def begin_index(scheduler, steps: int, steps_to_run: int) -> int:
     return begin
 
 
-def images_to_tensor(images: list[Image.Image], width: int, height: int) -> torch.Tensor:
-    """RGB in [-1, 1], NCHW. The images must already have the request's size (see modules.image_ops)."""
-    arrays = []
-    for image in images:
-        if image.size != (width, height):
-            raise InvalidRequestError(f"init image is {image.size[0]}x{image.size[1]}, expected {width}x{height}")
-        arrays.append(torch.frombuffer(bytearray(image.convert("RGB").tobytes()), dtype=torch.uint8)
-                      .reshape(height, width, 3))
-    return torch.stack(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 @torch.no_grad()
 def encode_images(model: SDModel, pixels: torch.Tensor, policy: DevicePolicy) -> torch.Tensor:
     """VAE latents of [-1, 1] images, scaled for the UNet. The posterior's mean, not a sample: the same init image
@@ -54,3 +45,32 @@ def noised_init(scheduler, init_latents: torch.Tensor, noise: torch.Tensor, begi
     """The init latents at the noise level of the first step that runs."""
     t = scheduler.timesteps[begin:begin + 1]
     return scheduler.add_noise(init_latents, noise.to(init_latents.dtype), t.repeat(init_latents.shape[0]))
+
+
+@dataclass
+class InitInputs:
+    """Everything img2img derives from its init images, one entry per init image."""
+    latents: torch.Tensor                      # (N, 4, h, w) VAE latents, scaled
+    latent_masks: torch.Tensor | None = None   # (N, 1, h, w) 1 = repaint (A1111's latent mask)
+    extra_channels: torch.Tensor | None = None # (N, 5, h, w) for inpainting checkpoints
+    work: list | None = None                   # inpaint.MaskedWork per image, for pasting back
+    infotext: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+@torch.no_grad()
+def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy) -> InitInputs:
+    latent_hw = (request.height // model.vae_scale_factor, request.width // model.vae_scale_factor)
+    if request.mask is None:
+        resized = [resize_image(request.resize_mode, image, request.width, request.height)
+                   for image in request.init_images]
+        return InitInputs(latents=encode_images(model, image_to_tensor(resized), policy))
+    prepared = [inpaint.prepare(request, image) for image in request.init_images]
+    work = [w for w, _ in prepared]
+    params = prepared[0][1]
+    inputs = InitInputs(latents=encode_images(model, image_to_tensor([w.image for w in work]), policy),
+                        latent_masks=inpaint.blend_masks(work, latent_hw, request.mask_round).to(policy.device),
+                        work=work, infotext=params.infotext, notes=params.notes)
+    if model.variant == "inpaint":
+        inputs.extra_channels = inpaint.inpainting_channels(model, work, latent_hw, policy, encode_images)
+    return inputs

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, img2img, infotext, rng
+from modules import images, img2img, infotext, inpaint, rng
 from modules.devices import DevicePolicy
 from modules.errors import InvalidRequestError
 from modules.models.sd_model import SDModel
 from modules.request import GenerationRequest, Img2ImgRequest, Processed
 from modules.samplers import build_scheduler
-from modules.sampling import Guidance, LoopHooks, denoise
+from modules.sampling import Guidance, LatentBlend, LoopHooks, denoise
 from modules.text.encoder import PromptEncoder
 from modules.tiling import tiled
 
@@ -178,29 +178,35 @@ def _sampler_for(request: GenerationRequest, model: SDModel, seeds, options=None
     return setup, begin
 
 
-def _initial_latents(request, setup, begin: int, noise: torch.Tensor, init_latents, batch, policy):
-    if init_latents is None:      # txt2img: pure noise at the first step's level
-        return (noise.to(policy.device, torch.float32) * setup.scheduler.init_noise_sigma).to(policy.dtype)
+def _batch_start(request, init, model: SDModel, setup, begin: int, noise: torch.Tensor, batch, policy):
+    """Step 4 for one batch: (starting latents, extra UNet channels, latent blend, which init image each uses)."""
+    if init is None:      # txt2img: pure noise at the first step's level
+        latents = (noise.to(policy.device, torch.float32) * setup.scheduler.init_noise_sigma).to(policy.dtype)
+        return latents, txt2img_extra_channels(model, latents.shape, policy), None, None
     first = batch.index * request.batch_size
-    picks = [(first + j) % init_latents.shape[0] for j in range(len(batch.seeds))]
-    multiplier = float(request.initial_noise_multiplier or 1.0)
-    return img2img.noised_init(setup.scheduler, init_latents[picks], noise.to(policy.device) * multiplier, begin)
+    picks = [(first + j) % init.latents.shape[0] for j in range(len(batch.seeds))]
+    noise = noise.to(policy.device, init.latents.dtype) * float(request.initial_noise_multiplier or 1.0)
+    base = init.latents[picks]
+    masks = init.latent_masks[picks].to(base.dtype) if init.latent_masks is not None else None
+    if masks is not None and request.inpainting_fill == 2:      # "latent noise": the masked area starts as noise
+        base = base * (1 - masks) + noise * masks
+    elif masks is not None and request.inpainting_fill == 3:    # "latent nothing"
+        base = base * (1 - masks)
+    latents = img2img.noised_init(setup.scheduler, base, noise, begin)
+    if init.extra_channels is not None:
+        extra = init.extra_channels[picks]
+    else:
+        extra = txt2img_extra_channels(model, latents.shape, policy)
+    blend = LatentBlend(base, noise, masks) if masks is not None and model.variant != "inpaint" else None
+    return latents, extra, blend, picks
 
 
-def _encode_init_images(request, model: SDModel, policy: DevicePolicy):
-    if not isinstance(request, Img2ImgRequest):
-        return None
-    from modules.image_ops import resize_image
-    resized = [resize_image(request.resize_mode, image, request.width, request.height)
-               for image in request.init_images]
-    return img2img.encode_images(model, img2img.images_to_tensor(resized, request.width, request.height), policy)
-
-
-def _img2img_params(request) -> dict:
-    if not isinstance(request, Img2ImgRequest):
+def _img2img_params(request, init) -> dict:
+    if init is None:
         return {}
-    multiplier = request.initial_noise_multiplier
-    extra = {"Noise multiplier": multiplier} if multiplier not in (None, 1, 1.0) else {}
+    extra = dict(init.infotext)
+    if request.initial_noise_multiplier not in (None, 1, 1.0):
+        extra["Noise multiplier"] = request.initial_noise_multiplier
     return {"denoising_strength": request.denoising_strength, "extra": extra}
 
 
@@ -239,7 +245,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
         job.on_sampling_start(total_steps)
 
     encoder = PromptEncoder(model)
-    init_latents = _encode_init_images(request, model, policy)
+    init = img2img.prepare_init(request, model, policy) if isinstance(request, Img2ImgRequest) else None
     model_name, model_hash = _model_identity(model)
     latent_shape = (model.latent_channels, request.height // model.vae_scale_factor,
                     request.width // model.vae_scale_factor)
@@ -263,8 +269,8 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
             noise = rng.create_noise(latent_shape, batch.seeds, batch.subseeds, request.subseed_strength,
                                      request.seed_resize_from_h, request.seed_resize_from_w,
                                      source=rng_source, device=policy.device)
-            latents = _initial_latents(request, setup, begin, noise, init_latents, batch, policy)
-            guidance.extra_channels = txt2img_extra_channels(model, latents.shape, policy)
+            latents, guidance.extra_channels, blend, picks = _batch_start(request, init, model, setup, begin, noise,
+                                                                          batch, policy)
             gen_seeds = [s + ensd for s in batch.seeds] if ensd else batch.seeds
             generators = rng.make_generators(gen_seeds, source=rng_source, device=policy.device, skip_first=not ensd,
                                              shape=latent_shape)
@@ -274,7 +280,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
             latents = denoise(model.unet, setup.scheduler, latents, guidance, generators=generators, eta=request.eta,
                               hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop),
                               begin_index=begin, progress_offset=batch.index * steps_per_batch,
-                              progress_total=total_steps)
+                              progress_total=total_steps, blend=blend)
             incomplete = progress.steps < steps_per_batch   # unfinished images are returned, not saved (A1111)
             interrupted = progress.end_of_batch()
             final_latents.append(latents.float().cpu())
@@ -282,11 +288,13 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
             # 6. decode, describe, save
             pil_images = decode_latents(model, latents, policy)
             for j, image in enumerate(pil_images):
+                if init is not None and init.work is not None:      # inpaint: onto the original, outside unchanged
+                    image = inpaint.paste_back(init.work[picks[j]], image)
                 params = infotext.generation_params(
                     request, seed=batch.seeds[j], subseed=batch.subseeds[j], model_name=model_name,
                     model_hash=model_hash, schedule_label=setup.schedule_label, rng=rng_source,
                     clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)),
-                    ensd=ensd if ensd and setup.uses_ensd else None, **_img2img_params(request))
+                    ensd=ensd if ensd and setup.uses_ensd else None, **_img2img_params(request, init))
                 text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
                 image.info["parameters"] = text
                 if (outputs_dir is not None and not request.do_not_save_samples and not incomplete

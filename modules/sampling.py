@@ -30,6 +30,21 @@ class Guidance:
 
 
 @dataclass
+class LatentBlend:
+    """Inpainting with an ordinary checkpoint: after every step the area to keep is put back, noised to the level
+    of the next step (clean after the last), as diffusers' inpaint pipeline does for 4-channel UNets."""
+    init_latents: torch.Tensor
+    noise: torch.Tensor
+    mask: torch.Tensor          # 1 = repaint
+
+    def apply(self, scheduler, latents, next_timestep) -> torch.Tensor:
+        keep = self.init_latents
+        if next_timestep is not None:
+            keep = scheduler.add_noise(keep, self.noise, next_timestep.reshape(1).repeat(keep.shape[0]))
+        return (1 - self.mask) * keep + self.mask * latents
+
+
+@dataclass
 class LoopHooks:
     on_step: Callable[[int, int, torch.Tensor], None] | None = None   # (steps done, total, latents)
     should_stop: Callable[[], bool] | None = None
@@ -74,7 +89,7 @@ def predict_noise(unet, scheduler, latents, t, g: Guidance) -> torch.Tensor:
 @torch.no_grad()
 def denoise(unet, scheduler, latents: torch.Tensor, guidance: Guidance, *, generators=None, eta=None,
             hooks: LoopHooks | None = None, begin_index: int = 0, progress_offset: int = 0,
-            progress_total: int | None = None) -> torch.Tensor:
+            progress_total: int | None = None, blend: LatentBlend | None = None) -> torch.Tensor:
     """Run the timesteps of an already configured scheduler from `begin_index` on (img2img starts part-way;
     its latents are the noised init image, txt2img's the noise scaled by init_noise_sigma)."""
     hooks = hooks or LoopHooks()
@@ -86,6 +101,8 @@ def denoise(unet, scheduler, latents: torch.Tensor, guidance: Guidance, *, gener
             break
         pred = predict_noise(unet, scheduler, latents, t, guidance)
         latents = scheduler.step(pred, t, latents, **kwargs, return_dict=False)[0]
+        if blend is not None:
+            latents = blend.apply(scheduler, latents, timesteps[i + 1] if i + 1 < len(timesteps) else None)
         if hooks.on_step is not None:
             hooks.on_step(progress_offset + i + 1, total, latents)
     return latents

@@ -64,3 +64,19 @@ def test_img2img_bad_inputs(served):  # noqa: F811
     assert strength.status_code == 422 and "denoising strength" in strength.json()["detail"]
     assert output_files(ctx.paths.data_dir) == []
     assert client.post("/sdapi/v1/txt2img", json=small(steps=1)).status_code == 200
+
+
+def test_img2img_with_a_mask_inpaints_only_inside(served):  # noqa: F811
+    _, client = served
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:44, 20:44] = 255
+    body = small(init_images=[b64png(gradient())], mask=b64png(Image.fromarray(mask)), mask_blur=0,
+                 inpainting_fill=1, inpaint_full_res=False, steps=4)
+    data = client.post("/sdapi/v1/img2img", json=body)
+    assert data.status_code == 200, data.text
+    out = np.asarray(decode_png(data.json()["images"][0]).convert("RGB"))
+    outside = mask == 0
+    assert np.array_equal(out[outside], np.asarray(gradient())[outside])
+    assert "Mask blur: 0" in json.loads(data.json()["info"])["infotexts"][0]
+    empty = client.post("/sdapi/v1/img2img", json={**body, "mask": b64png(Image.new("L", (64, 64), 0))})
+    assert empty.status_code == 422 and "mask is empty" in empty.json()["detail"]

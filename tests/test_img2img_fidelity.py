@@ -11,8 +11,9 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
-from modules import img2img, rng
+from modules import img2img
 from modules.devices import DevicePolicy
+from modules.image_ops import image_to_tensor
 from modules.models.loading import load_sd_model
 from modules.processing import process
 from modules.request import Img2ImgRequest
@@ -43,7 +44,7 @@ def reference(model, request: Img2ImgRequest):
                                           requires_safety_checker=False,
                                           scheduler=type(setup.scheduler).from_config(setup.scheduler.config))
     # the init image as latents (diffusers takes 4-channel input as ready latents): our encoder's posterior mean
-    latents = img2img.encode_images(model, img2img.images_to_tensor(request.init_images, 64, 64), CPU32)
+    latents = img2img.encode_images(model, image_to_tensor(request.init_images), CPU32)
     generators = [torch.Generator().manual_seed(request.seed)]
     captured = {}
 

@@ -136,9 +136,8 @@ def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
     from modules.images import decode_base64_image
     if not body.init_images:
         raise NotFoundError("Init image not found: send init_images as a list of base64-encoded images.")
-    if body.mask or body.latent_mask:
-        raise InvalidRequestError("Inpainting (mask) is not available through the API yet; send no mask to run "
-                                  "img2img on the whole image.")
+    if body.latent_mask:
+        raise InvalidRequestError("latent_mask is not supported; send the mask in `mask` (white = repaint).")
     base = to_generation_request(body, mode="img2img")
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(GenerationRequest)}
     extra = {name: value for name, value in body.model_dump().items()
@@ -146,6 +145,8 @@ def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
     if body.mask_blur is not None:
         extra["mask_blur_x"] = extra["mask_blur_y"] = body.mask_blur
     extra["init_images"] = [decode_base64_image(data) for data in body.init_images]
+    if body.mask:
+        extra["mask"] = decode_base64_image(body.mask)
     return ProcessingImg2ImgRequest(**values, **extra)
 
 
