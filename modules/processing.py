@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, img2img, infotext, inpaint, rng
+from modules import hires, images, img2img, infotext, inpaint, rng
 from modules.devices import DevicePolicy
 from modules.errors import InvalidRequestError
 from modules.models.sd_model import SDModel
@@ -178,6 +178,27 @@ def _sampler_for(request: GenerationRequest, model: SDModel, seeds, options=None
     return setup, begin
 
 
+def _hires_pass(hires_plan, model: SDModel, encoder, batch, latents, options, policy: DevicePolicy, progress,
+                *, offset: int, total: int) -> torch.Tensor:
+    """The second pass of hires fix: upscaled first-pass latents as the init, fresh noise from the same seeds."""
+    hr = hires_plan.request
+    init_latents = hires.upscale(model, latents, hires_plan, policy, decode_latents, img2img.encode_images)
+    n = len(batch.seeds)
+    hr_batch = dataclasses.replace(batch, prompts=[hr.prompt] * n, negative_prompts=[hr.negative_prompt] * n)
+    guidance = encode_guidance(model, encoder, hr_batch, hr, options, policy)
+    setup, begin = _sampler_for(hr, model, batch.seeds, options)
+    shape = tuple(init_latents.shape[1:])
+    source = _opt(options, "randn_source", "CPU")
+    noise = rng.create_noise(shape, batch.seeds, batch.subseeds, hr.subseed_strength, hr.seed_resize_from_h,
+                             hr.seed_resize_from_w, source=source, device=policy.device)
+    start = img2img.noised_init(setup.scheduler, init_latents, noise.to(policy.device, init_latents.dtype), begin)
+    guidance.extra_channels = txt2img_extra_channels(model, start.shape, policy)
+    generators = rng.make_generators(batch.seeds, source=source, device=policy.device, skip_first=True, shape=shape)
+    return denoise(model.unet, setup.scheduler, start, guidance, generators=generators, eta=hr.eta,
+                   hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop), begin_index=begin,
+                   progress_offset=offset, progress_total=total)
+
+
 def _batch_start(request, init, model: SDModel, setup, begin: int, noise: torch.Tensor, batch, policy):
     """Step 4 for one batch: (starting latents, extra UNet channels, latent blend, which init image each uses)."""
     if init is None:      # txt2img: pure noise at the first step's level
@@ -201,7 +222,10 @@ def _batch_start(request, init, model: SDModel, setup, begin: int, noise: torch.
     return latents, extra, blend, picks
 
 
-def _img2img_params(request, init) -> dict:
+def _img2img_params(request, init, hires_plan=None) -> dict:
+    if hires_plan is not None:
+        extra = {k: v for k, v in hires_plan.infotext.items() if k != "Denoising strength"}
+        return {"denoising_strength": request.denoising_strength, "extra": extra}
     if init is None:
         return {}
     extra = dict(init.infotext)
@@ -240,6 +264,14 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
     # "DPM++ 2M Karras" arrives split: the infotext names the canonical sampler
     request = dataclasses.replace(request, sampler_name=setup.sampler_name)
     steps_per_batch = len(setup.scheduler.timesteps) - begin
+    hires_plan = hires.plan(request)
+    max_pixels = int(_opt(options, "max_image_pixels", DEFAULT_MAX_PIXELS))
+    if hires_plan is not None and hires_plan.request.width * hires_plan.request.height > max_pixels:
+        raise InvalidRequestError(f"the hires size {hires_plan.request.width}x{hires_plan.request.height} is larger "
+                                  f"than the configured limit of {max_pixels} pixels (setting max_image_pixels)")
+    if hires_plan is not None:   # the second pass's sampler is checked now too, before any work
+        hr_setup, hr_begin = _sampler_for(hires_plan.request, model, all_seeds[:request.batch_size], options)
+        steps_per_batch += len(hr_setup.scheduler.timesteps) - hr_begin
     total_steps = steps_per_batch * request.n_iter
     if job is not None:
         job.on_sampling_start(total_steps)
@@ -281,6 +313,9 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                               hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop),
                               begin_index=begin, progress_offset=batch.index * steps_per_batch,
                               progress_total=total_steps, blend=blend)
+            if hires_plan is not None and not progress.should_stop():
+                latents = _hires_pass(hires_plan, model, encoder, batch, latents, options, policy, progress,
+                                      offset=batch.index * steps_per_batch + progress.steps, total=total_steps)
             incomplete = progress.steps < steps_per_batch   # unfinished images are returned, not saved (A1111)
             interrupted = progress.end_of_batch()
             final_latents.append(latents.float().cpu())
@@ -294,7 +329,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                     request, seed=batch.seeds[j], subseed=batch.subseeds[j], model_name=model_name,
                     model_hash=model_hash, schedule_label=setup.schedule_label, rng=rng_source,
                     clip_skip=int(_opt(options, "CLIP_stop_at_last_layers", 1)),
-                    ensd=ensd if ensd and setup.uses_ensd else None, **_img2img_params(request, init))
+                    ensd=ensd if ensd and setup.uses_ensd else None, **_img2img_params(request, init, hires_plan))
                 text = infotext.build_infotext(batch.prompts[j], batch.negative_prompts[j], params)
                 image.info["parameters"] = text
                 if (outputs_dir is not None and not request.do_not_save_samples and not incomplete

@@ -31,6 +31,18 @@ class GenerationRequest:
     override_settings_restore_afterwards: bool = True
     extra_generation_params: dict = field(default_factory=dict)
     mode: str = "txt2img"       # names the outputs folder: outputs/<mode>-images
+    # hires fix (txt2img): a second, img2img-like pass at a larger size
+    enable_hr: bool = False
+    denoising_strength: float = 0.75
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None          # None = "Latent"
+    hr_second_pass_steps: int = 0           # 0 = same as steps
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_sampler_name: str | None = None      # None / "Use same sampler"
+    hr_scheduler: str | None = None         # None / "Use same scheduler"
+    hr_prompt: str = ""                     # "" = same as prompt
+    hr_negative_prompt: str = ""
 
 
 @dataclass
@@ -76,7 +88,6 @@ class Img2ImgRequest(GenerationRequest):
     """img2img and its relatives (inpaint, outpaint, depth2img): a txt2img request plus a starting image."""
     init_images: list = field(default_factory=list)   # PIL images; image i of a batch uses init_images[i % len]
     resize_mode: int = 0              # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
-    denoising_strength: float = 0.75
     image_cfg_scale: float | None = None
     mask: Any = None                  # PIL; white = change (unless inpainting_mask_invert)
     mask_blur_x: int = 4
