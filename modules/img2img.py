@@ -12,7 +12,9 @@ import torch
 
 from modules import inpaint
 from modules.devices import DevicePolicy
+from modules.errors import InvalidRequestError
 from modules.image_ops import image_to_tensor, resize_image
+from modules.models.depth_estimator import depth_from_image, depth_to_pil, estimate_depth
 from modules.models.sd_model import SDModel
 from modules.request import Img2ImgRequest
 
@@ -54,6 +56,7 @@ class InitInputs:
     latent_masks: torch.Tensor | None = None   # (N, 1, h, w) 1 = repaint (A1111's latent mask)
     extra_channels: torch.Tensor | None = None # (N, 5, h, w) for inpainting checkpoints
     work: list | None = None                   # inpaint.MaskedWork per image, for pasting back
+    depth_maps: list = field(default_factory=list)   # depth2img: the maps used, as images to show or save
     infotext: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -64,7 +67,13 @@ def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy) 
     if request.mask is None:
         resized = [resize_image(request.resize_mode, image, request.width, request.height)
                    for image in request.init_images]
-        return InitInputs(latents=encode_images(model, image_to_tensor(resized), policy))
+        pixels = image_to_tensor(resized)
+        inputs = InitInputs(latents=encode_images(model, pixels, policy))
+        if model.variant == "depth":
+            depth = depth_conditioning(request, model, pixels, latent_hw)
+            inputs.extra_channels = depth.to(policy.device, policy.dtype)
+            inputs.depth_maps = [depth_to_pil(d) for d in depth]
+        return inputs
     prepared = [inpaint.prepare(request, image) for image in request.init_images]
     work = [w for w, _ in prepared]
     params = prepared[0][1]
@@ -74,3 +83,16 @@ def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy) 
     if model.variant == "inpaint":
         inputs.extra_channels = inpaint.inpainting_channels(model, work, latent_hw, policy, encode_images)
     return inputs
+
+
+def depth_conditioning(request: Img2ImgRequest, model: SDModel, pixels: torch.Tensor, latent_hw) -> torch.Tensor:
+    """(N,1,h,w) in [-1, 1]: the uploaded depth map, else the checkpoint's own MiDaS estimate (A1111's depth2img)."""
+    n = pixels.shape[0]
+    if request.depth_map is not None:
+        return depth_from_image(request.depth_map, latent_hw).repeat(n, 1, 1, 1)
+    if model.depth_estimator is None:
+        raise InvalidRequestError("This depth checkpoint carries no depth estimator (no depth_model.* weights): "
+                                  "upload a depth map (depth_map), or use a checkpoint that includes MiDaS, such as "
+                                  "512-depth-ema.")
+    device = next(model.depth_estimator.parameters()).device
+    return estimate_depth(model.depth_estimator, pixels.to(device), latent_hw)

@@ -66,8 +66,14 @@ def validate(request: GenerationRequest, model: SDModel, options=None) -> None:
         if request.resize_mode not in (0, 1, 2, 3):
             problems.append(f"resize_mode must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or "
                             f"3 (latent upscale), not {request.resize_mode}")
-    if model is not None and model.variant == "depth":
-        problems.append("this is a depth checkpoint (SD2 depth): it needs a depth map, use the depth2img tab or API mode")
+    if model is not None and model.variant == "depth" and not isinstance(request, Img2ImgRequest):
+        problems.append("this is a depth checkpoint (SD2 depth): it turns an image into another with the same depth, "
+                        "so use img2img (depth2img) with an init image")
+    if getattr(request, "depth_map", None) is not None and model is not None and model.variant != "depth":
+        problems.append("a depth map was given but this checkpoint is not a depth model: pick an SD2 depth "
+                        "checkpoint (e.g. 512-depth-ema) for depth2img")
+    if getattr(request, "mask", None) is not None and model is not None and model.variant == "depth":
+        problems.append("depth checkpoints do not inpaint: send no mask, or pick another checkpoint")
     if problems:
         raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")
 
@@ -359,4 +365,5 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                      index_of_first_image=index_of_first_image, saved_paths=saved,
                      sd_model_name=model_name, sd_model_hash=model_hash, job_timestamp=job_timestamp,
                      extra={"interrupted": interrupted, "schedule_label": setup.schedule_label,
+                            "depth_maps": init.depth_maps if init is not None else [],
                             "latents": torch.cat(final_latents)})

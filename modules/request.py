@@ -98,4 +98,5 @@ class Img2ImgRequest(GenerationRequest):
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = 0
     initial_noise_multiplier: float | None = None
+    depth_map: Any = None             # depth2img: an uploaded depth map (PIL, brighter = nearer) instead of MiDaS
     mode: str = "img2img"

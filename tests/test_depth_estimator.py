@@ -192,9 +192,9 @@ def test_net_input_size_is_ldm_minimal_resize(hw, expected):
 
 def test_normalize_depth_formula():
     ramp = torch.arange(12, dtype=torch.float32).reshape(1, 1, 3, 4) * 0.5
-    expected = 2.0 * (ramp - 0.0) / (5.5 - 0.0 + 0.001) - 1.0
+    expected = 2.0 * (ramp - 0.0) / (5.5 - 0.0) - 1.0
     torch.testing.assert_close(normalize_depth(ramp), expected, atol=0, rtol=0)
-    assert normalize_depth(ramp).min() == -1.0 and normalize_depth(ramp).max() < 1.0
+    assert normalize_depth(ramp).min() == -1.0 and normalize_depth(ramp).max() == 1.0
     constant = torch.full((2, 1, 4, 4), 3.0)
     assert torch.equal(normalize_depth(constant), torch.full_like(constant, -1.0))
     # per image: each image of a batch spans its own range
@@ -211,11 +211,11 @@ def test_estimate_depth_follows_ldm(estimator, midas_sd):
     depth = midas_reference_depth(midas_sd, net_in).unsqueeze(1)
     depth = F.interpolate(depth, size=(10, 15), mode="bicubic", align_corners=False)
     low, high = depth.amin(dim=(1, 2, 3), keepdim=True), depth.amax(dim=(1, 2, 3), keepdim=True)
-    expected = 2.0 * (depth - low) / (high - low + 0.001) - 1.0
+    expected = 2.0 * (depth - low) / (high - low) - 1.0
     assert got.shape == (2, 1, 10, 15) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, atol=2e-4, rtol=0)
     for image in got:
-        assert image.min() == -1.0 and 0.99 < image.max() < 1.0
+        assert image.min() == -1.0 and image.max() == 1.0
 
 
 def test_estimate_depth_rejects_non_image_batches(estimator):
@@ -227,7 +227,7 @@ def test_depth_from_uploaded_image():
     ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))       # dark left (far), bright right (near)
     depth = depth_from_image(Image.fromarray(ramp), (6, 8))
     assert depth.shape == (1, 1, 6, 8)
-    assert depth.min() == -1.0 and 0.99 < depth.max() < 1.0
+    assert depth.min() == -1.0 and depth.max() == 1.0
     assert torch.all(depth[0, 0, :, 1:] > depth[0, 0, :, :-1])            # still increasing left to right
     # RGB depth maps read as their gray level; 16-bit maps keep their precision
     rgb = depth_from_image(Image.fromarray(np.stack([ramp] * 3, axis=-1)), (6, 8))

@@ -25,7 +25,7 @@ from modules.models.store import ModelStore  # noqa: E402
 from modules.options import Options  # noqa: E402
 from modules.paths import DataPaths  # noqa: E402
 from modules.request import GenerationRequest, Processed  # noqa: E402
-from modules.ui import common, txt2img  # noqa: E402
+from modules.ui import common, generation, txt2img  # noqa: E402
 from modules.ui.app import create_ui, png_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,22 +135,23 @@ def test_generate_handler_inputs_follow_build_request_order(ctx):
 
 def test_runner_turns_user_errors_into_messages(ctx):
     # no checkpoint: the message says where to put one
-    result = txt2img.run_generation(ctx, txt2img.build_request("x", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1))
+    request = txt2img.build_request("x", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1)
+    result = generation.run_generation(ctx, request)
     assert result.images == []
     assert str(ctx.paths.sd_models_dir) in result.error
 
     # a UserError raised inside the job (e.g. by validation) comes back as its message, not an exception
     def failing(ctx_, request, *, job):
         raise UserError(f"width must be a positive multiple of 8 (got {request.width})")
-    result = txt2img.run_generation(ctx, txt2img.build_request("x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1),
-                                    generate=failing)
+    request = txt2img.build_request("x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
+    result = generation.run_generation(ctx, request, generate=failing)
     assert result.error == "width must be a positive multiple of 8 (got 100)"
-    assert "width must be" in txt2img.status_html(result)
+    assert "width must be" in generation.status_html(result)
 
     # a bug (not the user's fault) is reported too, with its type, and the UI keeps going
     def broken(ctx_, request, *, job):
         raise RuntimeError("boom")
-    assert txt2img.run_generation(ctx, GenerationRequest(), generate=broken).error == "RuntimeError: boom"
+    assert generation.run_generation(ctx, GenerationRequest(), generate=broken).error == "RuntimeError: boom"
 
 
 def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
@@ -171,7 +172,7 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
     values = ["a red square", "", "Euler", "Automatic", 3, 16, 16, 1, 2, 7, -1, -1, 0, 0, 0]
-    monkeypatch.setattr(txt2img, "_default_generate", lambda: fake_generate)
+    monkeypatch.setattr(generation, "_default_generate", lambda: fake_generate)
     updates = list(fn.fn(*values))
     final = outputs_by_id(fn, updates[-1])
     assert len(final["txt2img_gallery"]) == 2
@@ -281,7 +282,7 @@ def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
     assert ctx.options.get("sd_model_checkpoint").startswith("tiny.safetensors")
 
     request = txt2img.build_request("a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234)
-    result = txt2img.run_generation(ctx, request, poll=0.05)
+    result = generation.run_generation(ctx, request, poll=0.05)
     assert result.error == ""
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     params = result.images[0].info["parameters"]
@@ -296,7 +297,7 @@ def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
 
     # the user's mistake inside the real pipeline: a readable message, no exception
     bad = txt2img.build_request("x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
-    error = txt2img.run_generation(ctx, bad, poll=0.05).error
+    error = generation.run_generation(ctx, bad, poll=0.05).error
     assert "width" in error and "100" in error
 
 

@@ -33,7 +33,7 @@ from modules.errors import CheckpointError
 
 DEPTH_PREFIX = "depth_model.model."
 NET_MULTIPLE = 32        # ldm's MiDaS transform: ensure_multiple_of=32
-DEPTH_EPS = 0.001        # LatentDepth2ImageDiffusion.get_input: (d - min) / (max - min + 0.001)
+DEPTH_EPS = 0.0          # A1111 (depth2img_image_conditioning) and diffusers: no epsilon; ldm training code adds 0.001
 HEAD_CHANNELS = 64       # ViT-B/16: 12 heads of 64 channels
 MAX_GROUPS = 32          # timm ResNetV2 / BiT GroupNorm: 32 groups
 VIT_LAYER_NORM_EPS = 1e-6   # timm ViT (transformers' DPT default, 1e-12, is BERT's)
@@ -351,10 +351,11 @@ def net_input_size(height: int, width: int, net_size: int = 384) -> tuple[int, i
 
 
 def normalize_depth(depth: torch.Tensor, eps: float = DEPTH_EPS) -> torch.Tensor:
-    """Each image's depth (N,1,h,w) min-max scaled to [-1, 1): 2 * (d - min) / (max - min + eps) - 1."""
+    """Each image's depth (N,1,h,w) min-max scaled to [-1, 1]: 2 * (d - min) / (max - min + eps) - 1."""
     low = depth.amin(dim=(1, 2, 3), keepdim=True)
     high = depth.amax(dim=(1, 2, 3), keepdim=True)
-    return 2.0 * (depth - low) / (high - low + eps) - 1.0
+    span = (high - low + eps).clamp_min(1e-12)      # a flat map must not divide by zero
+    return 2.0 * (depth - low) / span - 1.0
 
 
 @torch.no_grad()

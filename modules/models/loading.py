@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from modules.devices import DevicePolicy
 from modules.errors import CheckpointError
 from modules.models.detection import detect_arch, detect_prediction_type, detect_variant, spec_from_yaml, yaml_beside
+from modules.models.depth_estimator import load_depth_estimator_from_checkpoint
 from modules.models.sd_model import SDModel
 from modules.models.text_encoder_loading import load_text_encoders
 from modules.models.unet_vae_loading import UNET_PREFIX, VAE_PREFIX, load_unet, load_vae
@@ -139,6 +140,10 @@ def load_sd_model(path: str | Path, policy: DevicePolicy) -> SDModel:
     prediction_type = spec.prediction_type if spec else detect_prediction_type(sd, arch, variant, unet)
     vae = load_vae(_take(sd, VAE_PREFIX), arch, policy.vae_dtype).to(policy.device)
     text_encoders, tokenizers = load_text_encoders(sd, arch, policy.dtype)
+    # fp32: the estimator runs once per image, and fp16 MiDaS is where depth maps go wrong
+    depth_estimator = load_depth_estimator_from_checkpoint(_take(sd, "depth_model."), torch.float32)
+    if depth_estimator is not None:
+        depth_estimator = depth_estimator.to(policy.device).eval()
     del sd
     text_encoders = [encoder.to(policy.device).eval() for encoder in text_encoders]
     if policy.attention == "xformers":      # diffusers' public switch; SDPA is its default otherwise
@@ -148,6 +153,6 @@ def load_sd_model(path: str | Path, policy: DevicePolicy) -> SDModel:
     log.info("Loaded %s: %s %s, %s%s", path.name, arch, variant, prediction_type,
              f" (config {yaml_path.name})" if yaml_path else "")
     return SDModel(arch=arch, variant=variant, prediction_type=prediction_type, unet=unet, vae=vae,
-                   text_encoders=text_encoders, tokenizers=tokenizers,
+                   text_encoders=text_encoders, tokenizers=tokenizers, depth_estimator=depth_estimator,
                    scheduler_config=scheduler_config_for(arch, prediction_type),
                    config_source=str(yaml_path) if yaml_path else "detected")

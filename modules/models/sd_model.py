@@ -22,6 +22,7 @@ class SDModel:
     # the training noise schedule, as a diffusers scheduler config dict
     # (num_train_timesteps, beta_start, beta_end, beta_schedule, prediction_type, ...)
     scheduler_config: dict = field(default_factory=dict)
+    depth_estimator: Any = None    # SD2 depth: the MiDaS model carried by the checkpoint (depth_model.*), if any
     checkpoint: Any = None         # modules.models.discovery.CheckpointInfo the weights came from (None in tests)
     config_source: str = "detected"  # "detected" or the path of a same-name .yaml that overrode detection
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.errors import UserError
-from modules.ui import common, txt2img
+from modules.ui import common, generation, img2img, inpaint, outpaint, txt2img
 
 STYLE_CSS = Path(__file__).with_name("style.css")
 TITLE = "Stable Diffusion"
@@ -40,7 +40,7 @@ def png_info(path: str | None) -> tuple[str, str]:
     return text, ""
 
 
-def _create_png_info_tab(t2i: txt2img.Txt2ImgTab, tabs: gr.Tabs) -> None:
+def _create_png_info_tab(t2i: generation.GenerationTab, tabs: gr.Tabs) -> None:
     with gr.Row(equal_height=False):
         with gr.Column():
             # image_mode=None: Gradio hands over the uploaded file itself; with a mode it may re-encode the image
@@ -66,6 +66,12 @@ def create_ui(ctx) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 t2i = txt2img.create_tab(ctx)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img.create_tab(ctx)
+            with gr.Tab("Inpaint", id="inpaint", elem_id="tab_inpaint"):
+                inpaint.create_tab(ctx)
+            with gr.Tab("Outpaint", id="outpaint", elem_id="tab_outpaint"):
+                outpaint.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 _create_png_info_tab(t2i, tabs)
         demo.load(picker.on_page_load, inputs=[], outputs=[picker.dropdown, picker.message], queue=False,
