@@ -20,6 +20,7 @@ for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("H
     os.environ.setdefault(_key, _value)
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -61,10 +62,10 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
-def _load_sd_model(path, policy):
+def _load_sd_model(path, policy, depth_dir=None):
     # imported on first use: diffusers and the loaders are not needed to open the port
     from modules.models.loading import load_sd_model
-    return load_sd_model(path, policy)
+    return load_sd_model(path, policy, depth_dir=depth_dir)
 
 
 # ------------------------------------------------------------------------------------------------- 1-2. context
@@ -84,7 +85,8 @@ def build_context(args: argparse.Namespace, repo_dir: Path = REPO_DIR) -> AppCon
     policy = policy_from_flags(use_cpu=cmd_args.uses_cpu_for(args, "sd"), no_half=bool(args.no_half),
                                no_half_vae=bool(args.no_half_vae), precision=args.precision or "autocast",
                                xformers=bool(getattr(args, "xformers", False)))
-    store = ModelStore(paths, policy, _load_sd_model, hash_cache=HashCache(paths.cache_dir), options=options,
+    loader = functools.partial(_load_sd_model, depth_dir=paths.models_dir / "depth")
+    store = ModelStore(paths, policy, loader, hash_cache=HashCache(paths.cache_dir), options=options,
                        no_hashing=bool(getattr(args, "no_hashing", False)))
     store.refresh()
     ctx = AppContext(args=args, paths=paths, options=options, policy=policy, store=store, jobs=JobQueue())

@@ -42,6 +42,7 @@ def _opt(options, key, default=None):
 # ---------------------------------------------------------------------------------------------------------------
 def validate(request: GenerationRequest, model: SDModel, options=None) -> None:
     problems = []
+    max_pixels = int(_opt(options, "max_image_pixels", DEFAULT_MAX_PIXELS))
     factor = model.vae_scale_factor if model is not None else 8
     for name in ("width", "height"):
         value = getattr(request, name)
@@ -54,7 +55,6 @@ def validate(request: GenerationRequest, model: SDModel, options=None) -> None:
         problems.append(f"batch size and batch count must be at least 1 (got {request.batch_size} and {request.n_iter})")
     if not (0.0 <= float(request.subseed_strength) <= 1.0):
         problems.append(f"variation strength (subseed_strength) must be between 0 and 1 (got {request.subseed_strength})")
-    max_pixels = int(_opt(options, "max_image_pixels", DEFAULT_MAX_PIXELS))
     if isinstance(request.width, int) and isinstance(request.height, int) and request.width * request.height > max_pixels:
         problems.append(f"{request.width}x{request.height} is larger than the configured limit of {max_pixels} pixels "
                         f"(setting max_image_pixels)")
@@ -63,6 +63,10 @@ def validate(request: GenerationRequest, model: SDModel, options=None) -> None:
             problems.append("img2img needs an init image (init_images is empty)")
         if not (0.0 <= float(request.denoising_strength) <= 1.0):
             problems.append(f"denoising strength must be between 0 and 1 (got {request.denoising_strength})")
+        for image in request.init_images:
+            if getattr(image, "width", 0) * getattr(image, "height", 0) > max_pixels:
+                problems.append(f"the init image is {image.width}x{image.height}, larger than the configured limit "
+                                f"of {max_pixels} pixels (setting max_image_pixels); scale it down first")
         if request.resize_mode not in (0, 1, 2, 3):
             problems.append(f"resize_mode must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or "
                             f"3 (latent upscale), not {request.resize_mode}")
@@ -284,6 +288,8 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
 
     encoder = PromptEncoder(model)
     init = img2img.prepare_init(request, model, policy) if isinstance(request, Img2ImgRequest) else None
+    for note in init.notes if init is not None else ():
+        log.warning("%s", note)
     model_name, model_hash = _model_identity(model)
     latent_shape = (model.latent_channels, request.height // model.vae_scale_factor,
                     request.width // model.vae_scale_factor)
@@ -366,4 +372,5 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                      sd_model_name=model_name, sd_model_hash=model_hash, job_timestamp=job_timestamp,
                      extra={"interrupted": interrupted, "schedule_label": setup.schedule_label,
                             "depth_maps": init.depth_maps if init is not None else [],
+                            "notes": init.notes if init is not None else [],
                             "latents": torch.cat(final_latents)})

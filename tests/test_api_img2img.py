@@ -8,7 +8,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from tests.test_api import decode_png, output_files, served, small  # noqa: F401  (served is a fixture)
+from tests.test_api import decode_png, make_client, output_files, served, small  # noqa: F401  (fixtures)
 
 
 def b64png(image: Image.Image) -> str:
@@ -80,3 +80,49 @@ def test_img2img_with_a_mask_inpaints_only_inside(served):  # noqa: F811
     assert "Mask blur: 0" in json.loads(data.json()["info"])["infotexts"][0]
     empty = client.post("/sdapi/v1/img2img", json={**body, "mask": b64png(Image.new("L", (64, 64), 0))})
     assert empty.status_code == 422 and "mask is empty" in empty.json()["detail"]
+
+
+def test_outpaint_through_the_api_keeps_the_original(served):  # noqa: F811
+    _, client = served
+    body = small(init_images=[b64png(gradient(48, 64))], outpaint_right=16, mask_blur=0, inpainting_fill=1,
+                 denoising_strength=0.8, steps=3)
+    data = client.post("/sdapi/v1/img2img", json=body)
+    assert data.status_code == 200, data.text
+    out = np.asarray(decode_png(data.json()["images"][0]).convert("RGB"))
+    assert out.shape == (64, 64, 3)
+    assert np.array_equal(out[:, :48], np.asarray(gradient(48, 64)))
+    bad = client.post("/sdapi/v1/img2img", json={**body, "outpaint_right": 12})
+    assert bad.status_code in (400, 422) and "multiple of 8" in bad.json()["detail"]
+
+
+def test_init_image_over_the_pixel_limit_is_refused(served):  # noqa: F811
+    ctx, client = served
+    body = small(init_images=[b64png(gradient(96, 96))], override_settings={"max_image_pixels": 64 * 64})
+    response = client.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 422 and "init image is 96x96" in response.json()["detail"]
+    assert output_files(ctx.paths.data_dir) == []
+
+
+def test_hires_fix_through_the_api(served):  # noqa: F811
+    _, client = served
+    data = client.post("/sdapi/v1/txt2img", json=small(steps=2, enable_hr=True, hr_scale=1.5,
+                                                      hr_upscaler="Latent (bicubic)", denoising_strength=0.6))
+    assert data.status_code == 200, data.text
+    assert decode_png(data.json()["images"][0]).size == (96, 96)
+    text = json.loads(data.json()["info"])["infotexts"][0]
+    assert "Hires upscale: 1.5" in text and "Hires upscaler: Latent (bicubic)" in text and "Size: 64x64" in text
+
+
+def test_depth2img_through_the_api_with_an_uploaded_depth_map(make_client, data_dir, tmp_path):  # noqa: F811
+    from tests.conftest import install_checkpoint
+    from tests.fixtures.checkpoints import build_tiny_checkpoint
+    install_checkpoint(build_tiny_checkpoint(tmp_path / "depth.safetensors", arch="sd2", variant="depth"), data_dir)
+    _, client = make_client(data_dir)
+    depth = Image.fromarray((np.add.outer(np.arange(64), np.arange(64)) * 2).astype(np.uint8))
+    body = small(init_images=[b64png(gradient())], depth_map=b64png(depth), steps=3)
+    first = client.post("/sdapi/v1/img2img", json=body)
+    assert first.status_code == 200, first.text
+    flipped = client.post("/sdapi/v1/img2img", json={**body, "depth_map": b64png(Image.fromarray(255 - np.asarray(depth)))})
+    assert decode_png(first.json()["images"][0]).tobytes() != decode_png(flipped.json()["images"][0]).tobytes()
+    no_image = client.post("/sdapi/v1/txt2img", json=small(steps=1))
+    assert no_image.status_code == 422 and "depth checkpoint" in no_image.json()["detail"]

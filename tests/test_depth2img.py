@@ -115,3 +115,19 @@ def test_clear_messages_when_depth_is_missing_or_misused(models):
     # an uploaded map makes a checkpoint without MiDaS usable
     ok = process(Img2ImgRequest(depth_map=depth_picture(), **base), models["bare"], policy=CPU32, options=OPTIONS)
     assert ok.images[0].size == (64, 64)
+
+
+def test_depth_checkpoint_without_midas_uses_a_dpt_folder_under_models_depth(tmp_path):
+    from safetensors.torch import save_file
+
+    from tests.fixtures.midas_ldm import tiny_dpt
+    sd = {k: v for k, v in tiny_state_dict("sd2", "depth").items() if not k.startswith("depth_model.")}
+    save_file(sd, str(tmp_path / "no-midas.safetensors"))
+    depth_dir = tmp_path / "models" / "depth"
+    tiny_dpt().save_pretrained(depth_dir / "tiny-dpt")
+    model = load_sd_model(tmp_path / "no-midas.safetensors", CPU32, depth_dir=depth_dir)
+    assert model.depth_estimator is not None
+    result = process(Img2ImgRequest(prompt="x", seed=1, steps=2, width=64, height=64, init_images=[picture()]),
+                     model, policy=CPU32, options=OPTIONS)
+    assert np.asarray(result.extra["depth_maps"][0]).max() == 255
+    assert load_sd_model(tmp_path / "no-midas.safetensors", CPU32, depth_dir=tmp_path / "empty").depth_estimator is None

@@ -12,6 +12,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from modules.errors import InvalidRequestError, NotFoundError
+from modules.outpaint import outpaint_request
 from modules.request import GenerationRequest
 from modules.request import Img2ImgRequest as ProcessingImg2ImgRequest
 
@@ -129,6 +130,13 @@ class Img2ImgRequest(Txt2ImgRequest):
     initial_noise_multiplier: Optional[float] = None
     latent_mask: Optional[str] = None
     include_init_images: bool = False
+    # our additions (A1111 clients never send them): depth2img's depth map, and outpaint by growing the canvas
+    depth_map: Optional[str] = Field(None, description="depth2img: base64 depth image (brighter = nearer); "
+                                                       "default: the depth checkpoint's own MiDaS estimate")
+    outpaint_left: int = Field(0, ge=0, description="outpaint: pixels to add on the left (multiple of 8)")
+    outpaint_right: int = Field(0, ge=0, description="outpaint: pixels to add on the right (multiple of 8)")
+    outpaint_up: int = Field(0, ge=0, description="outpaint: pixels to add at the top (multiple of 8)")
+    outpaint_down: int = Field(0, ge=0, description="outpaint: pixels to add at the bottom (multiple of 8)")
 
 
 def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
@@ -147,11 +155,19 @@ def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
     extra["init_images"] = [decode_base64_image(data) for data in body.init_images]
     if body.mask:
         extra["mask"] = decode_base64_image(body.mask)
-    return ProcessingImg2ImgRequest(**values, **extra)
+    if body.depth_map:
+        extra["depth_map"] = decode_base64_image(body.depth_map)
+    request = ProcessingImg2ImgRequest(**values, **extra)
+    sides = dict(left=body.outpaint_left, right=body.outpaint_right, up=body.outpaint_up, down=body.outpaint_down)
+    if any(sides.values()):
+        if body.mask:
+            raise InvalidRequestError("send either a mask (inpaint) or outpaint_* sides (outpaint), not both")
+        request = outpaint_request(request, **sides)
+    return request
 
 
 _IMG2IMG_FIELDS = {f.name for f in dataclasses.fields(ProcessingImg2ImgRequest)} - \
-    {f.name for f in dataclasses.fields(GenerationRequest)} - {"init_images", "mask"}
+    {f.name for f in dataclasses.fields(GenerationRequest)} - {"init_images", "mask", "depth_map"}
 
 
 class GenerationResponse(BaseModel):

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from modules.devices import DevicePolicy
 from modules.errors import CheckpointError
 from modules.models.detection import detect_arch, detect_prediction_type, detect_variant, spec_from_yaml, yaml_beside
-from modules.models.depth_estimator import load_depth_estimator_from_checkpoint
+from modules.models.depth_estimator import load_depth_estimator_from_checkpoint, load_depth_estimator_from_folder
 from modules.models.sd_model import SDModel
 from modules.models.text_encoder_loading import load_text_encoders
 from modules.models.unet_vae_loading import UNET_PREFIX, VAE_PREFIX, load_unet, load_vae
@@ -127,7 +127,16 @@ def _take(sd: dict, prefix: str) -> dict:
     return {k: sd.pop(k) for k in [k for k in sd if k.startswith(prefix)]}
 
 
-def load_sd_model(path: str | Path, policy: DevicePolicy) -> SDModel:
+def _estimator_from_folder(depth_dir: Path):
+    """A depth checkpoint without MiDaS weights: the first transformers DPT folder under models/depth/, if any."""
+    folders = sorted(p.parent for p in depth_dir.glob("*/config.json")) if depth_dir.is_dir() else []
+    if not folders:
+        return None
+    log.info("Depth estimator for this depth checkpoint: %s", folders[0])
+    return load_depth_estimator_from_folder(folders[0], torch.float32)
+
+
+def load_sd_model(path: str | Path, policy: DevicePolicy, depth_dir: str | Path | None = None) -> SDModel:
     path = Path(path)
     sd = read_state_dict(path)
 
@@ -142,6 +151,8 @@ def load_sd_model(path: str | Path, policy: DevicePolicy) -> SDModel:
     text_encoders, tokenizers = load_text_encoders(sd, arch, policy.dtype)
     # fp32: the estimator runs once per image, and fp16 MiDaS is where depth maps go wrong
     depth_estimator = load_depth_estimator_from_checkpoint(_take(sd, "depth_model."), torch.float32)
+    if depth_estimator is None and variant == "depth" and depth_dir is not None:
+        depth_estimator = _estimator_from_folder(Path(depth_dir))
     if depth_estimator is not None:
         depth_estimator = depth_estimator.to(policy.device).eval()
     del sd
