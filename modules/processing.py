@@ -275,12 +275,13 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
     request = dataclasses.replace(request, sampler_name=setup.sampler_name)
     steps_per_batch = len(setup.scheduler.timesteps) - begin
     hires_plan = hires.plan(request)
-    max_pixels = int(_opt(options, "max_image_pixels", DEFAULT_MAX_PIXELS))
-    if hires_plan is not None and hires_plan.request.width * hires_plan.request.height > max_pixels:
-        raise InvalidRequestError(f"the hires size {hires_plan.request.width}x{hires_plan.request.height} is larger "
-                                  f"than the configured limit of {max_pixels} pixels (setting max_image_pixels)")
-    if hires_plan is not None:   # the second pass's sampler is checked now too, before any work
-        hr_setup, hr_begin = _sampler_for(hires_plan.request, model, all_seeds[:request.batch_size], options)
+    if hires_plan is not None:   # its size and sampler are checked now too, before any work
+        hr = hires_plan.request
+        max_pixels = int(_opt(options, "max_image_pixels", DEFAULT_MAX_PIXELS))
+        if hr.width * hr.height > max_pixels:
+            raise InvalidRequestError(f"the hires size {hr.width}x{hr.height} is larger than the configured limit "
+                                      f"of {max_pixels} pixels (setting max_image_pixels)")
+        hr_setup, hr_begin = _sampler_for(hr, model, all_seeds[:request.batch_size], options)
         steps_per_batch += len(hr_setup.scheduler.timesteps) - hr_begin
     total_steps = steps_per_batch * request.n_iter
     if job is not None:

@@ -1,6 +1,7 @@
 """What a generation asks for and what it gives back, with A1111's field names (reference §2.1, §2.4)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,18 @@ class GenerationRequest:
     hr_scheduler: str | None = None         # None / "Use same scheduler"
     hr_prompt: str = ""                     # "" = same as prompt
     hr_negative_prompt: str = ""
+
+
+def request_from_fields(cls, fields: dict, **given):
+    """A request of `cls` from A1111 field names (as modules.infotext.request_fields_from_infotext gives them):
+    `mask_blur` sets both blur axes; names this request type does not have are left out. `given` wins."""
+    values = dict(fields)
+    if "mask_blur" in values:
+        blur = values.pop("mask_blur")
+        values.setdefault("mask_blur_x", blur)
+        values.setdefault("mask_blur_y", blur)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in {**values, **given}.items() if k in known})
 
 
 @dataclass

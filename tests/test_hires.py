@@ -13,7 +13,7 @@ from modules.devices import DevicePolicy
 from modules.errors import InvalidRequestError
 from modules.models.loading import load_sd_model
 from modules.processing import process
-from modules.request import GenerationRequest, Img2ImgRequest
+from modules.request import GenerationRequest, Img2ImgRequest, request_from_fields
 from modules.samplers import build_scheduler
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
@@ -83,9 +83,7 @@ def test_hires_infotext_reproduces_the_image(model):
                      options=OPTIONS)
     fields = infotext.request_fields_from_infotext(infotext.parse_infotext(result.infotexts[0]))
     assert fields["enable_hr"] is True
-    known = {f.name for f in dataclasses.fields(GenerationRequest)}
-    rerun = process(GenerationRequest(**{k: v for k, v in fields.items() if k in known}), model, policy=CPU32,
-                    options=OPTIONS)
+    rerun = process(request_from_fields(GenerationRequest, fields), model, policy=CPU32, options=OPTIONS)
     assert np.array_equal(np.asarray(rerun.images[0]), np.asarray(result.images[0]))
 
 

@@ -134,6 +134,7 @@ def test_mask_of_another_size_is_resized(models):
     small_mask = box_mask(32, 32, (8, 8, 24, 20))
     result = process(request(mask=small_mask), models["base"], policy=CPU32, options=OPTIONS)
     assert result.images[0].size == (64, 64)
+    assert any("32x32" in note and "64x64" in note for note in result.extra["notes"]), result.extra["notes"]
 
 
 def test_outpaint_keeps_the_original_region_exactly(models):

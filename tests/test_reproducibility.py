@@ -1,7 +1,6 @@
 """Same request, same pixels; and the PNG's own `parameters` text, parsed and re-run, gives the same pixels again."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from modules.devices import DevicePolicy
 from modules.images import read_info_from_image
 from modules.models.loading import load_sd_model
 from modules.processing import process
-from modules.request import GenerationRequest
+from modules.request import GenerationRequest, request_from_fields
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
@@ -50,10 +49,8 @@ def test_infotext_from_saved_png_reproduces_the_image(model, request_, tmp_path)
     assert text == first.infotexts[0]
     fields = infotext.request_fields_from_infotext(infotext.parse_infotext(text))
     overrides = fields.pop("override_settings", {})
-    known = {f.name for f in dataclasses.fields(GenerationRequest)}
-    # what is left over are hires-fix defaults the parser adds (hires fix is off in these infotexts)
-    assert not fields.get("enable_hr") and all(k.startswith("hr_") or k == "enable_hr" for k in set(fields) - known)
-    rerun = process(GenerationRequest(**{k: v for k, v in fields.items() if k in known}), model, policy=CPU32, options={**options, **overrides})
+    rerun = process(request_from_fields(GenerationRequest, fields), model, policy=CPU32,
+                    options={**options, **overrides})
 
     assert np.array_equal(as_array(Image.open(saved)), as_array(rerun.images[0]))
     assert rerun.infotexts[0] == text

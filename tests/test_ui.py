@@ -34,6 +34,12 @@ A1111_TXT2IMG_IDS = {"txt2img_prompt", "txt2img_neg_prompt", "txt2img_width", "t
                      "txt2img_batch_count", "txt2img_batch_size", "txt2img_cfg_scale", "txt2img_generate",
                      "txt2img_gallery", "tabs"}
 
+# the hires fix widgets at their defaults (off), as txt2img.build_request takes them before the common ones
+HIRES_OFF = [False, "Latent", 0, 0.7, 2, 0, 0, "Use same sampler", "Use same scheduler", "", ""]
+HIRES_IDS = ["txt2img_enable_hr", "txt2img_hr_upscaler", "txt2img_hires_steps", "txt2img_denoising_strength",
+             "txt2img_hr_scale", "txt2img_hr_resize_x", "txt2img_hr_resize_y", "hr_sampler", "hr_scheduler",
+             "hires_prompt", "hires_neg_prompt"]
+
 ALL_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE", "Euler a",
                 "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM", "DDIM CFG++",
                 "PLMS", "UniPC", "LCM"]
@@ -105,18 +111,18 @@ def test_page_builds_with_a1111_ids_and_widget_ranges(ctx):
 
 
 def test_build_request_maps_widget_values():
-    req = txt2img.build_request("a cat", "blurry", "Euler a", "Karras", 30.0, 768, 640, 3, 2, 7.5, -1,
+    req = txt2img.build_request(*HIRES_OFF, "a cat", "blurry", "Euler a", "Karras", 30.0, 768, 640, 3, 2, 7.5, -1,
                                 1234, 0.25, 0, 0)
     assert isinstance(req, GenerationRequest)
     assert (req.prompt, req.negative_prompt, req.sampler_name, req.scheduler) == ("a cat", "blurry", "Euler a", "Karras")
     assert (req.steps, req.width, req.height, req.n_iter, req.batch_size) == (30, 768, 640, 3, 2)
     assert req.cfg_scale == 7.5 and req.seed == -1 and req.subseed == 1234 and req.subseed_strength == 0.25
     assert (req.seed_resize_from_w, req.seed_resize_from_h) == (-1, -1)   # 0 in the UI = off
-    assert req.mode == "txt2img"
+    assert req.mode == "txt2img" and req.enable_hr is False
     assert type(req.steps) is int and type(req.width) is int
 
     # whole CFG values arrive as int, as from A1111's UI (the infotext then says "CFG scale: 7"); an empty seed box is -1
-    req = txt2img.build_request("", None, "DPM++ 2M", "Automatic", 20, 512, 512, 1, 1, 7.0, None,
+    req = txt2img.build_request(*HIRES_OFF, "", None, "DPM++ 2M", "Automatic", 20, 512, 512, 1, 1, 7.0, None,
                                 seed_resize_from_w=256, seed_resize_from_h=384)
     assert req.cfg_scale == 7 and type(req.cfg_scale) is int
     assert req.seed == -1 and req.negative_prompt == ""
@@ -126,7 +132,7 @@ def test_build_request_maps_widget_values():
 def test_generate_handler_inputs_follow_build_request_order(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
-    assert [b.elem_id for b in fn.inputs] == [
+    assert [b.elem_id for b in fn.inputs] == [*HIRES_IDS,
         "txt2img_prompt", "txt2img_neg_prompt", "txt2img_sampling", "txt2img_scheduler", "txt2img_steps",
         "txt2img_width", "txt2img_height", "txt2img_batch_count", "txt2img_batch_size", "txt2img_cfg_scale",
         "txt2img_seed", "txt2img_subseed", "txt2img_subseed_strength", "txt2img_seed_resize_from_w",
@@ -135,7 +141,7 @@ def test_generate_handler_inputs_follow_build_request_order(ctx):
 
 def test_runner_turns_user_errors_into_messages(ctx):
     # no checkpoint: the message says where to put one
-    request = txt2img.build_request("x", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1)
+    request = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1)
     result = generation.run_generation(ctx, request)
     assert result.images == []
     assert str(ctx.paths.sd_models_dir) in result.error
@@ -143,7 +149,7 @@ def test_runner_turns_user_errors_into_messages(ctx):
     # a UserError raised inside the job (e.g. by validation) comes back as its message, not an exception
     def failing(ctx_, request, *, job):
         raise UserError(f"width must be a positive multiple of 8 (got {request.width})")
-    request = txt2img.build_request("x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
+    request = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
     result = generation.run_generation(ctx, request, generate=failing)
     assert result.error == "width must be a positive multiple of 8 (got 100)"
     assert "width must be" in generation.status_html(result)
@@ -171,7 +177,7 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
 
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
-    values = ["a red square", "", "Euler", "Automatic", 3, 16, 16, 1, 2, 7, -1, -1, 0, 0, 0]
+    values = [*HIRES_OFF, "a red square", "", "Euler", "Automatic", 3, 16, 16, 1, 2, 7, -1, -1, 0, 0, 0]
     monkeypatch.setattr(generation, "_default_generate", lambda: fake_generate)
     updates = list(fn.fn(*values))
     final = outputs_by_id(fn, updates[-1])
@@ -281,7 +287,8 @@ def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
     assert common.select_checkpoint(ctx, "tiny.safetensors") == ""
     assert ctx.options.get("sd_model_checkpoint").startswith("tiny.safetensors")
 
-    request = txt2img.build_request("a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234)
+    request = txt2img.build_request(*HIRES_OFF, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7,
+                                    1234)
     result = generation.run_generation(ctx, request, poll=0.05)
     assert result.error == ""
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
@@ -296,7 +303,7 @@ def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
     assert Image.open(served).info["parameters"] == params
 
     # the user's mistake inside the real pipeline: a readable message, no exception
-    bad = txt2img.build_request("x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
+    bad = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
     error = generation.run_generation(ctx, bad, poll=0.05).error
     assert "width" in error and "100" in error
 
@@ -315,3 +322,146 @@ def test_sampler_note_warns_about_pairs_that_will_not_run(ctx):
     from modules.samplers import find_sampler
     refused = next(name for name in ALL_SAMPLERS if not find_sampler(name).supported)
     assert f"{refused} is not available: {find_sampler(refused).refusal}" in fn.fn(refused, "Automatic").value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hires. fix
+# ---------------------------------------------------------------------------------------------------------------
+def inside(block, container) -> bool:
+    parent = block.parent
+    while parent is not None and parent is not container:
+        parent = parent.parent
+    return parent is container
+
+
+def test_hires_fix_accordion_has_a1111_ids_ranges_and_choices(ctx):
+    from modules.upscaling import LATENT_UPSCALE_MODES, upscaler_names
+    demo = create_ui(ctx)
+    blocks = components_by_id(demo)
+    accordion = blocks["txt2img_hr"]
+    assert isinstance(accordion, gr.Accordion) and accordion.open is False
+    assert all(inside(blocks[elem_id], accordion) for elem_id in HIRES_IDS + ["txtimg_hr_finalres"])
+    assert isinstance(blocks["txt2img_enable_hr"], gr.Checkbox) and blocks["txt2img_enable_hr"].value is False
+    sliders = {"txt2img_hires_steps": (0, 150, 1, 0), "txt2img_denoising_strength": (0, 1, 0.01, 0.7),
+               "txt2img_hr_scale": (1, 4, 0.05, 2), "txt2img_hr_resize_x": (0, 2048, 8, 0),
+               "txt2img_hr_resize_y": (0, 2048, 8, 0)}
+    for elem_id, (lo, hi, step, value) in sliders.items():
+        s = blocks[elem_id]
+        assert (s.minimum, s.maximum, s.step, s.value) == (lo, hi, step, value), elem_id
+
+    upscalers = [c[0] for c in blocks["txt2img_hr_upscaler"].choices]
+    assert upscalers == [*LATENT_UPSCALE_MODES, *upscaler_names()]
+    assert upscalers[:2] == ["Latent", "Latent (antialiased)"] and {"None", "Lanczos", "Nearest"} <= set(upscalers)
+    assert blocks["txt2img_hr_upscaler"].value == "Latent"
+    assert [c[0] for c in blocks["hr_sampler"].choices] == ["Use same sampler", *ALL_SAMPLERS]
+    assert blocks["hr_sampler"].value == "Use same sampler"
+    schedules = [c[0] for c in blocks["hr_scheduler"].choices]
+    assert schedules[:2] == ["Use same scheduler", "Automatic"] and "Karras" in schedules
+    assert blocks["hr_scheduler"].value == "Use same scheduler"
+    assert isinstance(blocks["hires_prompt"], gr.Textbox) and isinstance(blocks["hires_neg_prompt"], gr.Textbox)
+
+
+def test_build_request_passes_the_hires_fix_fields():
+    common_values = ["a cat", "", "Euler a", "Automatic", 20, 512, 512, 1, 1, 7, 5]
+    req = txt2img.build_request(True, "Lanczos", 12.0, 0.45, 1.5, 0, 0, "Use same sampler", "Use same scheduler",
+                                "", None, *common_values)
+    assert req.enable_hr is True and req.hr_upscaler == "Lanczos"
+    assert (req.hr_second_pass_steps, req.denoising_strength, req.hr_scale) == (12, 0.45, 1.5)
+    assert type(req.hr_second_pass_steps) is int
+    assert (req.hr_resize_x, req.hr_resize_y) == (0, 0)
+    assert req.hr_sampler_name is None and req.hr_scheduler is None        # "Use same ..." = the first pass's
+    assert (req.hr_prompt, req.hr_negative_prompt) == ("", "")
+    assert (req.prompt, req.sampler_name, req.width, req.seed) == ("a cat", "Euler a", 512, 5)
+
+    req = txt2img.build_request(True, "Latent (bicubic)", 0, 0.7, 2.0, 1024, 768.0, "DPM++ 2M", "Karras",
+                                "a cat, sharp", "blur", *common_values)
+    assert req.hr_upscaler == "Latent (bicubic)" and req.hr_scale == 2 and type(req.hr_scale) is int
+    assert (req.hr_resize_x, req.hr_resize_y) == (1024, 768) and type(req.hr_resize_y) is int
+    assert (req.hr_sampler_name, req.hr_scheduler) == ("DPM++ 2M", "Karras")
+    assert (req.hr_prompt, req.hr_negative_prompt) == ("a cat, sharp", "blur")
+    assert req.denoising_strength == 0.7
+    # off: the values travel anyway (the core ignores them), as A1111's UI sends them
+    req = txt2img.build_request(*HIRES_OFF, *common_values)
+    assert req.enable_hr is False and req.hr_upscaler == "Latent" and req.hr_sampler_name is None
+
+
+def test_hires_size_note_follows_the_inputs(ctx):
+    demo = create_ui(ctx)
+    fn = handler(demo, "txt2img_hr_scale", "change")
+    for elem_id in ("txt2img_enable_hr", "txt2img_width", "txt2img_height", "txt2img_hr_resize_x",
+                    "txt2img_hr_resize_y"):
+        assert fn in [f for f in demo.fns.values()
+                      if any(t[1] == "change" and t[0] == components_by_id(demo)[elem_id]._id for t in f.targets)]
+    assert [b.elem_id for b in fn.outputs] == ["txtimg_hr_finalres"]
+    assert fn.fn(False, 512, 512, 2, 0, 0) == ""
+    assert "from 512x512 to 1024x1024" in fn.fn(True, 512, 512, 2, 0, 0)
+    assert "from 520x520 to 776x776" in fn.fn(True, 520, 520, 1.5, 0, 0)        # 780 floored to the latent grid
+    assert "from 512x768 to 1000x1496" in fn.fn(True, 512, 768, 2, 1000, 0)     # the other side keeps the ratio
+    assert "from 512x512 to 1024x768" in fn.fn(True, 512, 512, 2, 1024, 768)    # cover, then crop
+    too_small = fn.fn(True, 64, 64, 2, 4, 0)
+    assert 'class="error"' in too_small and "smaller than 8x8" in too_small
+    assert txt2img.hires_size(512, 512, 2, 0, 0) == (1024, 1024)
+
+
+def test_paste_fills_the_hires_fix_fields(ctx):
+    demo = create_ui(ctx)
+    fn = handler(demo, "txt2img_paste", "click")
+    text = ("a castle\nNegative prompt: fog\nSteps: 12, Sampler: Euler, Schedule type: Karras, CFG scale: 6, "
+            "Seed: 5, Size: 256x384, Denoising strength: 0.55, Hires upscale: 1.5, Hires steps: 8, "
+            "Hires upscaler: Lanczos, Hires sampler: DPM++ 2M, Hires schedule type: Exponential, "
+            "Hires prompt: \"a castle, sharp\", Hires negative prompt: blur")
+    out = outputs_by_id(fn, fn.fn(text, ""))
+    assert (out["txt2img_width"], out["txt2img_height"], out["txt2img_steps"]) == (256, 384, 12)  # the first pass
+    assert out["txt2img_enable_hr"] is True
+    assert (out["txt2img_hr_scale"], out["txt2img_hires_steps"], out["txt2img_denoising_strength"]) == (1.5, 8, 0.55)
+    assert out["txt2img_hr_upscaler"] == "Lanczos"
+    assert (out["hr_sampler"], out["hr_scheduler"]) == ("DPM++ 2M", "Exponential")
+    assert (out["hires_prompt"], out["hires_neg_prompt"]) == ("a castle, sharp", "blur")
+    assert (out["txt2img_hr_resize_x"], out["txt2img_hr_resize_y"]) == (0, 0)
+    assert out["html_info_txt2img"] == ""
+
+    # resize-to instead of a scale; same steps (no "Hires steps"); an upscaler this UI lacks is reported
+    out = outputs_by_id(fn, fn.fn("cat\nSteps: 5, Sampler: Euler, Seed: 9, Size: 512x512, Denoising strength: 0.4, "
+                                  "Hires resize: 1024x768, Hires upscaler: R-ESRGAN 4x+", ""))
+    assert out["txt2img_enable_hr"] is True
+    assert (out["txt2img_hr_resize_x"], out["txt2img_hr_resize_y"], out["txt2img_hires_steps"]) == (1024, 768, 0)
+    assert out["txt2img_hr_scale"] == gr.skip() and out["txt2img_hr_upscaler"] == gr.skip()
+    assert "R-ESRGAN 4x+" in out["html_info_txt2img"]
+    assert (out["hr_sampler"], out["hr_scheduler"]) == ("Use same sampler", "Use same scheduler")
+
+    # made without hires fix: pasting switches it off and clears the second pass's own settings
+    out = outputs_by_id(fn, fn.fn("cat\nSteps: 5, Sampler: Euler, Seed: 9, Size: 64x64", ""))
+    assert out["txt2img_enable_hr"] is False
+    assert (out["txt2img_hires_steps"], out["txt2img_hr_resize_x"], out["hires_prompt"]) == (0, 0, "")
+    assert out["txt2img_denoising_strength"] == gr.skip()
+
+    # ticking "Enable" (by hand or by ↙️) opens the accordion
+    enable = components_by_id(demo)["txt2img_enable_hr"]
+    accordion = components_by_id(demo)["txt2img_hr"]
+    opener = next(f for f in demo.fns.values()
+                  if any(t == (enable._id, "change") for t in f.targets) and f.outputs == [accordion])
+    assert opener.fn(True).open is True and opener.fn(False) == gr.skip()
+
+
+def test_hires_fix_end_to_end_on_a_tiny_checkpoint(ctx):
+    """The txt2img Generate handler with hires fix on: a 64x64 first pass, upscaled in latent space and refined
+    at 128x128 through the one processing core."""
+    from tests.fixtures.checkpoints import build_tiny_checkpoint
+    build_tiny_checkpoint(ctx.paths.sd_models_dir / "tiny.safetensors", arch="sd1")
+    ctx.store.refresh()
+    assert common.select_checkpoint(ctx, "tiny.safetensors") == ""
+    demo = create_ui(ctx)
+    fn = handler(demo, "txt2img_generate", "click")
+    hires = [True, "Latent", 2, 0.6, 2, 0, 0, "Use same sampler", "Use same scheduler", "", ""]
+    updates = list(fn.fn(*hires, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234, -1, 0, 0, 0))
+    out = outputs_by_id(fn, updates[-1])
+    assert out["html_info_txt2img"].startswith('<div class="note">Time taken')
+    images = out["txt2img_gallery"]
+    assert len(images) == 1 and images[0].size == (128, 128)
+    info = out["generation_info_txt2img"]
+    assert info == images[0].info["parameters"]
+    assert "Seed: 1234, Size: 64x64" in info                  # Size is the first pass's, as in A1111
+    assert "Denoising strength: 0.6, " in info and "Hires upscale: 2, " in info and "Hires steps: 2, " in info
+    assert "Hires upscaler: Latent" in info
+    saved = list((ctx.paths.outputs_dir / "txt2img-images").rglob("*-1234.png"))
+    assert len(saved) == 1 and Image.open(saved[0]).size == (128, 128)

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.errors import UserError
-from modules.ui import common, generation, img2img, inpaint, outpaint, txt2img
+from modules.ui import common, depth2img, generation, img2img, inpaint, outpaint, txt2img
 
 STYLE_CSS = Path(__file__).with_name("style.css")
 TITLE = "Stable Diffusion"
@@ -72,6 +72,8 @@ def create_ui(ctx) -> gr.Blocks:
                 inpaint.create_tab(ctx)
             with gr.Tab("Outpaint", id="outpaint", elem_id="tab_outpaint"):
                 outpaint.create_tab(ctx)
+            with gr.Tab("depth2img", id="depth2img", elem_id="tab_depth2img"):
+                depth2img.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 _create_png_info_tab(t2i, tabs)
         demo.load(picker.on_page_load, inputs=[], outputs=[picker.dropdown, picker.message], queue=False,

@@ -1,4 +1,4 @@
-"""What every generating tab (txt2img, img2img, inpaint, outpaint) shares.
+"""What every generating tab (txt2img, img2img, inpaint, outpaint, depth2img) shares.
 
 - widget values -> request fields (`request_fields`), the sampler/schedule choices and the warning about pairs
   that will not run;
@@ -223,7 +223,9 @@ def status_html(result: GenerationResult) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # An infotext without these keys was made with the feature off: pasting it switches the feature off, so the
 # pasted parameters reproduce the image (A1111 would keep the old widget values).
-PASTE_OFF_WHEN_ABSENT = {"subseed_strength": 0, "seed_resize_from_w": 0, "seed_resize_from_h": 0}
+# ("Hires steps" is written only when the second pass has its own count.)
+PASTE_OFF_WHEN_ABSENT = {"subseed_strength": 0, "seed_resize_from_w": 0, "seed_resize_from_h": 0,
+                         "hr_second_pass_steps": 0}
 
 
 def fields_from_infotext(text: str, *, mode: str, fields) -> dict:
@@ -433,9 +435,10 @@ class GenerationTab:
         return {**widgets, **self.own_paste_fields}
 
 
-def wire_generation(ctx, tab: GenerationTab, build: Callable) -> None:
+def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Callable | None = None) -> None:
     """Generate (through the job queue, with progress and live preview), Interrupt, Skip, picking an image in the
-    gallery (shows its infotext) and ♻️ (takes its seed). `build` takes the values of `tab.request_inputs`."""
+    gallery (shows its infotext) and ♻️ (takes its seed). `build` takes the values of `tab.request_inputs`;
+    `generate(ctx, request, *, job)` is what the job runs (default: app_context.generate)."""
     panel = tab.panel
     outputs = [panel.gallery, panel.infotexts, panel.seeds, panel.subseeds, panel.selected, panel.generation_info,
                panel.status]
@@ -452,7 +455,7 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable) -> None:
             yield (*skip_all, common.error_html(str(e)))
             return
         shown_preview, shown_progress = None, None
-        for item in iter_generation(ctx, request):
+        for item in iter_generation(ctx, request, generate=generate):
             if isinstance(item, GenerationResult):
                 yield (item.images, item.infotexts, item.seeds, item.subseeds, None, item.info, status_html(item))
                 return
