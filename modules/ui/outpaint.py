@@ -17,7 +17,7 @@ SIDES = ("left", "right", "up", "down")
 
 # how the new area is pre-filled for each "Masked content" (inpainting_fill): "original" has nothing original
 # there, so the outermost pixels are stretched outward; the latent ones replace it anyway
-CANVAS_FILL = {0: "fill", 1: "edge", 2: "none", 3: "none"}
+from modules.outpaint import CANVAS_FILL  # noqa: E402  (one table for the UI and the API)
 
 
 def _grow(checked: dict, pixels: int) -> dict:
