@@ -125,7 +125,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "live_previews_enable": True,
     "live_previews_image_format": "png",
     "show_progress_every_n_steps": 10,
-    "show_progress_type": "Approx NN",
+    "show_progress_type": "Full",   # previews decode with the real VAE; approximate decoders are not here yet
     "live_preview_content": "Prompt",
     "live_preview_refresh_period": 1000.0,
     # API / UI

@@ -155,19 +155,24 @@ def tensor_to_pil(decoded: torch.Tensor) -> list[Image.Image]:
 
 
 class _BatchProgress:
-    """Forwards loop progress to the job (if any) and counts how far the current batch got."""
+    """Forwards loop progress to the job (if any), counts how far the current batch got, and every `every` steps
+    gives the job a live preview: the first image's denoised estimate, decoded by the real VAE."""
 
-    def __init__(self, job):
+    def __init__(self, job, preview=None, every: int = 0):
         self.job = job
         self.steps = 0
+        self.preview, self.every = preview, every
 
     def should_stop(self) -> bool:
         return self.job is not None and bool(self.job.interrupted or getattr(self.job, "skipped", False))
 
-    def on_step(self, done: int, total: int, _latents) -> None:
+    def on_step(self, done: int, total: int, latents, denoised=None) -> None:
         self.steps += 1
-        if self.job is not None:
-            self.job.on_step(done, total)
+        if self.job is None:
+            return
+        self.job.on_step(done, total)
+        if self.preview is not None and self.every > 0 and self.steps % self.every == 0:
+            self.job.current_image = self.preview(denoised if denoised is not None else latents)
 
     def end_of_batch(self) -> bool:
         """Clear a skip (it applies to one batch); True when the whole job was interrupted."""
@@ -288,6 +293,9 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
         job.on_sampling_start(total_steps)
 
     encoder = PromptEncoder(model)
+    # A1111's live preview period: N > 0 every N steps, -1 only once a batch is done, 0 never
+    preview_every = int(_opt(options, "show_progress_every_n_steps", 10)) if _opt(
+        options, "live_previews_enable", True) else 0
     init = img2img.prepare_init(request, model, policy) if isinstance(request, Img2ImgRequest) else None
     for note in init.notes if init is not None else ():
         log.warning("%s", note)
@@ -321,7 +329,7 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
                                              shape=latent_shape)
 
             # 5. denoise; an interrupt ends the job, a skip ends this batch only
-            progress = _BatchProgress(job)
+            progress = _BatchProgress(job, lambda x: decode_latents(model, x[:1], policy)[0], preview_every)
             latents = denoise(model.unet, setup.scheduler, latents, guidance, generators=generators, eta=request.eta,
                               hooks=LoopHooks(on_step=progress.on_step, should_stop=progress.should_stop),
                               begin_index=begin, progress_offset=batch.index * steps_per_batch,
@@ -335,6 +343,8 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
 
             # 6. decode, describe, save
             pil_images = decode_latents(model, latents, policy)
+            if job is not None and preview_every == -1:
+                job.current_image = pil_images[0]
             for j, image in enumerate(pil_images):
                 if init is not None and init.work is not None:      # inpaint: onto the original, outside unchanged
                     image = inpaint.paste_back(init.work[picks[j]], image)

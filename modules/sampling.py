@@ -46,7 +46,8 @@ class LatentBlend:
 
 @dataclass
 class LoopHooks:
-    on_step: Callable[[int, int, torch.Tensor], None] | None = None   # (steps done, total, latents)
+    # (steps done, total, latents, the scheduler's denoised estimate or None) — the estimate feeds live previews
+    on_step: Callable[[int, int, torch.Tensor, torch.Tensor | None], None] | None = None
     should_stop: Callable[[], bool] | None = None
     step_kwargs: dict = field(default_factory=dict)
 
@@ -100,9 +101,10 @@ def denoise(unet, scheduler, latents: torch.Tensor, guidance: Guidance, *, gener
         if hooks.should_stop is not None and hooks.should_stop():
             break
         pred = predict_noise(unet, scheduler, latents, t, guidance)
-        latents = scheduler.step(pred, t, latents, **kwargs, return_dict=False)[0]
+        out = scheduler.step(pred, t, latents, **kwargs, return_dict=True)
+        latents = out.prev_sample
         if blend is not None:
             latents = blend.apply(scheduler, latents, timesteps[i + 1] if i + 1 < len(timesteps) else None)
         if hooks.on_step is not None:
-            hooks.on_step(progress_offset + i + 1, total, latents)
+            hooks.on_step(progress_offset + i + 1, total, latents, getattr(out, "pred_original_sample", None))
     return latents

@@ -103,3 +103,44 @@ def test_tiling_makes_generation_shift_equivariant_and_is_undone_afterwards(mode
     assert (torch.roll(plain, 8, dims=-1) - plain_rolled).abs().max() > 1e-2 * scale
     assert "Tiling: True" in tiled_text and "Tiling" not in plain_text
     assert all(conv.padding_mode == "zeros" for conv in model.unet.modules() if isinstance(conv, torch.nn.Conv2d))
+
+
+class PreviewJob:
+    interrupted = skipped = False
+
+    def __init__(self):
+        self.previews = []
+
+    def on_sampling_start(self, total):
+        pass
+
+    def on_step(self, done, total):
+        pass
+
+    @property
+    def current_image(self):
+        return self.previews[-1] if self.previews else None
+
+    @current_image.setter
+    def current_image(self, image):
+        self.previews.append(image)
+
+
+@pytest.mark.parametrize("every, count", [(2, 3), (-1, 1), (0, 0)])
+def test_live_previews_follow_the_a1111_period(model, every, count):
+    job = PreviewJob()
+    request = GenerationRequest(prompt="x", seed=1, steps=6, width=64, height=64, sampler_name="Euler")
+    result = process(request, model, policy=CPU32, options={"show_progress_every_n_steps": every}, job=job)
+    assert len(job.previews) == count
+    if count:
+        assert job.previews[-1].size == (64, 64)
+    if every == -1:      # after the batch, the preview is the finished image
+        assert job.previews[0].tobytes() == result.images[0].tobytes()
+    # a preview mid-way shows the denoised estimate, not the noisy latents: close to the final image already
+    if every == 2:
+        import numpy as np
+        last = np.asarray(job.previews[-1], dtype=int)
+        assert np.abs(last - np.asarray(result.images[0], dtype=int)).mean() < 3
+    disabled = PreviewJob()
+    process(request, model, policy=CPU32, options={"live_previews_enable": False}, job=disabled)
+    assert disabled.previews == []
