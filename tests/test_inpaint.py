@@ -146,3 +146,12 @@ def test_outpaint_keeps_the_original_region_exactly(models):
         out = np.asarray(process(req, models[variant], policy=CPU32, options=OPTIONS).images[0])
         assert np.array_equal(out[:, :48], np.asarray(picture(48, 64)))
         assert not np.array_equal(out[:, 48:], np.asarray(canvas.image)[:, 48:])
+
+
+def test_outpaint_of_an_odd_sized_image_keeps_it_exactly(models):
+    from modules.outpaint import outpaint_request
+    odd = picture(45, 59)
+    req = outpaint_request(request(init_images=[odd], mask=None, mask_blur_x=0, mask_blur_y=0), left=8)
+    assert (req.width, req.height) == (56, 64)                  # 45+8 -> 56 (3 more on the left), 59 -> 64 (down)
+    out = np.asarray(process(req, models["base"], policy=CPU32, options=OPTIONS).images[0])
+    assert np.array_equal(out[:59, 11:56], np.asarray(odd))

@@ -264,11 +264,14 @@ def test_outpaint_build_request_places_the_image_on_the_grown_canvas():
     assert np.array_equal(canvas[8:32, 44], np.asarray(image)[:, 39])         # stretched to the right
     assert np.asarray(req.mask)[8:, :40].max() == 0                            # blur 0: no overlap
 
-    # a side that is not a multiple of 8 is processed at the nearest multiple of 8
+    # an image whose sides are not multiples of 8: the canvas grows by the few extra pixels (right and down here),
+    # never stretched, so the original stays exact
     odd = noise_image(30, 21)
     assert outpaint.canvas_size(odd, False, True, False, False, 16) == (48, 24)
     req = outpaint.build_request(odd, False, True, False, False, 16, 4, "fill", 0.8, *COMMON)
-    assert (req.width, req.height) == (48, 24) and req.init_images[0].size == (46, 21)
+    assert (req.width, req.height) == (48, 24) and req.init_images[0].size == (48, 24)
+    assert np.array_equal(np.asarray(req.init_images[0])[:21, :30], np.asarray(odd.convert("RGB")))
+    assert (np.asarray(req.mask)[21:, :] == 255).all()
     assert "Result size: 48x24" in outpaint.size_note(odd, False, True, False, False, 16)
 
     with pytest.raises(UserError, match="No side to grow"):

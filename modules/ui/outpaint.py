@@ -8,33 +8,23 @@ from __future__ import annotations
 import gradio as gr
 
 from modules.errors import UserError
-from modules.masking import outpaint_canvas
+from modules import outpaint
 from modules.request import Img2ImgRequest
 from modules.ui import common, generation, img2img, inpaint
 
 TAB = "outpaint"
 SIDES = ("left", "right", "up", "down")
 
-# how the new area is pre-filled for each "Masked content" (inpainting_fill): "original" has nothing original
-# there, so the outermost pixels are stretched outward; the latent ones replace it anyway
-from modules.outpaint import CANVAS_FILL  # noqa: E402  (one table for the UI and the API)
-
-
 def _grow(checked: dict, pixels: int) -> dict:
     return {side: pixels if checked.get(side) else 0 for side in SIDES}
 
 
-def _multiple_of_8(value: int) -> int:
-    return max(8, (value + 4) // 8 * 8)     # nearest, halves up
-
-
 def canvas_size(image, left, right, up, down, pixels) -> tuple[int, int] | None:
-    """The size the result will have: the image's grown by `pixels` on each checked side, to a multiple of 8."""
+    """The size the result will have: the image grown by `pixels` on each checked side, up to a multiple of 8."""
     if image is None:
         return None
     grow = _grow({"left": left, "right": right, "up": up, "down": down}, generation.to_int(pixels, 128))
-    return (_multiple_of_8(image.width + grow["left"] + grow["right"]),
-            _multiple_of_8(image.height + grow["up"] + grow["down"]))
+    return outpaint.canvas_size(image.size, **grow)
 
 
 def size_note(image, left, right, up, down, pixels) -> str:
@@ -50,24 +40,21 @@ def build_request(image, left, right, up, down, pixels, mask_blur, masked_conten
     width and height are replaced by the canvas size.
 
     The mask reaches twice the mask blur into the original on every grown side, so the blur fades the seam over
-    original pixels (A1111's outpainting does the same). The canvas is processed at its size rounded to a
-    multiple of 8 (the VAE's cell): an image whose sides are not multiples of 8 is stretched by those few pixels."""
+    original pixels (A1111's outpainting does the same). A canvas whose sides are not multiples of 8 grows by the
+    few extra pixels that make them so (modules.outpaint): the original stays pixel-exact."""
     if image is None:
         raise UserError("No image to outpaint: drop an image into the outpaint image box, check the sides to grow, "
                         "then press Generate.")
     checked = {"left": left, "right": right, "up": up, "down": down}
     if not any(checked.values()):
         raise UserError("No side to grow: check at least one of left, right, up, down.")
-    pixels = generation.to_int(pixels, 128)
     blur = generation.to_int(mask_blur, 4)
-    fill = inpaint.masked_content_index(masked_content)
-    canvas = outpaint_canvas(image, **_grow(checked, pixels), fill=CANVAS_FILL[fill], overlap=2 * blur)
     fields = generation.request_fields(*values, **named)
-    fields["width"], fields["height"] = (_multiple_of_8(canvas.image.width), _multiple_of_8(canvas.image.height))
-    return Img2ImgRequest(**fields, init_images=[canvas.image], mask=canvas.mask, resize_mode=0,
+    base = Img2ImgRequest(**fields, init_images=[image], mode=img2img.MODE,
                           denoising_strength=img2img.denoising_value(denoising_strength, 0.8),
-                          mask_blur_x=blur, mask_blur_y=blur, inpainting_fill=fill, inpaint_full_res=False,
-                          inpainting_mask_invert=0, mode=img2img.MODE)
+                          mask_blur_x=blur, mask_blur_y=blur,
+                          inpainting_fill=inpaint.masked_content_index(masked_content))
+    return outpaint.outpaint_request(base, **_grow(checked, generation.to_int(pixels, 128)))
 
 
 def create_tab(ctx) -> generation.GenerationTab:
