@@ -56,6 +56,10 @@ else
 fi
 
 export SD_WEBUI_RESTART=tmp/restart
+# Apple Silicon: let the few operators MPS lacks fall back to the CPU instead of failing (as A1111's mac env does)
+if [[ "$(uname -s)" == "Darwin" ]]; then
+    export PYTORCH_ENABLE_MPS_FALLBACK=1
+fi
 
 while true; do
     "${python}" -u launch.py "$@"

@@ -39,7 +39,7 @@ def begin_index(scheduler, steps: int, steps_to_run: int) -> int:
 def encode_images(model: SDModel, pixels: torch.Tensor, policy: DevicePolicy) -> torch.Tensor:
     """VAE latents of [-1, 1] images, scaled for the UNet. The posterior's mean, not a sample: the same init image
     gives the same latents on every run (A1111 samples with the global RNG; the difference is far below 1/255)."""
-    posterior = model.vae.encode(pixels.to(policy.device, policy.vae_dtype)).latent_dist
+    posterior = model.vae.encode(pixels.to(policy.device, model.vae.dtype)).latent_dist
     return (posterior.mean * model.vae.config.scaling_factor).to(policy.dtype)
 
 

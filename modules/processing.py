@@ -136,15 +136,23 @@ def txt2img_extra_channels(model: SDModel, latents_shape, policy: DevicePolicy) 
         return None
     b, _, h, w = latents_shape
     f = model.vae_scale_factor
-    grey = torch.zeros(1, 3, h * f, w * f, device=policy.device, dtype=policy.vae_dtype)  # 0.5 in [0,1] = 0 in [-1,1]
+    grey = torch.zeros(1, 3, h * f, w * f, device=policy.device, dtype=model.vae.dtype)  # 0.5 in [0,1] = 0 in [-1,1]
     masked = model.vae.encode(grey).latent_dist.mode() * model.vae.config.scaling_factor
     mask = torch.ones(1, 1, h, w, device=policy.device, dtype=masked.dtype)
     return torch.cat([mask, masked], dim=1).repeat(b, 1, 1, 1).to(policy.dtype)
 
 
-def decode_latents(model: SDModel, latents: torch.Tensor, policy: DevicePolicy) -> list[Image.Image]:
-    scaled = latents.to(policy.vae_dtype) / model.vae.config.scaling_factor
-    decoded = model.vae.decode(scaled).sample
+def decode_latents(model: SDModel, latents: torch.Tensor, policy: DevicePolicy, *,
+                   auto_upcast: bool = True) -> list[Image.Image]:
+    """Latents -> images. A half-precision VAE that overflows (SDXL's does, A1111's "NaNs in VAE") is moved to
+    float32 for good and the batch decoded again, as A1111's auto_vae_precision does, instead of black images."""
+    vae = model.vae
+    decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    if auto_upcast and vae.dtype != torch.float32 and not torch.isfinite(decoded).all():
+        log.warning("The VAE produced NaNs in %s; switching it to float32 (use --no-half-vae to start that way).",
+                    str(vae.dtype).removeprefix("torch."))
+        vae.to(torch.float32)
+        decoded = vae.decode(latents.to(torch.float32) / vae.config.scaling_factor).sample
     return tensor_to_pil(decoded)
 
 
@@ -342,7 +350,8 @@ def process(request: GenerationRequest, model: SDModel, *, policy: DevicePolicy,
             final_latents.append(latents.float().cpu())
 
             # 6. decode, describe, save
-            pil_images = decode_latents(model, latents, policy)
+            pil_images = decode_latents(model, latents, policy,
+                                        auto_upcast=bool(_opt(options, "auto_vae_precision", True)))
             if job is not None and preview_every == -1:
                 job.current_image = pil_images[0]
             for j, image in enumerate(pil_images):

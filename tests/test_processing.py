@@ -144,3 +144,23 @@ def test_live_previews_follow_the_a1111_period(model, every, count):
     disabled = PreviewJob()
     process(request, model, policy=CPU32, options={"live_previews_enable": False}, job=disabled)
     assert disabled.previews == []
+
+
+def test_half_precision_vae_that_overflows_is_moved_to_float32(tmp_path, caplog):
+    """A1111's 'NaNs in VAE' case: an fp16 VAE whose activations overflow gives NaNs; the decode is redone in fp32
+    (and the VAE stays fp32) instead of returning black images."""
+    import logging
+
+    import numpy as np
+    from modules.processing import decode_latents
+    model = load_sd_model(build_tiny_checkpoint(tmp_path / "m.safetensors"), CPU32)
+    # latents whose scaled values (x / 0.18215) pass fp16's 65504 inside the decoder; fine in fp32
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 3e4
+    reference = np.asarray(decode_latents(model, latents, CPU32)[0], dtype=int)
+    assert reference.std() > 20          # a picture, not a black frame
+    model.vae.to(torch.float16)
+    with caplog.at_level(logging.WARNING):
+        image = decode_latents(model, latents, CPU32)[0]
+    assert "switching it to float32" in caplog.text
+    assert model.vae.dtype == torch.float32
+    assert np.abs(np.asarray(image, dtype=int) - reference).max() <= 1
