@@ -203,6 +203,13 @@ def _label(schedule_name: str) -> str:
     return schedules.find_schedule(schedule_name).label
 
 
+def _infotext_label(info, requested: str) -> str:
+    """A1111 writes the schedule a k-diffusion sampler really used: "Automatic" becomes the sampler's default
+    scheduler's label (DPM++ 2M -> Karras) when it has one; samplers without one keep "Automatic"."""
+    default = info.options.get("scheduler")
+    return _label(default if requested == "automatic" and default else requested)
+
+
 def supported_schedules(sampler: str) -> list[str]:
     """Schedule names (in A1111's list order) that `sampler` honours; empty for a refused sampler."""
     info = find_sampler(sampler)
@@ -336,7 +343,7 @@ def build_scheduler(sampler_name: str, scheduler_name: str | None, steps: int, s
         sigmas = walked_sigmas(scheduler)
 
     return SamplerSetup(scheduler=scheduler, sampler_name=info.name,
-                        schedule_label=_label(requested), schedule_name=schedule, sigmas=sigmas,
+                        schedule_label=_infotext_label(info, requested), schedule_name=schedule, sigmas=sigmas,
                         pipeline_kwargs=kwargs, uses_ensd=info.uses_ensd, notes=info.notes)
 
 

@@ -232,7 +232,10 @@ def test_automatic_means_the_samplers_default():
     assert SM.build_scheduler("DPM++ 2M SDE", "", 10, SD1_CONFIG).schedule_name == "exponential"
     assert SM.build_scheduler("Euler a", None, 10, SD1_CONFIG).schedule_name == "uniform"
     assert SM.build_scheduler("DDIM", "Automatic", 10, SD1_CONFIG).schedule_name is None
-    assert SM.build_scheduler("DPM++ 2M", "Automatic", 10, SD1_CONFIG).schedule_label == "Automatic"
+    # A1111 (sd_samplers_kdiffusion.get_sigmas) records the default scheduler it resolved "Automatic" to
+    assert SM.build_scheduler("DPM++ 2M", "Automatic", 10, SD1_CONFIG).schedule_label == "Karras"
+    assert SM.build_scheduler("DPM2 a", "Automatic", 10, SD1_CONFIG).schedule_label == "Karras"
+    assert SM.build_scheduler("Euler a", "Automatic", 10, SD1_CONFIG).schedule_label == "Automatic"
 
 
 def test_dpmpp_2m_karras_config_and_pipeline_arguments():
