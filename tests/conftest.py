@@ -42,3 +42,12 @@ def install_checkpoint(source: Path, data: Path, name: str | None = None) -> Pat
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    """A real, small UI app context on a temp data dir (no checkpoint), shared by the UI test files."""
+    from tests.test_ui import make_ctx
+    c = make_ctx(tmp_path)
+    yield c
+    c.jobs.shutdown()

@@ -7,7 +7,6 @@ import argparse
 import os
 from pathlib import Path
 
-import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -55,13 +54,6 @@ def make_ctx(tmp_path: Path) -> AppContext:
     store = ModelStore(paths, policy, load_sd_model, options=options, no_hashing=True)
     return AppContext(args=args, paths=paths, options=options, policy=policy, store=store,
                       jobs=JobQueue(show_progress_bars=False))
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    c = make_ctx(tmp_path)
-    yield c
-    c.jobs.shutdown()
 
 
 def components_by_id(demo: gr.Blocks) -> dict:

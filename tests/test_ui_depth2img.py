@@ -25,13 +25,6 @@ from tests.test_ui import components_by_id, handler, make_ctx, outputs_by_id
 COMMON = ["a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 4321, -1, 0, 0, 0]
 
 
-@pytest.fixture
-def ctx(tmp_path):
-    c = make_ctx(tmp_path)
-    yield c
-    c.jobs.shutdown()
-
-
 @pytest.fixture(scope="module")
 def tiny_ctx(tmp_path_factory):
     """An app context with a tiny SD2 depth checkpoint (MiDaS included) and a tiny ordinary SD2 one."""

@@ -34,13 +34,6 @@ A1111_IMG2IMG_IDS = {"img2img_prompt", "img2img_neg_prompt", "img2img_image", "i
 COMMON = ["a tiny test", "noise", "Euler", "Automatic", 4, 64, 64, 1, 1, 7, 1234, -1, 0, 0, 0]
 
 
-@pytest.fixture
-def ctx(tmp_path):
-    c = make_ctx(tmp_path)
-    yield c
-    c.jobs.shutdown()
-
-
 @pytest.fixture(scope="module")
 def tiny_ctx(tmp_path_factory):
     """An app context with a tiny SD1 checkpoint selected, shared by the end-to-end tests (one model load)."""
