@@ -85,7 +85,7 @@ class Txt2ImgRequest(_Lenient):
 
 # Fields a client may send with a non-default value that this server does not act on yet: logged, not silent.
 _NOT_IMPLEMENTED = {
-    "restore_faces": (None, False), "enable_hr": (False, None), "refiner_checkpoint": (None, "", "None"),
+    "restore_faces": (None, False), "refiner_checkpoint": (None, "", "None"),
     "firstpass_image": (None, ""), "hr_checkpoint_name": (None, ""),
 }
 
