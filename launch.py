@@ -25,7 +25,7 @@ repo_dir = Path(__file__).resolve().parent
 if str(repo_dir) not in sys.path:
     sys.path.insert(0, str(repo_dir))
 
-from modules import cmd_args  # noqa: E402 - standard library only
+from sdui.app import flags as cmd_args  # noqa: E402 - standard library only
 
 log = logging.getLogger("launch")
 

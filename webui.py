@@ -32,8 +32,8 @@ REPO_DIR = Path(__file__).resolve().parent
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
 
-from modules import cmd_args  # noqa: E402
-from modules.app_context import AppContext, register_option_hooks, startup_checkpoint  # noqa: E402
+from sdui.app import flags as cmd_args  # noqa: E402
+from sdui.app.context import AppContext, register_option_hooks, startup_checkpoint  # noqa: E402
 
 log = logging.getLogger("webui")
 _started_at = time.perf_counter()
@@ -64,7 +64,7 @@ def _versions() -> str:
 
 def _load_sd_model(path, policy, depth_dir=None):
     # imported on first use: diffusers and the loaders are not needed to open the port
-    from modules.models.loading import load_sd_model
+    from sdui.models.loading import load_sd_model
     return load_sd_model(path, policy, depth_dir=depth_dir)
 
 
@@ -72,12 +72,12 @@ def _load_sd_model(path, policy, depth_dir=None):
 
 def build_context(args: argparse.Namespace, repo_dir: Path = REPO_DIR) -> AppContext:
     """Everything the app needs, built once: folders, settings, device policy, model store, job queue."""
-    from modules.devices import policy_from_flags
-    from modules.jobs import JobQueue
-    from modules.models.hashes import HashCache
-    from modules.models.store import ModelStore
-    from modules.options import Options
-    from modules.paths import DataPaths
+    from sdui.devices import policy_from_flags
+    from sdui.app.jobs import JobQueue
+    from sdui.models.hashes import HashCache
+    from sdui.models.store import ModelStore
+    from sdui.app.options import Options
+    from sdui.app.paths import DataPaths
 
     paths = DataPaths.from_args(args, repo_dir)
     paths.ensure_dirs()
@@ -115,9 +115,9 @@ def create_app(ctx: AppContext):
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
-    from modules.api.errors import install_exception_handlers
-    from modules.api.middleware import ApiLogMiddleware, OriginCheckMiddleware, split_origins
-    from modules.api.routes import create_api_router, create_internal_router
+    from sdui.api.errors import install_exception_handlers
+    from sdui.api.middleware import ApiLogMiddleware, OriginCheckMiddleware, split_origins
+    from sdui.api.routes import create_api_router, create_internal_router
 
     args = ctx.args
     app = FastAPI(title="Stable Diffusion web UI API", docs_url="/docs", redoc_url="/redoc")
@@ -139,18 +139,12 @@ def create_app(ctx: AppContext):
     return app
 
 
-def mount_ui(app, ctx: AppContext) -> bool:
-    """Mount the Gradio UI at "/" when modules.ui.app is there; otherwise serve the API alone and say so."""
-    try:
-        from modules.ui import app as ui_app
-    except ModuleNotFoundError as e:
-        if e.name not in ("modules.ui.app", "modules.ui"):
-            raise
-        log.warning("The UI module (modules/ui/app.py) is missing: serving the API only.")
-        return False
+def mount_ui(app, ctx: AppContext) -> None:
+    """Mount the Gradio UI at "/"."""
+    from sdui.ui import app as ui_app
     import gradio as gr
 
-    from modules.api.routes import parse_credentials
+    from sdui.api.routes import parse_credentials
 
     args = ctx.args
     demo = ui_app.create_ui(ctx)
@@ -162,7 +156,6 @@ def mount_ui(app, ctx: AppContext) -> bool:
     allowed.append(str(ctx.paths.outputs_dir))
     gr.mount_gradio_app(app, demo, path="/", allowed_paths=allowed, root_path=getattr(args, "subpath", None),
                         server_name=cmd_args.server_host(args), server_port=cmd_args.server_port(args), **kwargs)
-    return True
 
 
 def _gradio_credentials(args: argparse.Namespace, parse) -> list[tuple[str, str]]:
@@ -172,7 +165,7 @@ def _gradio_credentials(args: argparse.Namespace, parse) -> list[tuple[str, str]
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as e:
-            from modules.errors import UserError
+            from sdui.errors import UserError
             raise UserError(f"--gradio-auth-path {path}: cannot read it ({e.strerror}).") from None
         text = ",".join([text, *lines]) if text else ",".join(lines)
     return list(parse(text).items())
@@ -260,7 +253,7 @@ def _open_browser_when_up(server, url: str) -> None:
 def start(args: argparse.Namespace) -> None:
     """Entry point used by launch.py (and by `python webui.py`)."""
     setup_logging(getattr(args, "loglevel", None))
-    from modules.errors import UserError
+    from sdui.errors import UserError
     try:
         ctx = build_context(args)
         log_summary(ctx)

@@ -3,7 +3,7 @@
 Everything is measured in this one process (plus one server subprocess), so the ratios compare like with like:
   1. build a full-size SD1.5 checkpoint with random weights in the original single-file layout (fp16 safetensors)
   2. read time of the file vs our load time (load_sd_model: detection + diffusers conversion)
-  3. s/it and peak RSS growth: ours (modules.processing.process) vs StableDiffusionPipeline on the same components,
+  3. s/it and peak RSS growth: ours (sdui.core.processing.process) vs StableDiffusionPipeline on the same components,
      scheduler, noise and settings; fp32 and bf16 on the CPU, fp16 on CUDA when present
   4. time from starting `webui.py` to its first HTTP 200
 
@@ -89,8 +89,8 @@ def time_read(path: Path) -> float:
 
 
 def run_ours(model, policy, size, steps):
-    from modules.processing import process
-    from modules.request import GenerationRequest
+    from sdui.core.processing import process
+    from sdui.core.request import GenerationRequest
     request = GenerationRequest(prompt="a photo of a red fox in the snow", negative_prompt="blurry", seed=1,
                                 sampler_name="Euler", scheduler="Automatic", steps=steps, width=size, height=size)
     process(request, model, policy=policy, options={"samples_save": False})
@@ -99,8 +99,8 @@ def run_ours(model, policy, size, steps):
 def run_diffusers(model, policy, size, steps):
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from modules import rng
-    from modules.samplers import build_scheduler
+    from sdui.core import rng
+    from sdui.core.samplers import build_scheduler
     setup = build_scheduler("Euler", "Automatic", steps, model.scheduler_config)
     pipe = StableDiffusionPipeline(vae=model.vae, unet=model.unet, text_encoder=model.text_encoders[0],
                                    tokenizer=model.tokenizers[0], safety_checker=None, feature_extractor=None,
@@ -161,8 +161,8 @@ def main():
     parser.add_argument("--skip-server", action="store_true")
     args = parser.parse_args()
 
-    from modules.devices import DevicePolicy
-    from modules.models.loading import load_sd_model
+    from sdui.devices import DevicePolicy
+    from sdui.models.loading import load_sd_model
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sdbench-"))
     ckpt = work / "models" / "Stable-diffusion" / "sd15-random.safetensors"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import webui
-from modules.cmd_args import parse_args
+from sdui.app.flags import parse_args
 from tests.conftest import REPO_DIR, install_checkpoint
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -174,7 +174,7 @@ def test_options_switch_checkpoint_loads_it(make_client, data_dir, tiny_sd1_chec
 # ------------------------------------------------------------------------------------------------------ png-info
 
 def test_png_info_round_trip(make_client, data_dir):
-    from modules.images import image_to_png_bytes
+    from sdui.imaging.images import image_to_png_bytes
     _, client = make_client(data_dir)
     text = ("a cat\nNegative prompt: dog\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
             "Seed: 42, Size: 512x768, Model hash: 0123456789")
@@ -203,8 +203,8 @@ def test_png_info_bad_image_is_4xx(make_client, data_dir):
 # ------------------------------------------------------------------------------------------------------- txt2img
 
 def test_txt2img_png_parameters_parse_back_to_the_request(served):
-    from modules.images import read_info_from_image
-    from modules.infotext import parse_infotext
+    from sdui.imaging.images import read_info_from_image
+    from sdui.infotext.infotext import parse_infotext
     ctx, client = served
     response = client.post("/sdapi/v1/txt2img", json=small())
     assert response.status_code == 200, response.text
@@ -420,7 +420,7 @@ def test_unexpected_failure_is_500_json_and_the_server_keeps_working(make_client
 
 
 def test_malformed_api_auth_is_refused_at_start(data_dir):
-    from modules.errors import UserError
+    from sdui.errors import UserError
     ctx = make_ctx(data_dir, "--api-auth", "just-a-name")
     try:
         with pytest.raises(UserError, match="user:password"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modules.devices import DevicePolicy
-from modules.errors import CheckpointError
-from modules.models.loading import load_sd_model, read_state_dict
+from sdui.devices import DevicePolicy
+from sdui.errors import CheckpointError
+from sdui.models.loading import load_sd_model, read_state_dict
 from tests.fixtures.checkpoints import build_tiny_checkpoint, tiny_components
 
 CPU32 = DevicePolicy(torch.device("cpu"), torch.float32, torch.float32)
@@ -240,7 +240,7 @@ def test_reference_text_encoder_configs_survive_the_single_file_round_trip(confi
     from accelerate import init_empty_weights
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from modules.models.text_encoder_loading import load_text_encoders
+    from sdui.models.text_encoder_loading import load_text_encoders
     from tests.fixtures.text_encoder_ldm import text_encoders_to_ldm
 
     arch = config_dir.removesuffix("-v")

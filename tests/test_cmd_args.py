@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from modules import cmd_args
-from modules.cmd_args import (build_parser, compat_notices, disable_extension_access, parse_args, server_host,
+from sdui.app import flags as cmd_args
+from sdui.app.flags import (build_parser, compat_notices, disable_extension_access, parse_args, server_host,
                               server_port, uses_cpu_for, webui_is_non_local)
-from modules.paths import EXTENSIONS_PLACEHOLDER, SD_MODELS_PLACEHOLDER, DataPaths
+from sdui.app.paths import EXTENSIONS_PLACEHOLDER, SD_MODELS_PLACEHOLDER, DataPaths
 
 REPO = Path(__file__).resolve().parents[1]
 NO_ENV = {}
@@ -112,7 +112,7 @@ def test_commandline_args_env_unknown_flag_fails(capsys):
 
 
 def test_commandline_args_through_a_real_process():
-    code = ("import sys; from modules.cmd_args import parse_args; a = parse_args([]); "
+    code = ("import sys; from sdui.app.flags import parse_args; a = parse_args([]); "
             "print(a.port, a.listen)")
     env = dict(os.environ, COMMANDLINE_ARGS="--listen --port 7123")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)

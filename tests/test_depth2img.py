@@ -9,14 +9,14 @@ import torch
 from diffusers import StableDiffusionDepth2ImgPipeline
 from PIL import Image
 
-from modules import img2img
-from modules.devices import DevicePolicy
-from modules.errors import InvalidRequestError
-from modules.image_ops import image_to_tensor
-from modules.models.loading import load_sd_model
-from modules.processing import process
-from modules.request import GenerationRequest, Img2ImgRequest
-from modules.samplers import build_scheduler
+from sdui.modes import img2img
+from sdui.devices import DevicePolicy
+from sdui.errors import InvalidRequestError
+from sdui.imaging.image_ops import image_to_tensor
+from sdui.models.loading import load_sd_model
+from sdui.core.processing import process
+from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.core.samplers import build_scheduler
 from tests.fixtures.checkpoints import build_tiny_checkpoint, tiny_state_dict
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)

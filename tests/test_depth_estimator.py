@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modules.errors import CheckpointError
-from modules.models.depth_estimator import (
+from sdui.errors import CheckpointError
+from sdui.models.depth_estimator import (
     DEPTH_PREFIX,
     DepthEstimator,
     depth_estimator_config,
@@ -87,7 +87,7 @@ def test_depth_model_loads_from_a_checkpoint_file(tmp_path):
     """Merged into a tiny SD2 depth checkpoint as the lead's fixture will do, written and read like a user's file."""
     from safetensors.torch import save_file
 
-    from modules.models.loading import read_state_dict
+    from sdui.models.loading import read_state_dict
     from tests.fixtures.checkpoints import tiny_state_dict
     sd = tiny_state_dict("sd2", "depth")
     sd.update(tiny_midas_state_dict(seed=0))

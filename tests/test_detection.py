@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.errors import CheckpointError
-from modules.models.detection import ModelSpec, detect, spec_from_yaml, v_prediction_score, yaml_beside
-from modules.models.unet_vae_loading import load_unet
+from sdui.errors import CheckpointError
+from sdui.models.detection import ModelSpec, detect, spec_from_yaml, v_prediction_score, yaml_beside
+from sdui.models.unet_vae_loading import load_unet
 from tests.fixtures.checkpoints import V_TEST_TARGET, tiny_state_dict
 from tests.fixtures.ldm_unet_vae import tiny_unet
 

@@ -3,7 +3,7 @@ import logging
 
 import torch
 
-from modules.devices import pick_dtypes, policy_from_flags
+from sdui.devices import pick_dtypes, policy_from_flags
 
 
 def test_cpu_runs_fp32_and_sdpa():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from modules.models import hashes
-from modules.models.discovery import (CheckpointInfo, calculate_shorthash, find_checkpoint, list_checkpoints,
+from sdui.models import hashes
+from sdui.models.discovery import (CheckpointInfo, calculate_shorthash, find_checkpoint, list_checkpoints,
                                       natural_key, read_safetensors_metadata)
-from modules.models.hashes import HashCache, cached_sha256, legacy_short_hash
+from sdui.models.hashes import HashCache, cached_sha256, legacy_short_hash
 
 SIZE = 0x100000 + 0x10000 + 123   # past the 1 MiB offset so the legacy hash sees real bytes
 

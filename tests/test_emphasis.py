@@ -1,7 +1,7 @@
 """parse_prompt_attention against results A1111 v1.10.1 gives for the same text."""
 import pytest
 
-from modules.text.emphasis import parse_prompt_attention
+from sdui.text.emphasis import parse_prompt_attention
 
 A1111_RESULTS = [
     ("normal text", [["normal text", 1.0]]),

@@ -13,12 +13,12 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from modules import rng
-from modules.devices import DevicePolicy
-from modules.models.loading import load_sd_model
-from modules.processing import process
-from modules.request import GenerationRequest
-from modules.samplers import build_scheduler
+from sdui.core import rng
+from sdui.devices import DevicePolicy
+from sdui.models.loading import load_sd_model
+from sdui.core.processing import process
+from sdui.core.request import GenerationRequest
+from sdui.core.samplers import build_scheduler
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
@@ -135,7 +135,7 @@ def test_euler_automatic_equals_a1111_euler_loop(models):
     training_sigmas = ((1 - acp) / acp).sqrt().float()
     sigmas = kdiffusion_sigmas(training_sigmas, request.steps)
 
-    from modules.text.encoder import PromptEncoder
+    from sdui.text.encoder import PromptEncoder
     enc = PromptEncoder(model)
     cond = enc.encode([request.prompt]).embeds
     uncond = enc.encode([""], is_negative=True).embeds

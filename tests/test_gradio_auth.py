@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 import webui
-from modules.cmd_args import parse_args
+from sdui.app.flags import parse_args
 
 
 def test_gradio_auth_guards_the_ui_routes(data_dir):

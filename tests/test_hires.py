@@ -8,13 +8,17 @@ import pytest
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 
-from modules import img2img, infotext, upscaling
-from modules.devices import DevicePolicy
-from modules.errors import InvalidRequestError
-from modules.models.loading import load_sd_model
-from modules.processing import process
-from modules.request import GenerationRequest, Img2ImgRequest, request_from_fields
-from modules.samplers import build_scheduler
+from sdui.modes import img2img
+
+from sdui.infotext import infotext
+
+from sdui.upscalers import upscaling
+from sdui.devices import DevicePolicy
+from sdui.errors import InvalidRequestError
+from sdui.models.loading import load_sd_model
+from sdui.core.processing import process
+from sdui.core.request import GenerationRequest, Img2ImgRequest, request_from_fields
+from sdui.core.samplers import build_scheduler
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)

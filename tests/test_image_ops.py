@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from modules.errors import InvalidRequestError
-from modules.image_ops import flatten, image_to_tensor, resize_image
+from sdui.errors import InvalidRequestError
+from sdui.imaging.image_ops import flatten, image_to_tensor, resize_image
 
 RED, GREEN, BLUE, YELLOW, CYAN, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (90, 90, 90)
 

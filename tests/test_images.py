@@ -8,9 +8,9 @@ import threading
 import pytest
 from PIL import Image
 
-from modules import images
-from modules.errors import InvalidRequestError
-from modules.images import (apply_filename_pattern, decode_base64_image, image_grid, image_to_png_bytes,
+from sdui.imaging import images
+from sdui.errors import InvalidRequestError
+from sdui.imaging.images import (apply_filename_pattern, decode_base64_image, image_grid, image_to_png_bytes,
                             read_info_from_image, sanitize_filename_part, save_grid, save_image, standard_tags)
 
 DAY = datetime.date(2024, 7, 27)

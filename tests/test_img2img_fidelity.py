@@ -11,12 +11,12 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
-from modules import img2img
-from modules.devices import DevicePolicy
-from modules.image_ops import image_to_tensor
-from modules.models.loading import load_sd_model
-from modules.processing import process
-from modules.request import Img2ImgRequest
+from sdui.modes import img2img
+from sdui.devices import DevicePolicy
+from sdui.imaging.image_ops import image_to_tensor
+from sdui.models.loading import load_sd_model
+from sdui.core.processing import process
+from sdui.core.request import Img2ImgRequest
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
@@ -35,7 +35,7 @@ def init_image(w=64, h=64) -> Image.Image:
 
 
 def reference(model, request: Img2ImgRequest):
-    from modules.samplers import build_scheduler
+    from sdui.core.samplers import build_scheduler
     steps, to_run = img2img.schedule_steps(request, fix_steps=False)
     setup = build_scheduler(request.sampler_name, request.scheduler, steps, model.scheduler_config,
                             seeds=[request.seed])

@@ -1,9 +1,9 @@
 """Infotext: A1111-format texts round-trip byte for byte; parsing gives A1111's dict; fields map to a request."""
 import pytest
 
-from modules.infotext import (build_infotext, generation_params, parse_infotext, request_fields_from_infotext,
+from sdui.infotext.infotext import (build_infotext, generation_params, parse_infotext, request_fields_from_infotext,
                               split_sampler_scheduler)
-from modules.request import GenerationRequest
+from sdui.core.request import GenerationRequest
 
 SECTION_2_6_EXAMPLE = (
     "masterpiece, a (red fox:1.2) in a [snowy|misty] forest, <lora:add_detail:0.6>\n"

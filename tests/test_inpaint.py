@@ -8,14 +8,16 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
-from modules import img2img, inpaint, masking
-from modules.devices import DevicePolicy
-from modules.errors import InvalidRequestError
-from modules.image_ops import image_to_tensor
-from modules.models.loading import load_sd_model
-from modules.processing import decode_latents, process
-from modules.request import Img2ImgRequest
-from modules.samplers import build_scheduler
+from sdui.modes import img2img, inpaint
+
+from sdui.imaging import masking
+from sdui.devices import DevicePolicy
+from sdui.errors import InvalidRequestError
+from sdui.imaging.image_ops import image_to_tensor
+from sdui.models.loading import load_sd_model
+from sdui.core.processing import decode_latents, process
+from sdui.core.request import Img2ImgRequest
+from sdui.core.samplers import build_scheduler
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
@@ -149,7 +151,7 @@ def test_outpaint_keeps_the_original_region_exactly(models):
 
 
 def test_outpaint_of_an_odd_sized_image_keeps_it_exactly(models):
-    from modules.outpaint import outpaint_request
+    from sdui.modes.outpaint import outpaint_request
     odd = picture(45, 59)
     req = outpaint_request(request(init_images=[odd], mask=None, mask_blur_x=0, mask_blur_y=0), left=8)
     assert (req.width, req.height) == (56, 64)                  # 45+8 -> 56 (3 more on the left), 59 -> 64 (down)

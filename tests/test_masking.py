@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules import masking
-from modules.errors import InvalidRequestError
-from modules.image_ops import resize_image
-from modules.masking import (
+from sdui.imaging import masking
+from sdui.errors import InvalidRequestError
+from sdui.imaging.image_ops import resize_image
+from sdui.imaging.masking import (
     composite,
     crop_region,
     crop_to_region,

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import infotext
-from modules.devices import DevicePolicy
-from modules.models.loading import load_sd_model
-from modules.outpaint import outpaint_request
-from modules.processing import process
-from modules.request import Img2ImgRequest, request_from_fields
+from sdui.infotext import infotext
+from sdui.devices import DevicePolicy
+from sdui.models.loading import load_sd_model
+from sdui.modes.outpaint import outpaint_request
+from sdui.core.processing import process
+from sdui.core.request import Img2ImgRequest, request_from_fields
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)

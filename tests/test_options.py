@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from modules.errors import InvalidRequestError, UserError
-from modules.options import MAX_IMAGE_PIXELS, OPTION_DEFAULTS, Options
+from sdui.errors import InvalidRequestError, UserError
+from sdui.app.options import MAX_IMAGE_PIXELS, OPTION_DEFAULTS, Options
 
 
 def test_defaults_and_attribute_access():

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.devices import DevicePolicy
-from modules.errors import InvalidRequestError, UnsupportedSamplerError
-from modules.models.loading import load_sd_model
-from modules.processing import process
-from modules.request import GenerationRequest
+from sdui.devices import DevicePolicy
+from sdui.errors import InvalidRequestError, UnsupportedSamplerError
+from sdui.models.loading import load_sd_model
+from sdui.core.processing import process
+from sdui.core.request import GenerationRequest
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
@@ -82,7 +82,7 @@ def test_interrupt_ends_the_job_and_returns_what_it_has(model, tmp_path):
 def test_tiling_makes_generation_shift_equivariant_and_is_undone_afterwards(model, monkeypatch):
     """With circular padding everywhere, rolling the starting noise by 8 latent cells (a multiple of the UNet's
     downsampling) rolls the result by exactly as much: the picture has no edges. Without tiling it does not."""
-    from modules import processing as core
+    from sdui.core import processing as core
     base = dict(prompt="x", seed=3, steps=3, width=128, height=64, sampler_name="Euler")
 
     def final_latents(tiling: bool, roll: int):
@@ -152,7 +152,7 @@ def test_half_precision_vae_that_overflows_is_moved_to_float32(tmp_path, caplog)
     import logging
 
     import numpy as np
-    from modules.processing import decode_latents
+    from sdui.core.processing import decode_latents
     model = load_sd_model(build_tiny_checkpoint(tmp_path / "m.safetensors"), CPU32)
     # latents whose scaled values (x / 0.18215) pass fp16's 65504 inside the decoder; fine in fp32
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 3e4

@@ -5,12 +5,12 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
-from modules.errors import InvalidRequestError
-from modules.models.sd_model import SDModel
-from modules.models.text_encoder_loading import load_text_encoders
-from modules.text.encoder import (COMMA_ID, Conditioning, PromptChunk, PromptEncoder, apply_emphasis, chunk_tokens,
+from sdui.errors import InvalidRequestError
+from sdui.models.sd_model import SDModel
+from sdui.models.text_encoder_loading import load_text_encoders
+from sdui.text.encoder import (COMMA_ID, Conditioning, PromptChunk, PromptEncoder, apply_emphasis, chunk_tokens,
                                   pad_to_chunks)
-from modules.text.tokenizer import load_clip_tokenizer, tokenize
+from sdui.text.tokenizer import load_clip_tokenizer, tokenize
 from tests.fixtures.text_encoder_ldm import CONTEXT_DIM, POOLED_DIM, text_encoders_to_ldm, tiny_text_encoders
 
 CPU = torch.device("cpu")

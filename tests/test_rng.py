@@ -6,8 +6,8 @@ import random
 import pytest
 import torch
 
-from modules import rng
-from modules.errors import InvalidRequestError
+from sdui.core import rng
+from sdui.errors import InvalidRequestError
 
 SHAPE = (4, 8, 12)      # (C, H, W) latent cells: a 96x64 image
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from modules import samplers as SM
-from modules import schedules as S
-from modules.errors import UnsupportedSamplerError
+from sdui.core import samplers as SM
+from sdui.core import schedules as S
+from sdui.errors import UnsupportedSamplerError
 
 # diffusers' k-DPM2 schedulers feed torch tensors to numpy thousands of times per set_timesteps (NumPy 2 warns)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

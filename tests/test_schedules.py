@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from modules import schedules as S
+from sdui.core import schedules as S
 
 SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 

@@ -1,7 +1,7 @@
 """The model store: selection, RAM-cache LRU, one load per checkpoint under concurrency, hashing at load, errors.
 
 The loader here is a small real function (reads the file, returns an object); the store is what is under test.
-The store with the real loader (modules.models.loading) is exercised elsewhere.
+The store with the real loader (sdui.models.loading) is exercised elsewhere.
 """
 import hashlib
 import random
@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from modules.cmd_args import parse_args
-from modules.errors import CheckpointError, NoCheckpointError
-from modules.models.hashes import HashCache
-from modules.models.store import ModelStore
-from modules.options import Options
-from modules.paths import DataPaths
+from sdui.app.flags import parse_args
+from sdui.errors import CheckpointError, NoCheckpointError
+from sdui.models.hashes import HashCache
+from sdui.models.store import ModelStore
+from sdui.app.options import Options
+from sdui.app.paths import DataPaths
 
 SIZE = 0x110000 + 7
 
@@ -262,8 +262,8 @@ def test_cached_models_wait_on_the_cpu(setup):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from modules.devices import DevicePolicy
-    from modules.models.sd_model import SDModel
+    from sdui.devices import DevicePolicy
+    from sdui.models.sd_model import SDModel
     policy = DevicePolicy(torch.device("cuda"), torch.float16, torch.float32)
 
     def loader(path, policy):

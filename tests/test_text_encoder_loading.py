@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from modules.errors import CheckpointError
-from modules.models.text_encoder_loading import load_text_encoders
+from sdui.errors import CheckpointError
+from sdui.models.text_encoder_loading import load_text_encoders
 from tests.fixtures.text_encoder_ldm import text_encoders_to_ldm, tiny_text_encoders
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl-refiner")

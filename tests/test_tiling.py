@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from modules.tiling import padded_convs, tiled
+from sdui.imaging.tiling import padded_convs, tiled
 
 ATOL = 1e-5  # the same sums, possibly in another order inside conv/attention kernels
 

@@ -15,7 +15,7 @@ import ftfy
 import pytest
 import regex
 
-from modules.text import tokenizer as tk
+from sdui.text import tokenizer as tk
 
 ROOT = Path(__file__).resolve().parents[1]
 BPE_GZ = ROOT / "venv" / "lib" / "python3.11" / "site-packages" / "open_clip" / "bpe_simple_vocab_16e6.txt.gz"
@@ -162,7 +162,7 @@ def test_long_prompt_is_not_truncated():
 
 
 def test_loads_offline_from_local_files():
-    code = ("from modules.text.tokenizer import load_clip_tokenizer, tokenize\n"
+    code = ("from sdui.text.tokenizer import load_clip_tokenizer, tokenize\n"
             "print(tokenize(load_clip_tokenizer('zero'), 'a photo of a cat'))\n")
     # offline, an empty HF cache and a dead proxy: any hub access would fail
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",

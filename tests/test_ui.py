@@ -15,17 +15,18 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 
-from modules.app_context import AppContext  # noqa: E402
-from modules.devices import DevicePolicy  # noqa: E402
-from modules.errors import UserError  # noqa: E402
-from modules.jobs import JobQueue  # noqa: E402
-from modules.models.loading import load_sd_model  # noqa: E402
-from modules.models.store import ModelStore  # noqa: E402
-from modules.options import Options  # noqa: E402
-from modules.paths import DataPaths  # noqa: E402
-from modules.request import GenerationRequest, Processed  # noqa: E402
-from modules.ui import common, generation, txt2img  # noqa: E402
-from modules.ui.app import create_ui, png_info  # noqa: E402
+from sdui.app.context import AppContext  # noqa: E402
+from sdui.devices import DevicePolicy  # noqa: E402
+from sdui.errors import UserError  # noqa: E402
+from sdui.app.jobs import JobQueue  # noqa: E402
+from sdui.models.loading import load_sd_model  # noqa: E402
+from sdui.models.store import ModelStore  # noqa: E402
+from sdui.app.options import Options  # noqa: E402
+from sdui.app.paths import DataPaths  # noqa: E402
+from sdui.core.request import GenerationRequest, Processed  # noqa: E402
+from sdui.ui import common, generation
+from sdui.ui.tabs import txt2img  # noqa: E402
+from sdui.ui.app import create_ui, png_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -311,7 +312,7 @@ def test_sampler_note_warns_about_pairs_that_will_not_run(ctx):
     update = fn.fn("Euler a", "Karras")
     assert update.visible and "Euler a does not work with schedule type Karras" in update.value
     assert "Automatic" in update.value
-    from modules.samplers import find_sampler
+    from sdui.core.samplers import find_sampler
     refused = next(name for name in ALL_SAMPLERS if not find_sampler(name).supported)
     assert f"{refused} is not available: {find_sampler(refused).refusal}" in fn.fn(refused, "Automatic").value
 
@@ -327,7 +328,7 @@ def inside(block, container) -> bool:
 
 
 def test_hires_fix_accordion_has_a1111_ids_ranges_and_choices(ctx):
-    from modules.upscaling import LATENT_UPSCALE_MODES, upscaler_names
+    from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, upscaler_names
     demo = create_ui(ctx)
     blocks = components_by_id(demo)
     accordion = blocks["txt2img_hr"]

@@ -14,10 +14,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 from PIL import Image
 
-from modules.errors import UserError
-from modules.request import GenerationRequest, Img2ImgRequest, Processed
-from modules.ui import common, depth2img, img2img
-from modules.ui.app import create_ui
+from sdui.errors import UserError
+from sdui.core.request import GenerationRequest, Img2ImgRequest, Processed
+from sdui.ui import common
+from sdui.ui.tabs import depth2img, img2img
+from sdui.ui.app import create_ui
 from tests.test_ui import components_by_id, handler, make_ctx, outputs_by_id
 
 # prompt, negative, sampler, schedule, steps, width, height, batch count, batch size, CFG, seed, variation seed,

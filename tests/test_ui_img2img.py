@@ -17,10 +17,11 @@ from gradio.components.image_editor import EditorData
 from gradio.data_classes import FileData
 from PIL import Image
 
-from modules.errors import UserError
-from modules.request import Img2ImgRequest
-from modules.ui import common, generation, img2img, inpaint, outpaint
-from modules.ui.app import create_ui
+from sdui.errors import UserError
+from sdui.core.request import Img2ImgRequest
+from sdui.ui import common, generation
+from sdui.ui.tabs import img2img, inpaint, outpaint
+from sdui.ui.app import create_ui
 from tests.test_ui import components_by_id, handler, make_ctx, outputs_by_id
 
 A1111_IMG2IMG_IDS = {"img2img_prompt", "img2img_neg_prompt", "img2img_image", "img2maskimg", "img_inpaint_base",

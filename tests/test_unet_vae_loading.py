@@ -14,8 +14,8 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from modules.errors import CheckpointError
-from modules.models.unet_vae_loading import load_unet, load_vae, unet_config_from_state_dict, vae_config_from_state_dict
+from sdui.errors import CheckpointError
+from sdui.models.unet_vae_loading import load_unet, load_vae, unet_config_from_state_dict, vae_config_from_state_dict
 from tests.fixtures.ldm_unet_vae import tiny_unet, tiny_vae, unet_to_ldm, vae_to_ldm
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

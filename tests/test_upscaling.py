@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modules import upscaling
-from modules.errors import InvalidRequestError
+from sdui.upscalers import upscaling
+from sdui.errors import InvalidRequestError
 
 LANCZOS = Image.Resampling.LANCZOS
 

@@ -1,0 +1,252 @@
+"""The /sdapi/v1 routes A1111 clients use (reference §3.2), on top of the app context.
+
+Generation and model switches go through the shared job queue (ctx.jobs), so API and UI requests run one at a
+time in arrival order. With --api-auth every route here needs HTTP Basic credentials.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from sdui.api.errors import ApiRoute
+from sdui.api.models import (GenerationResponse, Img2ImgRequest, PngInfoRequest, PngInfoResponse,
+                                ProgressResponse, SamplerItem, SchedulerItem, SDModelItem, Txt2ImgRequest,
+                                to_generation_request, to_img2img_request)
+from sdui.app.context import AppContext, generate, switch_model
+from sdui.errors import CheckpointError, InvalidRequestError, UserError
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """An API client named a checkpoint that is not in the list: 404, with the titles it can choose from."""
+    status_code = 404
+
+    def __init__(self, message: str, titles: list[str]):
+        super().__init__(message)
+        self.api_extra = {"checkpoints": titles}
+
+
+# ---------------------------------------------------------------------------------------------------------- auth
+
+def parse_credentials(text: str | None) -> dict[str, str]:
+    """"user:pass[,user2:pass2]" -> {user: pass}. Split on the first colon only, so a password may hold colons."""
+    credentials: dict[str, str] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user:
+            raise UserError(f"Credentials must look like user:password (several separated by commas); got {item!r}.")
+        credentials[user] = password
+    return credentials
+
+
+def basic_auth_dependency(credentials: dict[str, str]):
+    """A FastAPI dependency that lets a request through only with one of `credentials` (constant-time compare)."""
+    security = HTTPBasic(auto_error=False)
+    expected = [(u.encode(), p.encode()) for u, p in credentials.items()]
+
+    def check(given: HTTPBasicCredentials | None = Depends(security)) -> str:
+        if given is None:
+            raise HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Basic"})
+        user, password = given.username.encode(), given.password.encode()
+        ok = False
+        for u, p in expected:   # every pair is compared: the time taken does not tell which part was wrong
+            ok |= secrets.compare_digest(u, user) & secrets.compare_digest(p, password)
+        if not ok:
+            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+        return given.username
+
+    return check
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+
+def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") -> Txt2ImgRequest:
+    """Fill the fields the client did not set from body.infotext (A1111: explicit fields win); setting-backed
+    values go into override_settings, under the client's own overrides."""
+    if not body.infotext:
+        return body
+    from sdui.infotext.infotext import parse_infotext, request_fields_from_infotext
+    fields = request_fields_from_infotext(parse_infotext(body.infotext), mode=mode, current_options=options)
+    updates: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == "override_settings":
+            updates[name] = {**value, **(body.override_settings or {})}
+        elif name in type(body).model_fields and name not in body.model_fields_set:
+            updates[name] = value
+    return type(body).model_validate({**body.model_dump(), **updates})
+
+
+def check_scripts(body: Txt2ImgRequest) -> None:
+    """No selectable or always-on scripts are served through the API yet: say so instead of ignoring them."""
+    if body.script_name:
+        raise InvalidRequestError(f"Script {body.script_name!r} not found: this server offers no selectable scripts "
+                                  "through the API yet. Leave script_name empty.")
+    if body.alwayson_scripts:
+        names = ", ".join(map(repr, body.alwayson_scripts))
+        raise InvalidRequestError(f"Always-on script(s) {names} not found: this server offers none through the API "
+                                  "yet. Send an empty alwayson_scripts.")
+
+
+def encode_image(image) -> str:
+    from sdui.imaging.images import image_to_png_bytes
+    return base64.b64encode(image_to_png_bytes(image, image.info.get("parameters"))).decode("ascii")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    try:
+        return jsonable_encoder(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _entry_dict(entry: Any, fields: tuple[str, ...]) -> dict:
+    if hasattr(entry, "to_api"):
+        return entry.to_api()
+    if isinstance(entry, dict):
+        return {k: entry.get(k) for k in fields}
+    return {k: getattr(entry, k, None) for k in fields}
+
+
+# -------------------------------------------------------------------------------------------------------- routes
+
+def create_api_router(ctx: AppContext) -> APIRouter:
+    credentials = parse_credentials(getattr(ctx.args, "api_auth", None))
+    dependencies = [Depends(basic_auth_dependency(credentials))] if credentials else []
+    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies, route_class=ApiRoute, tags=["sdapi"])
+
+    def run(body, request, mode: str) -> dict:
+        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id)
+        processed = job.wait()
+        images = [encode_image(image) for image in processed.images] if body.send_images else []
+        return {"images": images, "info": json.dumps(_jsonable(processed.info_dict()))}
+
+    @router.post("/txt2img", response_model=GenerationResponse)
+    def txt2img(body: Txt2ImgRequest):
+        body = apply_infotext(body, ctx.options)
+        check_scripts(body)
+        result = run(body, to_generation_request(body, mode="txt2img"), "txt2img")
+        return {**result, "parameters": _jsonable(body.model_dump())}
+
+    @router.post("/img2img", response_model=GenerationResponse)
+    def img2img(body: Img2ImgRequest):
+        body = apply_infotext(body, ctx.options, mode="img2img")
+        check_scripts(body)
+        result = run(body, to_img2img_request(body), "img2img")
+        echo = body.model_dump()
+        if not body.include_init_images:      # A1111 does not echo the images back unless asked
+            echo["init_images"] = echo["mask"] = None
+        return {**result, "parameters": _jsonable(echo)}
+
+    @router.get("/sd-models", response_model=list[SDModelItem])
+    def sd_models():
+        return ctx.store.api_list()
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints():
+        ctx.store.refresh()
+        return None
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint():
+        ctx.jobs.run(lambda job: ctx.store.unload(), name="unload checkpoint")
+        return {}
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint():
+        ctx.jobs.run(lambda job: ctx.store.get(), name="load checkpoint")
+        return {}
+
+    @router.get("/options")
+    def get_options():
+        return _jsonable(dict(ctx.options.data))
+
+    @router.post("/options")
+    def set_options(settings: dict[str, Any] = Body(...)):
+        settings = dict(settings)
+        checkpoint = settings.pop("sd_model_checkpoint", None)
+        if checkpoint:
+            titles = [info.title for info in ctx.store.checkpoints]
+            try:
+                ctx.store.select(checkpoint)
+            except CheckpointError as e:
+                if not titles:
+                    raise
+                raise CheckpointNotFoundError(e.message, titles) from None
+        for key, value in settings.items():   # validate everything before changing anything
+            if hasattr(ctx.options, "cast_value"):
+                ctx.options.cast_value(key, value)
+        for key, value in settings.items():
+            ctx.options.set(key, value, is_api=True)
+        if checkpoint:
+            switch_model(ctx, checkpoint)     # loads through the queue, then saves the choice
+        ctx.options.save()
+        return None
+
+    @router.get("/cmd-flags")
+    def cmd_flags():
+        return {key: _jsonable(value) for key, value in vars(ctx.args).items()}
+
+    @router.get("/samplers", response_model=list[SamplerItem])
+    def samplers():
+        from sdui.core.samplers import SAMPLERS
+        return [_entry_dict(s, ("name", "aliases", "options")) for s in SAMPLERS]
+
+    @router.get("/schedulers", response_model=list[SchedulerItem])
+    def schedulers():
+        from sdui.core.schedules import SCHEDULERS
+        return [_entry_dict(s, ("name", "label", "aliases", "default_rho", "need_inner_model")) for s in SCHEDULERS]
+
+    @router.get("/scripts")
+    def scripts():
+        return {"txt2img": [], "img2img": []}
+
+    @router.post("/png-info", response_model=PngInfoResponse)
+    def png_info(body: PngInfoRequest):
+        if not body.image.strip():
+            return {"info": "", "items": {}, "parameters": {}}
+        from sdui.imaging.images import decode_base64_image, read_info_from_image
+        from sdui.infotext.infotext import parse_infotext
+        text, items = read_info_from_image(decode_base64_image(body.image))
+        parameters = parse_infotext(text, split_old_sampler=False) if text else {}
+        return {"info": text or "", "items": {k: _jsonable(v) for k, v in items.items()}, "parameters": parameters}
+
+    @router.get("/progress", response_model=ProgressResponse)
+    def progress(skip_current_image: bool = False):
+        return ctx.jobs.progress_info(skip_current_image=skip_current_image)
+
+    @router.post("/interrupt")
+    def interrupt():
+        ctx.jobs.interrupt()
+        return {}
+
+    @router.post("/skip")
+    def skip():
+        ctx.jobs.skip()
+        return None
+
+    return router
+
+
+def create_internal_router(ctx: AppContext) -> APIRouter:
+    """Unauthenticated health routes (A1111 keeps /internal/* outside --api-auth too)."""
+    router = APIRouter(prefix="/internal", route_class=ApiRoute, include_in_schema=False)
+
+    @router.get("/ping")
+    def ping():
+        return {}
+
+    return router

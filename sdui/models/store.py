@@ -1,0 +1,233 @@
+"""The model store: which checkpoints exist, which one is loaded, and a small RAM cache of recently used ones.
+
+One store per app, built in webui.py and handed to whoever needs a model (no global). Loading goes through one
+lock, so two requests for the same checkpoint load it once and two different checkpoints never load at the same
+time (that would need the memory of both). On a GPU the cached, not-current models are moved to the CPU.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any, Callable
+
+from sdui.errors import CheckpointError, NoCheckpointError, UserError
+from sdui.models.discovery import CheckpointInfo, calculate_shorthash, find_checkpoint, list_checkpoints
+
+log = logging.getLogger(__name__)
+
+
+class ModelStore:
+    def __init__(self, paths, policy, loader: Callable[[str, Any], Any], *, hash_cache=None, options=None,
+                 cache_size: int | None = None, no_hashing: bool = False):
+        """loader(path, policy) -> SDModel. cache_size: models kept in RAM, the loaded one included
+        (default: the sd_checkpoint_cache setting, else 1; values below 1 count as 1)."""
+        self.paths = paths
+        self.policy = policy
+        self.loader = loader
+        self.hash_cache = hash_cache
+        self.options = options
+        self.no_hashing = no_hashing
+        self._cache_size = cache_size
+        self._infos: list[CheckpointInfo] | None = None
+        self._cache: OrderedDict[str, Any] = OrderedDict()   # filename -> model, least recently used first
+        self._current = None
+        self._lock = threading.RLock()       # guards the list, the cache and `current`
+        self._load_lock = threading.Lock()   # one load at a time
+        self._ckpt_flag_applied = False
+        self.background_error: BaseException | None = None
+        if options is not None:
+            options.onchange("sd_checkpoint_cache", self._shrink_cache)
+
+    # ---- listing -------------------------------------------------------------------------------------------------
+    def refresh(self) -> list[CheckpointInfo]:
+        """Rescan the checkpoint folders (the refresh button, POST /sdapi/v1/refresh-checkpoints)."""
+        infos = list_checkpoints(self.paths.ckpt_dirs, extra_ckpt=self.paths.ckpt_file, hash_cache=self.hash_cache)
+        with self._lock:
+            # keep the objects loaded models point to, so their titles and hashes stay one truth
+            loaded = {m.checkpoint.filename: m.checkpoint for m in self._cache.values()
+                      if getattr(m, "checkpoint", None) is not None}
+            infos = [loaded[i.filename] if i.filename in loaded and loaded[i.filename].name == i.name else i
+                     for i in infos]
+            self._infos = infos
+            if self.paths.ckpt_from_flag and not self._ckpt_flag_applied:
+                self._ckpt_flag_applied = True
+                if not self.paths.ckpt_file.is_file():
+                    log.warning("--ckpt %s: no such file; it is ignored.", self.paths.ckpt_file)
+                elif self.options is not None and infos:
+                    # --ckpt wins over the saved setting for this run, as in A1111 (not saved, no callbacks)
+                    self.options.data["sd_model_checkpoint"] = infos[0].title
+        return list(infos)
+
+    @property
+    def checkpoints(self) -> list[CheckpointInfo]:
+        with self._lock:
+            if self._infos is None:
+                self.refresh()
+            return list(self._infos)
+
+    def titles(self) -> list[str]:
+        return [info.title for info in self.checkpoints]
+
+    def api_list(self) -> list[dict]:
+        """GET /sdapi/v1/sd-models."""
+        return [info.api_dict() for info in self.checkpoints]
+
+    def _no_checkpoint_error(self) -> NoCheckpointError:
+        folders = " or ".join(str(d) for d in self.paths.ckpt_dirs)
+        return NoCheckpointError(f"No checkpoint found. Put a .safetensors or .ckpt file into {folders}, "
+                                 "then press refresh.")
+
+    def select(self, name: str | None = None) -> CheckpointInfo:
+        """The checkpoint `name` refers to (A1111 lookup rules); with no name: the sd_model_checkpoint setting,
+        else the loaded one, else the first listed."""
+        infos = self.checkpoints or self.refresh()   # a file dropped in since the last scan is found without refresh
+        if not infos:
+            raise self._no_checkpoint_error()
+        if name:
+            info = find_checkpoint(infos, name)
+            if info is None:
+                known = ", ".join(i.title for i in infos[:10]) + (", ..." if len(infos) > 10 else "")
+                raise CheckpointError(f"Checkpoint {name!r} not found. Known checkpoints: {known}. If you just added "
+                                      "it, press refresh (POST /sdapi/v1/refresh-checkpoints).")
+            return info
+        wanted = self.options.get("sd_model_checkpoint") if self.options is not None else None
+        info = find_checkpoint(infos, wanted) if wanted else None
+        if info is None:
+            info = self.current_info or infos[0]
+            if wanted:
+                log.warning("Checkpoint %r from settings not found; using %s instead.", wanted, info.title)
+        return info
+
+    # ---- loading -------------------------------------------------------------------------------------------------
+    @property
+    def cache_size(self) -> int:
+        size = self._cache_size
+        if size is None:
+            size = self.options.get("sd_checkpoint_cache", 1) if self.options is not None else 1
+        return max(1, int(size))
+
+    @property
+    def current(self):
+        return self._current
+
+    @property
+    def current_info(self) -> CheckpointInfo | None:
+        return getattr(self._current, "checkpoint", None)
+
+    def get(self, name: str | None = None):
+        """The loaded model for `name` (see select), loading it through the RAM cache when needed."""
+        info = self.select(name)
+        with self._lock:
+            model = self._cache.get(info.filename)
+            if model is not None:
+                self._activate(info.filename, model)
+                return model
+        with self._load_lock:
+            with self._lock:   # another thread may have loaded it while we waited
+                model = self._cache.get(info.filename)
+                if model is not None:
+                    self._activate(info.filename, model)
+                    return model
+            if not self.no_hashing:
+                calculate_shorthash(info, self.hash_cache)   # A1111 hashes at load: the title gains [shorthash]
+            # make room first, so peak memory is one model more than the cache, not two (a failed load
+            # then leaves no model loaded; the next get() loads again)
+            with self._lock:
+                evicted = self._evict(keep=self.cache_size - 1)
+                if self._current is not None and all(m is not self._current for m in self._cache.values()):
+                    self._current = None
+                elif self._current is not None:
+                    _move(self._current, "cpu", self.policy)
+            del evicted
+            _free_memory()
+            log.info("Loading weights from %s", info.filename)
+            model = self.loader(info.filename, self.policy)
+            model.checkpoint = info
+            with self._lock:
+                self._cache[info.filename] = model
+                self._activate(info.filename, model)
+            log.info("Model loaded: %s", info.title)
+            return model
+
+    def apply_checkpoint_option(self):
+        """onchange handler for sd_model_checkpoint: load what the setting names; an unknown name raises
+        CheckpointError (and Options.set then restores the previous value)."""
+        return self.get(self.options.get("sd_model_checkpoint") or None)
+
+    def load_in_background(self, name: str | None = None) -> threading.Thread:
+        """Start loading in a thread (at start-up, so the port opens first); errors are logged and kept in
+        `background_error`; the next get() tries again."""
+        def run():
+            try:
+                self.get(name)
+            except UserError as e:
+                self.background_error = e
+                log.warning("%s", e.message)
+            except Exception as e:  # noqa: BLE001 - a background thread must report, not die silently
+                self.background_error = e
+                log.exception("Loading the checkpoint failed")
+        thread = threading.Thread(target=run, name="model-load", daemon=True)
+        thread.start()
+        return thread
+
+    def unload(self) -> None:
+        """Drop every loaded model (POST /sdapi/v1/unload-checkpoint); the next get() loads again."""
+        with self._load_lock, self._lock:
+            self._cache.clear()
+            self._current = None
+        _free_memory()
+
+    # ---- cache internals (call with self._lock held) -------------------------------------------------------------
+    def _activate(self, key: str, model) -> None:
+        self._cache.move_to_end(key)
+        if self._current is not None and self._current is not model:
+            _move(self._current, "cpu", self.policy)
+        _move(model, getattr(self.policy, "device", None), self.policy)
+        self._current = model
+        if self.options is not None:
+            info = model.checkpoint
+            # A1111 records the loaded title and sha256 in the settings (no callbacks: this is not a user change)
+            self.options.data["sd_model_checkpoint"] = info.title
+            self.options.data["sd_checkpoint_hash"] = info.sha256 or ""
+
+    def _evict(self, keep: int | None = None) -> list:
+        """Drop least recently used models until `keep` (default: cache_size) remain."""
+        keep = self.cache_size if keep is None else keep
+        evicted = []
+        while len(self._cache) > keep:
+            key, model = self._cache.popitem(last=False)
+            log.info("Removed %s from the checkpoint cache", key)
+            evicted.append(model)
+        return evicted
+
+    def _shrink_cache(self) -> None:
+        with self._lock:
+            evicted = self._evict()
+        if evicted:
+            del evicted
+            _free_memory()
+
+
+def _move(model, device, policy) -> None:
+    """Move a model's components between the GPU and the CPU; nothing to do when we run on the CPU."""
+    target_type = getattr(getattr(policy, "device", None), "type", "cpu")
+    if device is None or target_type == "cpu":
+        return
+    for part in (getattr(model, "unet", None), getattr(model, "vae", None), *(getattr(model, "text_encoders", None) or [])):
+        if part is not None and hasattr(part, "to"):
+            part.to(device)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")   # never imported: nothing can be on a GPU, and importing costs seconds
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing memory is best effort
+        pass

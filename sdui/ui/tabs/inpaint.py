@@ -1,0 +1,186 @@
+"""The inpaint tab: an image and a mask (painted over the image, or uploaded) -> Img2ImgRequest with `mask`.
+
+White in the mask = repaint (unless "Inpaint not masked"). Painting happens in a gr.ImageEditor: its background is
+the image, the alpha of the painted layer is the mask (`mask_from_editor`). Element ids follow A1111's inpaint
+sub-tabs (img2maskimg, img_inpaint_base, img_inpaint_mask); the shared widgets carry the "inpaint_" prefix.
+"""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageChops
+
+from sdui.imaging import masking
+from sdui.errors import UserError
+from sdui.core.request import Img2ImgRequest
+from sdui.ui import common, generation
+from sdui.ui.tabs import img2img
+
+TAB = "inpaint"
+
+# radio labels, in the order of the request's values (inpainting_mask_invert, inpainting_fill, inpaint_full_res)
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+SOURCES = ("draw", "upload")     # which sub-tab the image and mask come from
+
+# what ↙️ may put into the radios: request value -> label
+PASTE_CHOICES = {
+    "inpainting_mask_invert": ("mask mode", dict(enumerate(MASK_MODES))),
+    "inpainting_fill": ("masked content", dict(enumerate(MASKED_CONTENT))),
+    "inpaint_full_res": ("inpaint area", {False: INPAINT_AREAS[0], True: INPAINT_AREAS[1]}),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The editor's value -> image and mask
+# ---------------------------------------------------------------------------------------------------------------
+def _as_pil(value) -> Image.Image | None:
+    """gr.ImageEditor hands PIL images with type="pil"; accept its other types (numpy, file path) too."""
+    if value is None or isinstance(value, Image.Image):
+        return value
+    if isinstance(value, np.ndarray):
+        return Image.fromarray(value)
+    return Image.open(value)
+
+
+def mask_from_editor(value) -> tuple[Image.Image | None, Image.Image | None]:
+    """(image, mask) from a gr.ImageEditor value {"background", "layers", "composite"}.
+
+    image: the background as uploaded (strokes not drawn in). mask: 'L' at the image's size, the strongest alpha
+    of the painted layers at each pixel (255 where painted, soft at the brush's edge, 0 elsewhere), whatever the
+    brush colour. A layer of another size than the background (a canvas the user resized) is stretched onto it.
+    (None, None) when no image was uploaded; an all-black mask when nothing was painted."""
+    if not value:
+        return None, None
+    image = _as_pil(value.get("background"))
+    if image is None:
+        return None, None
+    mask = Image.new("L", image.size, 0)
+    for layer in value.get("layers") or []:
+        layer = _as_pil(layer)
+        if layer is None:
+            continue
+        alpha = layer.convert("RGBA").getchannel("A")
+        if alpha.size != image.size:
+            alpha = alpha.resize(image.size, resample=Image.Resampling.NEAREST)
+        mask = ImageChops.lighter(mask, alpha)
+    return image, mask
+
+
+def _nothing_to_change(mask: Image.Image, invert: bool) -> bool:
+    """True when the mask, read the way the processing core reads it (alpha or brightness, inverted if asked),
+    marks no pixel to repaint."""
+    prepared = masking.prepare_mask(mask, invert=invert, blur_x=0, blur_y=0)
+    return prepared.mask.getextrema()[1] == 0
+
+
+def image_and_mask(editor, base_image, base_mask, source) -> tuple[Image.Image | None, Image.Image | None]:
+    """The image and mask of the selected sub-tab: painted ("draw") or uploaded ("upload")."""
+    if source == "upload":
+        return base_image, base_mask
+    return mask_from_editor(editor)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Widget values -> request
+# ---------------------------------------------------------------------------------------------------------------
+def build_request(editor, base_image, base_mask, source, resize_mode, mask_blur, mask_mode, masked_content,
+                  inpaint_area, padding, denoising_strength, *values, **named) -> Img2ImgRequest:
+    """The request the inpaint widgets describe. `values`/`named`: generation.request_fields' arguments."""
+    image, mask = image_and_mask(editor, base_image, base_mask, source)
+    if image is None:
+        where = ("into the Image box of the Upload mask tab" if source == "upload"
+                 else "into the Draw mask editor")
+        raise UserError(f"No image to inpaint: drop an image {where}, mark what to change, then press Generate.")
+    if mask is None:
+        raise UserError("No mask: upload a mask next to the image (white = repaint), "
+                        "or paint one over the image on the Draw mask tab.")
+    invert = generation.choice_index(mask_mode if mask_mode is not None else MASK_MODES[0], MASK_MODES,
+                                     "mask mode")
+    if _nothing_to_change(mask, bool(invert)):
+        raise UserError("The mask marks nothing to change: paint over the part of the image to repaint "
+                        "(or upload a mask where white marks it)" +
+                        (", or switch the mask mode to \"Inpaint masked\"." if invert else "."))
+    blur = generation.to_int(mask_blur, 4)
+    return Img2ImgRequest(
+        **generation.request_fields(*values, **named),
+        init_images=[image], mask=mask,
+        resize_mode=img2img.resize_mode_index(resize_mode),
+        denoising_strength=img2img.denoising_value(denoising_strength),
+        mask_blur_x=blur, mask_blur_y=blur,
+        inpainting_mask_invert=invert,
+        inpainting_fill=masked_content_index(masked_content),
+        inpaint_full_res=generation.choice_index(inpaint_area if inpaint_area is not None else INPAINT_AREAS[0],
+                                                 INPAINT_AREAS, "inpaint area") == 1,
+        inpaint_full_res_padding=generation.to_int(padding, 32),
+        mode=img2img.MODE)
+
+
+def masked_content_index(value) -> int:
+    return generation.choice_index(value if value is not None else MASKED_CONTENT[1], MASKED_CONTENT,
+                                   "masked content")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Widgets the mask tabs share
+# ---------------------------------------------------------------------------------------------------------------
+def create_mask_blur(tab: str) -> gr.Slider:
+    return gr.Slider(minimum=0, maximum=64, step=1, value=4, label="Mask blur", elem_id=f"{tab}_mask_blur")
+
+
+def create_masked_content(tab: str, value: str = "original") -> gr.Radio:
+    return gr.Radio(choices=list(MASKED_CONTENT), value=value, label="Masked content",
+                    elem_id=f"{tab}_inpainting_fill")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tab
+# ---------------------------------------------------------------------------------------------------------------
+def create_tab(ctx) -> generation.GenerationTab:
+    """Lay out the inpaint tab inside the current Blocks/Tab context and wire its events."""
+    row = generation.create_prompt_row(TAB)
+    with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
+        with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
+            with gr.Tabs(elem_id=f"{TAB}_mask_source"):
+                with gr.Tab("Draw mask", id=f"{TAB}_draw", elem_id=f"{TAB}_draw_tab") as draw_tab:
+                    # one layer, opaque brushes: the layer's alpha is the mask, the colour only helps to see it
+                    editor = gr.ImageEditor(
+                        label="Image for inpainting with mask", elem_id="img2maskimg", type="pil", image_mode="RGBA",
+                        sources=["upload", "clipboard"], transforms=(), height=480,
+                        brush=gr.Brush(colors=["#ffffff", "#000000", "#ff3030"], color_mode="fixed"),
+                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]))
+                with gr.Tab("Upload mask", id=f"{TAB}_upload", elem_id=f"{TAB}_upload_tab") as upload_tab:
+                    base_image = gr.Image(label="Image", sources=["upload", "clipboard"], type="pil",
+                                          image_mode="RGBA", elem_id="img_inpaint_base", height=300)
+                    base_mask = gr.Image(label="Mask (white = repaint, or the alpha of a transparent PNG)",
+                                         sources=["upload", "clipboard"], type="pil", image_mode="RGBA",
+                                         elem_id="img_inpaint_mask", height=300)
+            source = gr.State(SOURCES[0])
+            resize_mode = img2img.create_resize_mode(TAB)
+            mask_blur = create_mask_blur(TAB)
+            mask_mode = gr.Radio(choices=list(MASK_MODES), value=MASK_MODES[0], label="Mask mode",
+                                 elem_id=f"{TAB}_mask_mode")
+            masked_content = create_masked_content(TAB)
+            with gr.Row():
+                inpaint_area = gr.Radio(choices=list(INPAINT_AREAS), value=INPAINT_AREAS[0], label="Inpaint area",
+                                        elem_id=f"{TAB}_inpaint_full_res")
+                padding = gr.Slider(minimum=0, maximum=256, step=4, value=32, label="Only masked padding, pixels",
+                                    elem_id=f"{TAB}_inpaint_full_res_padding")
+            settings = generation.create_settings(TAB, size_from_image=True)
+            denoising = img2img.create_denoising(TAB)
+            seed = common.create_seed_row(TAB)
+        panel = generation.create_output_panel(TAB)
+
+    own_inputs = [editor, base_image, base_mask, source, resize_mode, mask_blur, mask_mode, masked_content,
+                  inpaint_area, padding, denoising]
+    tab = generation.GenerationTab(TAB, row, settings, seed, panel, own_inputs=own_inputs, own_paste_fields={
+        "denoising_strength": denoising, "mask_blur": mask_blur, "inpainting_mask_invert": mask_mode,
+        "inpainting_fill": masked_content, "inpaint_full_res": inpaint_area, "inpaint_full_res_padding": padding})
+    generation.wire_generation(ctx, tab, build_request)
+    generation.wire_paste(tab, mode=img2img.MODE, choices=PASTE_CHOICES)
+    draw_tab.select(lambda: SOURCES[0], inputs=[], outputs=[source], queue=False, api_visibility="private")
+    upload_tab.select(lambda: SOURCES[1], inputs=[], outputs=[source], queue=False, api_visibility="private")
+    img2img.wire_size_from_image(settings, [editor, base_image, base_mask, source],
+                                 lambda *values: image_and_mask(*values)[0])
+    return tab
