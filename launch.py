@@ -25,7 +25,7 @@ repo_dir = Path(__file__).resolve().parent
 if str(repo_dir) not in sys.path:
     sys.path.insert(0, str(repo_dir))
 
-from sdui.app import flags as cmd_args  # noqa: E402 - standard library only
+from sdui.app.flags import Flags, parse_flags  # noqa: E402 - standard library only
 
 log = logging.getLogger("launch")
 
@@ -151,7 +151,7 @@ def torch_needs_install() -> bool:
 
 # ------------------------------------------------------------------------------------------ prepare_environment
 
-def prepare_environment(args) -> None:
+def prepare_environment(args: Flags) -> None:
     """Install what is missing; warn about the device. Fast when everything is in place: no pip call at all."""
     if not args.skip_python_version_check and not ((3, 10) <= sys.version_info[:2] <= (3, 12)):
         log.warning("Python %d.%d is untested; use Python 3.10 to 3.12 (3.11 recommended).", *sys.version_info[:2])
@@ -227,7 +227,7 @@ def run_tests(extra_args: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------------------- main
 
-def start(args) -> None:
+def start(args: Flags) -> None:
     import webui
     webui.start(args)
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     global skip_install
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
                         datefmt="%H:%M:%S")
-    args = cmd_args.parse_args(argv)
+    args = parse_flags(argv)
     skip_install = bool(args.skip_install)
     restart_file.unlink(missing_ok=True)   # webui.sh loops while it exists: a restart request is used up here
 

@@ -19,7 +19,6 @@ for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("H
                      ("GRADIO_ANALYTICS_ENABLED", "False"), ("DO_NOT_TRACK", "1")):
     os.environ.setdefault(_key, _value)
 
-import argparse  # noqa: E402
 import functools  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
@@ -32,8 +31,9 @@ REPO_DIR = Path(__file__).resolve().parent
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
 
-from sdui.app import flags as cmd_args  # noqa: E402
-from sdui.app.context import AppContext, register_option_hooks, startup_checkpoint  # noqa: E402
+from sdui.app.flags import Flags, parse_flags  # noqa: E402
+from sdui.app.context import (AppContext, apply_ckpt_flag, register_option_hooks, remember_model,  # noqa: E402
+                              startup_checkpoint)
 
 log = logging.getLogger("webui")
 _started_at = time.perf_counter()
@@ -70,26 +70,27 @@ def _load_sd_model(path, policy, depth_dir=None):
 
 # ------------------------------------------------------------------------------------------------- 1-2. context
 
-def build_context(args: argparse.Namespace, repo_dir: Path = REPO_DIR) -> AppContext:
+def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     """Everything the app needs, built once: folders, settings, device policy, model store, job queue."""
-    from sdui.devices import policy_from_flags
     from sdui.app.jobs import JobQueue
-    from sdui.models.hashes import HashCache
-    from sdui.models.store import ModelStore
     from sdui.app.options import Options
     from sdui.app.paths import DataPaths
+    from sdui.devices import policy_from_flags
+    from sdui.models.hashes import HashCache
+    from sdui.models.store import ModelStore
 
-    paths = DataPaths.from_args(args, repo_dir)
+    paths = DataPaths.from_flags(flags, repo_dir)
     paths.ensure_dirs()
-    options = Options(paths.config_file, frozen=bool(getattr(args, "freeze_settings", False)))
-    policy = policy_from_flags(use_cpu=cmd_args.uses_cpu_for(args, "sd"), no_half=bool(args.no_half),
-                               no_half_vae=bool(args.no_half_vae), precision=args.precision or "autocast",
-                               xformers=bool(getattr(args, "xformers", False)))
+    options = Options(paths.config_file, frozen=flags.freeze_settings)
+    policy = policy_from_flags(use_cpu=flags.uses_cpu_for("sd"), no_half=flags.no_half, no_half_vae=flags.no_half_vae,
+                               precision=flags.precision, xformers=flags.xformers)
     loader = functools.partial(_load_sd_model, depth_dir=paths.models_dir / "depth")
-    store = ModelStore(paths, policy, loader, hash_cache=HashCache(paths.cache_dir), options=options,
-                       no_hashing=bool(getattr(args, "no_hashing", False)))
+    store = ModelStore(paths, policy, loader, hash_cache=HashCache(paths.cache_dir),
+                       cache_size=options.sd_checkpoint_cache, no_hashing=flags.no_hashing,
+                       preferred=lambda: options.get("sd_model_checkpoint") or None)
     store.refresh()
-    ctx = AppContext(args=args, paths=paths, options=options, policy=policy, store=store, jobs=JobQueue())
+    ctx = AppContext(flags=flags, paths=paths, options=options, policy=policy, store=store, jobs=JobQueue())
+    apply_ckpt_flag(ctx)
     register_option_hooks(ctx)
     return ctx
 
@@ -119,22 +120,22 @@ def create_app(ctx: AppContext):
     from sdui.api.middleware import ApiLogMiddleware, OriginCheckMiddleware, split_origins
     from sdui.api.routes import create_api_router, create_internal_router
 
-    args = ctx.args
+    flags = ctx.flags
     app = FastAPI(title="Stable Diffusion web UI API", docs_url="/docs", redoc_url="/redoc")
     install_exception_handlers(app)
     app.include_router(create_api_router(ctx))
     app.include_router(create_internal_router(ctx))
 
-    origins = split_origins(getattr(args, "cors_allow_origins", None))
-    origins_regex = getattr(args, "cors_allow_origins_regex", None)
+    origins = split_origins(flags.cors_allow_origins)
+    origins_regex = flags.cors_allow_origins_regex
     if origins or origins_regex:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=origins_regex,
                            allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
     app.add_middleware(OriginCheckMiddleware, allowed_origins=origins, allowed_regex=origins_regex)
-    if getattr(args, "api_log", False):
+    if flags.api_log:
         app.add_middleware(ApiLogMiddleware)
 
-    if not getattr(args, "nowebui", False):
+    if not flags.nowebui:
         mount_ui(app, ctx)
     return app
 
@@ -146,21 +147,21 @@ def mount_ui(app, ctx: AppContext) -> None:
 
     from sdui.api.routes import parse_credentials
 
-    args = ctx.args
+    flags = ctx.flags
     demo = ui_app.create_ui(ctx)
-    kwargs = dict(ui_app.mount_options()) if hasattr(ui_app, "mount_options") else {}
-    credentials = _gradio_credentials(args, parse_credentials)
+    kwargs = ui_app.mount_options()
+    credentials = _gradio_credentials(flags, parse_credentials)
     if credentials:
         kwargs["auth"] = credentials
-    allowed = [str(p) for p in getattr(args, "gradio_allowed_path", None) or []]
+    allowed = [str(p) for p in flags.gradio_allowed_path]
     allowed.append(str(ctx.paths.outputs_dir))
-    gr.mount_gradio_app(app, demo, path="/", allowed_paths=allowed, root_path=getattr(args, "subpath", None),
-                        server_name=cmd_args.server_host(args), server_port=cmd_args.server_port(args), **kwargs)
+    gr.mount_gradio_app(app, demo, path="/", allowed_paths=allowed, root_path=flags.subpath,
+                        server_name=flags.server_host, server_port=flags.server_port, **kwargs)
 
 
-def _gradio_credentials(args: argparse.Namespace, parse) -> list[tuple[str, str]]:
-    text = getattr(args, "gradio_auth", None) or ""
-    path = getattr(args, "gradio_auth_path", None)
+def _gradio_credentials(flags: Flags, parse) -> list[tuple[str, str]]:
+    text = flags.gradio_auth or ""
+    path = flags.gradio_auth_path
     if path:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -175,8 +176,8 @@ def _gradio_credentials(args: argparse.Namespace, parse) -> list[tuple[str, str]
 
 def load_model_when_up(ctx: AppContext, server) -> threading.Thread | None:
     """Once the server listens, load the start-up checkpoint in the background (A1111 does the same)."""
-    args = ctx.args
-    if getattr(args, "skip_load_model_at_start", False) or getattr(args, "ui_debug_mode", False):
+    flags = ctx.flags
+    if flags.skip_load_model_at_start or flags.ui_debug_mode:
         log.info("Not loading a checkpoint at start (--skip-load-model-at-start): the first generation loads it.")
         return None
     info = startup_checkpoint(ctx)
@@ -189,7 +190,7 @@ def load_model_when_up(ctx: AppContext, server) -> threading.Thread | None:
                 return
             time.sleep(0.05)
         log.info("Loading %s in the background; generations wait for it.", info.title)
-        ctx.store.load_in_background(info.title)
+        ctx.store.load_in_background(info.title, then=lambda model: remember_model(ctx, model))
 
     thread = threading.Thread(target=wait_then_load, name="startup-model-load", daemon=True)
     thread.start()
@@ -211,15 +212,15 @@ def _announce_when_up(server, url: str) -> None:
 def serve(ctx: AppContext, app) -> None:
     import uvicorn
 
-    args = ctx.args
-    host, port = cmd_args.server_host(args), cmd_args.server_port(args)
-    tls = bool(getattr(args, "tls_keyfile", None) and getattr(args, "tls_certfile", None))
+    flags = ctx.flags
+    host, port = flags.server_host, flags.server_port
+    tls = bool(flags.tls_keyfile and flags.tls_certfile)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            timeout_keep_alive=getattr(args, "timeout_keep_alive", 30) or 30,
+                            timeout_keep_alive=flags.timeout_keep_alive or 30,
                             timeout_graceful_shutdown=3,
-                            ssl_keyfile=args.tls_keyfile if tls else None,
-                            ssl_certfile=args.tls_certfile if tls else None,
-                            root_path=getattr(args, "subpath", None) or "")
+                            ssl_keyfile=flags.tls_keyfile if tls else None,
+                            ssl_certfile=flags.tls_certfile if tls else None,
+                            root_path=flags.subpath or "")
     server = uvicorn.Server(config)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
@@ -227,7 +228,7 @@ def serve(ctx: AppContext, app) -> None:
         log.info("Listening on all interfaces (%s): other machines can reach this server.", host)
     _announce_when_up(server, url)
     load_model_when_up(ctx, server)
-    if getattr(args, "autolaunch", False):
+    if flags.autolaunch:
         threading.Thread(target=_open_browser_when_up, args=(server, url), daemon=True).start()
     try:
         server.run()
@@ -250,12 +251,12 @@ def _open_browser_when_up(server, url: str) -> None:
         webbrowser.open(url)
 
 
-def start(args: argparse.Namespace) -> None:
+def start(flags: Flags) -> None:
     """Entry point used by launch.py (and by `python webui.py`)."""
-    setup_logging(getattr(args, "loglevel", None))
+    setup_logging(flags.loglevel)
     from sdui.errors import UserError
     try:
-        ctx = build_context(args)
+        ctx = build_context(flags)
         log_summary(ctx)
         app = create_app(ctx)
     except UserError as e:   # e.g. malformed --api-auth: say what to fix, no traceback
@@ -266,7 +267,7 @@ def start(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    start(cmd_args.parse_args(argv))
+    start(parse_flags(argv))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Set at import, before any test module imports transformers/diffusers/gradio: not
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,6 @@ for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("H
 # flags and folders from the user's shell must not leak into the tests
 for _key in ("COMMANDLINE_ARGS", "IGNORE_CMD_ARGS_ERRORS", "SD_WEBUI_CACHE_DIR"):
     os.environ.pop(_key, None)
-
-REPO_DIR = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
@@ -36,18 +32,10 @@ def tiny_sd1_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-sd1.safetensors", arch="sd1")
 
 
-def install_checkpoint(source: Path, data: Path, name: str | None = None) -> Path:
-    """Copy a checkpoint into <data>/models/Stable-diffusion (as a user drops one in)."""
-    target = data / "models" / "Stable-diffusion" / (name or source.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
-
-
 @pytest.fixture
 def ctx(tmp_path):
-    """A real, small UI app context on a temp data dir (no checkpoint), shared by the UI test files."""
-    from tests.test_ui import make_ctx
-    c = make_ctx(tmp_path)
+    """A real, small app context (as webui.py builds it) on a temp data dir, without a checkpoint."""
+    from tests.helpers import make_ctx
+    c = make_ctx(tmp_path / "data")
     yield c
     c.jobs.shutdown()

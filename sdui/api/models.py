@@ -141,7 +141,7 @@ class Img2ImgRequest(Txt2ImgRequest):
 
 def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
     """Decode the images and build the processing request; the txt2img fields go through to_generation_request."""
-    from sdui.imaging.images import decode_base64_image
+    from sdui.imaging.encoding import decode_base64_image
     if not body.init_images:
         raise NotFoundError("Init image not found: send init_images as a list of base64-encoded images.")
     if body.latent_mask:

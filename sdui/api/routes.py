@@ -100,7 +100,7 @@ def check_scripts(body: Txt2ImgRequest) -> None:
 
 
 def encode_image(image) -> str:
-    from sdui.imaging.images import image_to_png_bytes
+    from sdui.imaging.encoding import image_to_png_bytes
     return base64.b64encode(image_to_png_bytes(image, image.info.get("parameters"))).decode("ascii")
 
 
@@ -124,7 +124,7 @@ def _entry_dict(entry: Any, fields: tuple[str, ...]) -> dict:
 # -------------------------------------------------------------------------------------------------------- routes
 
 def create_api_router(ctx: AppContext) -> APIRouter:
-    credentials = parse_credentials(getattr(ctx.args, "api_auth", None))
+    credentials = parse_credentials(ctx.flags.api_auth)
     dependencies = [Depends(basic_auth_dependency(credentials))] if credentials else []
     router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies, route_class=ApiRoute, tags=["sdapi"])
 
@@ -198,7 +198,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/cmd-flags")
     def cmd_flags():
-        return {key: _jsonable(value) for key, value in vars(ctx.args).items()}
+        return {key: _jsonable(value) for key, value in ctx.flags.raw.items()}
 
     @router.get("/samplers", response_model=list[SamplerItem])
     def samplers():
@@ -218,7 +218,8 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     def png_info(body: PngInfoRequest):
         if not body.image.strip():
             return {"info": "", "items": {}, "parameters": {}}
-        from sdui.imaging.images import decode_base64_image, read_info_from_image
+        from sdui.imaging.encoding import decode_base64_image
+        from sdui.imaging.pnginfo import read_info_from_image
         from sdui.infotext.infotext import parse_infotext
         text, items = read_info_from_image(decode_base64_image(body.image))
         parameters = parse_infotext(text, split_old_sampler=False) if text else {}

@@ -1,104 +1,124 @@
 """What the running app is made of, built once in webui.py and passed explicitly to the API, the UI and jobs.
 
-`generate()` is the one way a request becomes images, whoever asks (UI tab, API route, script): it applies the
-request's `override_settings` for that request only, picks the model, and calls the processing core. It is meant to
-run inside a job of `ctx.jobs` (the worker passes `job=`), so generations and model switches never overlap.
+`generate()` is the one way a request becomes images, whoever asks (UI tab, API route, script): it takes a frozen
+snapshot of the settings with the request's `override_settings` on top (the shared settings never change under a
+running job), picks the model, and calls the processing core. It runs inside a job of `ctx.jobs` (the worker passes
+`job=`), so generations and model switches never overlap.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, field
 
+from sdui.app.flags import Flags
+from sdui.app.jobs import Job, JobQueue
+from sdui.app.options import Options
+from sdui.app.paths import DataPaths
+from sdui.core.hooks import ProcessingHooks
+from sdui.core.processed import Processed
+from sdui.core.request import GenerationRequest
+from sdui.devices import DevicePolicy
 from sdui.errors import UserError
-from sdui.core.request import GenerationRequest, Processed
+from sdui.models.discovery import CheckpointInfo
+from sdui.models.sd_model import SDModel
+from sdui.models.store import ModelStore
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "sd_model_checkpoint"
-# what the store writes into the options when it activates a model: restored together with the checkpoint
-_MODEL_KEYS = (CHECKPOINT_KEY, "sd_checkpoint_hash")
+CHECKPOINT_HASH_KEY = "sd_checkpoint_hash"
 
 
 @dataclass
 class AppContext:
-    args: argparse.Namespace
-    paths: Any      # modules.paths.DataPaths
-    options: Any    # modules.options.Options
-    policy: Any     # modules.devices.DevicePolicy
-    store: Any      # modules.models.store.ModelStore
-    jobs: Any       # modules.jobs.JobQueue
+    flags: Flags
+    paths: DataPaths
+    options: Options
+    policy: DevicePolicy
+    store: ModelStore
+    jobs: JobQueue
+    hooks: list[ProcessingHooks] = field(default_factory=list)   # called by every generation, in this order
 
 
-def generate(ctx: AppContext, request: GenerationRequest, job=None) -> Processed:
+def generate(ctx: AppContext, request: GenerationRequest, *, job: Job) -> Processed:
     """Run one generation request with the selected model (or the one `override_settings` names)."""
     from sdui.core.processing import process   # late: importing torch/diffusers is not needed to build the app
 
     overrides = dict(request.override_settings or {})
     checkpoint = overrides.pop(CHECKPOINT_KEY, None) or None
-    if checkpoint and not ctx.options.get(CHECKPOINT_KEY):
-        # nothing chosen yet: pin what a request without the override would use, so that is what comes back
-        ctx.options.data[CHECKPOINT_KEY] = ctx.store.select().title
-    restored = (*overrides, *(_MODEL_KEYS if checkpoint else ()))
-    with _temporary_settings(ctx.options, overrides, restored, restore=request.override_settings_restore_afterwards):
-        model = ctx.store.get(checkpoint)
-        # processing saves under <outputs>/<mode>-images and -grids and honours each do_not_save flag itself
-        save = not (request.do_not_save_samples and request.do_not_save_grid)
-        return process(request, model, policy=ctx.policy, options=ctx.options,
-                       outputs_dir=ctx.paths.outputs_dir if save else None, job=job)
+    settings = ctx.options.snapshot(overrides)          # a bad override is refused here, before any work
+    model = ctx.store.get(checkpoint)
+    if checkpoint is None:
+        remember_model(ctx, model)
+    # A1111 saves under outputs/ unless both do_not_save flags are set; processing honours each flag itself
+    save = not (request.do_not_save_samples and request.do_not_save_grid)
+    processed = process(request, model, policy=ctx.policy, settings=settings, hooks=ctx.hooks, events=job,
+                        data_dir=ctx.paths.data_dir if save else None)
+    if overrides and not request.override_settings_restore_afterwards:
+        keep_overrides(ctx, overrides, model if checkpoint else None)
+    return processed
 
 
-@contextlib.contextmanager
-def _temporary_settings(options, overrides: dict, keys: tuple, *, restore: bool) -> Iterator[None]:
-    """Apply `overrides` (validated like any setting) for the duration of the block, then put back `keys`.
-
-    With a checkpoint override `keys` include the ones the store writes when it activates a model, so the next
-    request without an override gets the previously selected model again. With restore=False everything stays as
-    the request left it and is saved, as A1111 does for override_settings_restore_afterwards=false.
-    """
-    saved = {key: options.data[key] for key in keys if key in options.data}
+def keep_overrides(ctx: AppContext, overrides: dict, model: SDModel | None) -> None:
+    """A1111's override_settings_restore_afterwards=false: the request's overrides become the settings."""
+    for key, value in overrides.items():
+        ctx.options.set(key, value, run_callbacks=False)
+    if model is not None:
+        remember_model(ctx, model)
     try:
-        for key, value in overrides.items():
-            options.data[key] = options.cast_value(key, value) if hasattr(options, "cast_value") else value
-        yield
-    finally:
-        if restore:
-            for key in keys:
-                options.data.pop(key, None)
-            options.data.update(saved)
-        else:
-            _save_quietly(options)
-
-
-def _save_quietly(options) -> None:
-    try:
-        options.save()
-    except Exception as e:  # noqa: BLE001 - a settings file we cannot write must not fail a finished generation
+        ctx.options.save()
+    except OSError as e:   # a settings file we cannot write must not fail a finished generation
         log.warning("Could not save settings: %s", e)
 
 
-def switch_model(ctx: AppContext, name: str):
+def remember_model(ctx: AppContext, model: SDModel) -> None:
+    """Record the model in use as the selected checkpoint, by its full title (it gains "[hash]" once loaded) and
+    sha256, as A1111 does; no callbacks run (this is not a new choice)."""
+    info = model.checkpoint
+    if info is not None:
+        ctx.options.data[CHECKPOINT_KEY] = info.title
+        ctx.options.data[CHECKPOINT_HASH_KEY] = info.sha256 or ""
+
+
+def switch_model(ctx: AppContext, name: str) -> SDModel:
     """Load checkpoint `name` through the job queue and remember it as the sd_model_checkpoint setting.
 
     An unknown name raises CheckpointError (listing the known titles) before anything is queued."""
     info = ctx.store.select(name)
     model = ctx.jobs.run(lambda job: ctx.store.get(info.title), name="load checkpoint")
-    title = model.checkpoint.title if getattr(model, "checkpoint", None) is not None else info.title
-    ctx.options.set(CHECKPOINT_KEY, title, run_callbacks=False)
+    remember_model(ctx, model)
     ctx.options.save()
     return model
 
 
 def register_option_hooks(ctx: AppContext) -> None:
-    """Changing sd_model_checkpoint (settings, an extension's opts.set) loads that model, through the job queue."""
+    """Settings that act at once: sd_model_checkpoint (Settings, an extension's opts.set) loads that model through
+    the job queue; sd_checkpoint_cache resizes the RAM cache."""
     def load_selected():
-        ctx.jobs.run(lambda job: ctx.store.apply_checkpoint_option(), name="load checkpoint")
+        model = ctx.jobs.run(lambda job: ctx.store.get(ctx.options.sd_model_checkpoint or None),
+                             name="load checkpoint")
+        remember_model(ctx, model)
+
+    def resize_cache():
+        ctx.store.cache_size = ctx.options.sd_checkpoint_cache
+
     ctx.options.onchange(CHECKPOINT_KEY, load_selected)
+    ctx.options.onchange("sd_checkpoint_cache", resize_cache)
 
 
-def startup_checkpoint(ctx: AppContext):
+def apply_ckpt_flag(ctx: AppContext) -> None:
+    """--ckpt FILE: it is listed first and selected for this run, over the saved setting (as A1111)."""
+    if not ctx.paths.ckpt_from_flag:
+        return
+    if not ctx.paths.ckpt_file.is_file():
+        log.warning("--ckpt %s: no such file; it is ignored.", ctx.paths.ckpt_file)
+        return
+    checkpoints = ctx.store.checkpoints
+    if checkpoints:
+        ctx.options.data[CHECKPOINT_KEY] = checkpoints[0].title
+
+
+def startup_checkpoint(ctx: AppContext) -> CheckpointInfo | None:
     """The checkpoint to load at start (the setting, --ckpt, else the first listed), or None when there is none."""
     try:
         return ctx.store.select()

@@ -15,6 +15,10 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +244,110 @@ def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | 
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Derived values
+# The typed flags the program reads
 # ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Flags:
+    """The parsed flags our code reads, typed; built once from the parser's namespace (`from_namespace`).
+
+    `raw` keeps every flag by its argparse name, extensions' included: what /sdapi/v1/cmd-flags answers and what
+    A1111's `shared.cmd_opts` offers extensions."""
+    # server
+    listen: bool = False
+    port: int | None = None
+    server_name: str | None = None
+    nowebui: bool = False
+    api_auth: str | None = None
+    api_log: bool = False
+    api_server_stop: bool = False
+    gradio_auth: str | None = None
+    gradio_auth_path: str | None = None
+    enable_insecure_extension_access: bool = False
+    autolaunch: bool = False
+    subpath: str | None = None
+    cors_allow_origins: str | None = None
+    cors_allow_origins_regex: str | None = None
+    timeout_keep_alive: int = 30
+    tls_keyfile: str | None = None
+    tls_certfile: str | None = None
+    gradio_allowed_path: tuple[str, ...] = ()
+    theme: str | None = None
+    # paths
+    data_dir: str | None = None
+    models_dir: str | None = None
+    ckpt_dir: str | None = None
+    ckpt: str | None = None
+    vae_dir: str | None = None
+    lora_dir: str | None = None
+    embeddings_dir: str | None = None
+    ui_settings_file: str | None = None
+    ui_config_file: str | None = None
+    styles_file: tuple[str, ...] = ()
+    # device and precision
+    no_half: bool = False
+    no_half_vae: bool = False
+    precision: str = "autocast"
+    use_cpu: tuple[str, ...] = ()
+    xformers: bool = False
+    # models
+    no_hashing: bool = False
+    skip_load_model_at_start: bool = False
+    # launcher and behaviour
+    skip_torch_cuda_test: bool = False
+    skip_install: bool = False
+    skip_prepare_environment: bool = False
+    skip_python_version_check: bool = False
+    reinstall_torch: bool = False
+    reinstall_xformers: bool = False
+    exit: bool = False
+    run_tests: bool = False
+    loglevel: str | None = None
+    freeze_settings: bool = False
+    ui_debug_mode: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_namespace(cls, namespace: argparse.Namespace) -> Flags:
+        values = vars(namespace)
+        typed = {}
+        for f in fields(cls):
+            if f.name != "raw" and f.name in values and values[f.name] is not None:
+                value = values[f.name]
+                typed[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**typed, raw=MappingProxyType(dict(values)))
+
+    @property
+    def server_host(self) -> str:
+        if self.server_name:
+            return self.server_name
+        return "0.0.0.0" if self.listen else "127.0.0.1"
+
+    @property
+    def server_port(self) -> int:
+        if self.port:
+            return self.port
+        return DEFAULT_API_ONLY_PORT if self.nowebui else DEFAULT_PORT
+
+    @property
+    def webui_is_non_local(self) -> bool:
+        """True when other machines can reach the server (then extension installs need an explicit opt-in)."""
+        return self.listen or (bool(self.server_name) and not _is_local_host(self.server_name))
+
+    @property
+    def disable_extension_access(self) -> bool:
+        return self.webui_is_non_local and not self.enable_insecure_extension_access
+
+    def uses_cpu_for(self, part: str) -> bool:
+        """--use-cpu all|sd|interrogate|...: does `part` run on the CPU?"""
+        return "all" in self.use_cpu or part.lower() in self.use_cpu
+
+
+def parse_flags(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None, *,
+                environ: dict | None = None) -> Flags:
+    """parse_args, as the typed Flags the program uses."""
+    return Flags.from_namespace(parse_args(argv, parser, environ=environ))
+
+
 def _is_local_host(host: str) -> bool:
     host = host.strip().strip("[]").lower()
     if host in ("localhost", "localhost.localdomain", "ip6-localhost"):
@@ -250,33 +356,3 @@ def _is_local_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def webui_is_non_local(args: argparse.Namespace) -> bool:
-    """True when other machines can reach the server (then extension installs need an explicit opt-in)."""
-    if getattr(args, "listen", False) or getattr(args, "share", False) or getattr(args, "ngrok", None):
-        return True
-    name = getattr(args, "server_name", None)
-    return bool(name) and not _is_local_host(name)
-
-
-def disable_extension_access(args: argparse.Namespace) -> bool:
-    return webui_is_non_local(args) and not getattr(args, "enable_insecure_extension_access", False)
-
-
-def server_host(args: argparse.Namespace) -> str:
-    if getattr(args, "server_name", None):
-        return args.server_name
-    return "0.0.0.0" if getattr(args, "listen", False) else "127.0.0.1"
-
-
-def server_port(args: argparse.Namespace) -> int:
-    if getattr(args, "port", None):
-        return args.port
-    return DEFAULT_API_ONLY_PORT if getattr(args, "nowebui", False) else DEFAULT_PORT
-
-
-def uses_cpu_for(args: argparse.Namespace, part: str) -> bool:
-    """--use-cpu all|sd|interrogate|...: does `part` run on the CPU?"""
-    chosen = getattr(args, "use_cpu", None) or []
-    return "all" in chosen or part.lower() in chosen

@@ -1,8 +1,8 @@
 """One FIFO job queue shared by the UI and the API.
 
 A single worker thread runs jobs in the order they were submitted, so two generations never fight over the model
-or the GPU. A job reports its own progress (the processing core calls `on_sampling_start` / `on_step`) and reads its
-own `interrupted` / `skipped` flags between sampling steps. `progress_info()` answers in the shape of A1111's
+or the GPU. A job is the processing core's progress-event receiver (it implements sdui.core.events.ProgressEvents):
+the core reports batches and steps to it and asks it, between steps, whether to stop. `progress_info()` answers in the shape of A1111's
 GET /sdapi/v1/progress so existing clients can poll it.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from datetime import datetime
 from typing import Any, Callable
 
+from PIL import Image
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,10 @@ def new_task_id() -> str:
 
 
 class Job:
-    """One unit of work in the queue. Progress fields are written by the worker thread and read by pollers."""
+    """One unit of work in the queue; it receives the processing core's progress events (sdui.core.events).
+
+    Progress fields are written by the worker thread and read by pollers, with A1111's meaning: `job_no` of
+    `job_count` batches is running, at `sampling_step` of its `sampling_steps`."""
 
     def __init__(self, fn: Callable, args: tuple, kwargs: dict, *, name: str, task_id: str | None = None,
                  show_progress_bar: bool = True):
@@ -44,11 +48,11 @@ class Job:
         self.job_timestamp = ""
         self.sampling_step = 0
         self.sampling_steps = 0
-        self.job_no = 0            # A1111's state.job_no / job_count: which batch of how many
-        self.job_count = 1
-        self.interrupted = False
-        self.skipped = False
-        self.current_image = None  # a live preview (PIL image) the processing core may set
+        self.job_no = 0
+        self.job_count = 0
+        self.interrupt_requested = False
+        self.skip_requested = False
+        self.current_image: Image.Image | None = None   # the latest live preview
         self.textinfo: str | None = None
         self.result: Any = None
         self.exception: BaseException | None = None
@@ -56,23 +60,39 @@ class Job:
         self._show_bar = show_progress_bar
         self._bar: tqdm | None = None
 
-    # ---- called by the processing core, from the worker thread ----
-    def on_sampling_start(self, total_steps: int) -> None:
-        self.sampling_steps = int(total_steps)
+    # ---- progress events, from the processing core (worker thread) ----
+    def add_batches(self, count: int, steps_per_batch: int) -> None:
+        """A request of the job announces its batches; several requests in one job add up."""
+        self.job_count += int(count)
+        self.sampling_steps = int(steps_per_batch)
         self.sampling_step = 0
-        self._close_bar()
         if self._show_bar:
-            self._bar = tqdm(total=self.sampling_steps, desc=f"{self.name} {self.id}", unit="it", leave=False)
+            total = (self.job_count - self.job_no) * self.sampling_steps
+            if self._bar is None:
+                self._bar = tqdm(total=total, desc=f"{self.name} {self.id}", unit="it", leave=False)
+            else:
+                self._bar.total = self._bar.n + total
+                self._bar.refresh()
 
-    def on_step(self, step: int, total_steps: int) -> None:
-        if total_steps != self.sampling_steps:
-            self.sampling_steps = int(total_steps)
-            if self._bar is not None:
-                self._bar.total = self.sampling_steps
+    def step_done(self, step: int, steps: int) -> None:
         delta = int(step) - self.sampling_step
-        self.sampling_step = int(step)
+        self.sampling_step, self.sampling_steps = int(step), int(steps)
         if self._bar is not None and delta > 0:
             self._bar.update(delta)
+
+    def batch_done(self) -> None:
+        self.job_no += 1
+        self.sampling_step = 0
+        self.skip_requested = False          # a skip applies to one batch
+
+    def preview(self, image: Image.Image) -> None:
+        self.current_image = image
+
+    def interrupted(self) -> bool:
+        return self.interrupt_requested
+
+    def skipped(self) -> bool:
+        return self.skip_requested
 
     # ---- state ----
     @property
@@ -141,12 +161,12 @@ class JobQueue:
         self._jobs: dict[str, Job] = {}       # recent jobs by id, for progress look-ups
         self.current: Job | None = None
         self.last: Job | None = None
-        self._show_bars = show_progress_bars
+        self.show_progress_bars = show_progress_bars
         self._worker = threading.Thread(target=self._work, name="job-queue", daemon=True)
         self._worker.start()
 
     def submit(self, fn: Callable, *args, name: str = "job", task_id: str | None = None, **kwargs) -> Job:
-        job = Job(fn, args, kwargs, name=name, task_id=task_id, show_progress_bar=self._show_bars)
+        job = Job(fn, args, kwargs, name=name, task_id=task_id, show_progress_bar=self.show_progress_bars)
         with self._lock:
             self._pending.append(job)
             self._jobs[job.id] = job
@@ -160,7 +180,7 @@ class JobQueue:
         Called from inside a running job (e.g. a settings hook that a job triggers) it runs at once instead of
         queueing behind itself forever."""
         if threading.current_thread() is self._worker:
-            job = Job(fn, args, kwargs, name=name, show_progress_bar=self._show_bars)
+            job = Job(fn, args, kwargs, name=name, show_progress_bar=self.show_progress_bars)
             job._run()
             return job.wait()
         return self.submit(fn, *args, name=name, **kwargs).wait(timeout)
@@ -183,7 +203,7 @@ class JobQueue:
         job = self.current
         if job is None:
             return False
-        job.interrupted = True
+        job.interrupt_requested = True
         log.info("Interrupting %s", job.id)
         return True
 
@@ -192,7 +212,7 @@ class JobQueue:
         job = self.current
         if job is None:
             return False
-        job.skipped = True
+        job.skip_requested = True
         log.info("Skipping the current image of %s", job.id)
         return True
 
@@ -245,7 +265,7 @@ def _state_dict(job: Job | None, pending: int) -> dict:
         return {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "",
                 "job_count": 0, "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0,
                 "queued": pending}
-    return {"skipped": job.skipped, "interrupted": job.interrupted, "stopping_generation": False,
+    return {"skipped": job.skip_requested, "interrupted": job.interrupt_requested, "stopping_generation": False,
             "job": job.name, "job_count": job.job_count, "job_timestamp": job.job_timestamp or "0",
             "job_no": job.job_no, "sampling_step": job.sampling_step, "sampling_steps": job.sampling_steps,
             "queued": pending}

@@ -5,10 +5,11 @@ folder) holds everything the user owns. Relative output settings (outdir_*) reso
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from sdui.app.flags import Flags
 
 SD_MODELS_PLACEHOLDER = "Put Stable Diffusion checkpoints here.txt"
 EXTENSIONS_PLACEHOLDER = "put extensions here.txt"
@@ -42,31 +43,30 @@ class DataPaths:
     tmp_dir: Path
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, repo_dir: str | os.PathLike) -> "DataPaths":
+    def from_flags(cls, flags: Flags, repo_dir: str | os.PathLike) -> DataPaths:
         repo = _abs(repo_dir)
-        opt = lambda name: getattr(args, name, None)  # noqa: E731 - namespaces from tests may lack flags
-        data = _abs(opt("data_dir")) if opt("data_dir") else repo
-        models = _abs(opt("models_dir")) if opt("models_dir") else data / "models"
+        data = _abs(flags.data_dir) if flags.data_dir else repo
+        models = _abs(flags.models_dir) if flags.models_dir else data / "models"
         sd_models = models / "Stable-diffusion"
-        ckpt_dirs = [_abs(opt("ckpt_dir"))] if opt("ckpt_dir") else []
+        ckpt_dirs = [_abs(flags.ckpt_dir)] if flags.ckpt_dir else []
         if sd_models not in ckpt_dirs:
             ckpt_dirs.append(sd_models)
         cache = os.environ.get("SD_WEBUI_CACHE_DIR")
-        styles = [_abs(s) for s in (opt("styles_file") or [])] or [data / "styles.csv"]
+        styles = [_abs(s) for s in flags.styles_file] or [data / "styles.csv"]
         return cls(
             repo_dir=repo,
             data_dir=data,
             models_dir=models,
             sd_models_dir=sd_models,
             ckpt_dirs=tuple(ckpt_dirs),
-            ckpt_file=_abs(opt("ckpt")) if opt("ckpt") else repo / "model.ckpt",
-            ckpt_from_flag=bool(opt("ckpt")),
-            vae_dir=_abs(opt("vae_dir")) if opt("vae_dir") else models / "VAE",
-            lora_dir=_abs(opt("lora_dir")) if opt("lora_dir") else models / "Lora",
-            embeddings_dir=_abs(opt("embeddings_dir")) if opt("embeddings_dir") else data / "embeddings",
+            ckpt_file=_abs(flags.ckpt) if flags.ckpt else repo / "model.ckpt",
+            ckpt_from_flag=bool(flags.ckpt),
+            vae_dir=_abs(flags.vae_dir) if flags.vae_dir else models / "VAE",
+            lora_dir=_abs(flags.lora_dir) if flags.lora_dir else models / "Lora",
+            embeddings_dir=_abs(flags.embeddings_dir) if flags.embeddings_dir else data / "embeddings",
             outputs_dir=data / "outputs",
-            config_file=_abs(opt("ui_settings_file")) if opt("ui_settings_file") else data / "config.json",
-            ui_config_file=_abs(opt("ui_config_file")) if opt("ui_config_file") else data / "ui-config.json",
+            config_file=_abs(flags.ui_settings_file) if flags.ui_settings_file else data / "config.json",
+            ui_config_file=_abs(flags.ui_config_file) if flags.ui_config_file else data / "ui-config.json",
             styles_files=tuple(styles),
             cache_dir=_abs(cache) if cache else data / "cache",
             extensions_dir=data / "extensions",

@@ -1,9 +1,11 @@
-"""What a generation asks for and what it gives back, with A1111's field names (reference §2.1, §2.4)."""
+"""What a generation asks for, with A1111's field names (its StableDiffusionProcessing fields)."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 
 @dataclass
@@ -24,8 +26,8 @@ class GenerationRequest:
     cfg_scale: float = 7.0
     width: int = 512
     height: int = 512
-    tiling: bool = False
-    eta: float | None = None
+    tiling: bool | None = None              # None: the "tiling" setting
+    eta: float | None = None                # None: the sampler's eta setting (eta_ddim, eta_ancestral)
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     override_settings: dict = field(default_factory=dict)
@@ -59,50 +61,12 @@ def request_from_fields(cls, fields: dict, **given):
 
 
 @dataclass
-class Processed:
-    images: list                          # PIL images, each with .info["parameters"]
-    request: GenerationRequest
-    all_prompts: list
-    all_negative_prompts: list
-    all_seeds: list
-    all_subseeds: list
-    infotexts: list
-    seed: int = 0
-    subseed: int = 0
-    index_of_first_image: int = 0         # 1 when images[0] is a grid
-    saved_paths: list = field(default_factory=list)
-    sd_model_name: str | None = None
-    sd_model_hash: str | None = None
-    job_timestamp: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def info_dict(self) -> dict:
-        """A1111's Processed.js() keys, for the API's `info` JSON string."""
-        r = self.request
-        return {
-            "prompt": r.prompt, "all_prompts": self.all_prompts,
-            "negative_prompt": r.negative_prompt, "all_negative_prompts": self.all_negative_prompts,
-            "seed": self.seed, "all_seeds": self.all_seeds, "subseed": self.subseed, "all_subseeds": self.all_subseeds,
-            "subseed_strength": r.subseed_strength, "width": r.width, "height": r.height,
-            "sampler_name": r.sampler_name, "cfg_scale": r.cfg_scale, "steps": r.steps, "batch_size": r.batch_size,
-            "restore_faces": False, "face_restoration_model": None,
-            "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
-            "sd_vae_name": None, "sd_vae_hash": None,
-            "seed_resize_from_w": r.seed_resize_from_w, "seed_resize_from_h": r.seed_resize_from_h,
-            "denoising_strength": None, "extra_generation_params": r.extra_generation_params,
-            "index_of_first_image": self.index_of_first_image, "infotexts": self.infotexts,
-            "styles": r.styles, "job_timestamp": self.job_timestamp, "clip_skip": 1,
-            "is_using_inpainting_conditioning": False, "version": None,
-        }
-
-
-@dataclass
 class Img2ImgRequest(GenerationRequest):
     """img2img and its relatives (inpaint, outpaint, depth2img): a txt2img request plus a starting image."""
-    init_images: list = field(default_factory=list)   # PIL images; image i of a batch uses init_images[i % len]
+    init_images: list[Image.Image] = field(default_factory=list)   # image i of a batch uses init_images[i % len]
     resize_mode: int = 0              # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
     image_cfg_scale: float | None = None
-    mask: Any = None                  # PIL; white = change (unless inpainting_mask_invert)
+    mask: Image.Image | None = None   # white = change (unless inpainting_mask_invert)
     mask_blur_x: int = 4
     mask_blur_y: int = 4
     mask_round: bool = True
@@ -111,5 +75,5 @@ class Img2ImgRequest(GenerationRequest):
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = 0
     initial_noise_multiplier: float | None = None
-    depth_map: Any = None             # depth2img: an uploaded depth map (PIL, brighter = nearer) instead of MiDaS
+    depth_map: Image.Image | None = None   # depth2img: an uploaded depth map (brighter = nearer) instead of MiDaS
     mode: str = "img2img"

@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:       # the classes only, for the annotations: importing diffusers costs seconds at start-up
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    from sdui.models.depth_estimator import DepthEstimator
+    from sdui.models.discovery import CheckpointInfo
 
 ARCHS = ("sd1", "sd2", "sdxl", "sdxl-refiner")
 VARIANTS = ("base", "inpaint", "depth")
@@ -13,18 +20,19 @@ class SDModel:
     arch: str                      # one of ARCHS
     variant: str                   # one of VARIANTS: "inpaint" = 9 UNet input channels, "depth" = 5
     prediction_type: str           # "epsilon" or "v_prediction"
-    unet: Any                      # diffusers UNet2DConditionModel
-    vae: Any                       # diffusers AutoencoderKL
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
     # sd1: [CLIPTextModel (CLIP-L)]; sd2: [CLIPTextModel (OpenCLIP-H)];
     # sdxl: [CLIPTextModel (CLIP-L), CLIPTextModelWithProjection (bigG)]; sdxl-refiner: [CLIPTextModelWithProjection (bigG)]
     text_encoders: list = field(default_factory=list)
-    tokenizers: list = field(default_factory=list)   # transformers CLIPTokenizer, one per text encoder
+    tokenizers: list[CLIPTokenizer] = field(default_factory=list)   # one per text encoder
     # the training noise schedule, as a diffusers scheduler config dict
     # (num_train_timesteps, beta_start, beta_end, beta_schedule, prediction_type, ...)
     scheduler_config: dict = field(default_factory=dict)
-    depth_estimator: Any = None    # SD2 depth: the MiDaS model carried by the checkpoint (depth_model.*), if any
-    checkpoint: Any = None         # modules.models.discovery.CheckpointInfo the weights came from (None in tests)
+    depth_estimator: DepthEstimator | None = None    # SD2 depth: the MiDaS model carried by the checkpoint (depth_model.*), if any
+    checkpoint: CheckpointInfo | None = None   # the file the weights came from (None in tests)
     config_source: str = "detected"  # "detected" or the path of a same-name .yaml that overrode detection
+    vae_overflows: bool = False    # learned: its half-precision VAE gave NaNs, so jobs decode in float32 (JobVae)
 
     @property
     def is_sdxl(self) -> bool:

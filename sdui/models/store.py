@@ -11,54 +11,59 @@ import logging
 import sys
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
+from sdui.devices import DevicePolicy
 from sdui.errors import CheckpointError, NoCheckpointError, UserError
 from sdui.models.discovery import CheckpointInfo, calculate_shorthash, find_checkpoint, list_checkpoints
+from sdui.models.hashes import HashCache
+from sdui.models.sd_model import SDModel
 
 log = logging.getLogger(__name__)
 
 
+class CheckpointFolders(Protocol):
+    """Where checkpoints are looked for (sdui.app.paths.DataPaths is one)."""
+    ckpt_dirs: tuple[Path, ...]
+    ckpt_file: Path
+
+
 class ModelStore:
-    def __init__(self, paths, policy, loader: Callable[[str, Any], Any], *, hash_cache=None, options=None,
-                 cache_size: int | None = None, no_hashing: bool = False):
-        """loader(path, policy) -> SDModel. cache_size: models kept in RAM, the loaded one included
-        (default: the sd_checkpoint_cache setting, else 1; values below 1 count as 1)."""
-        self.paths = paths
+    def __init__(self, folders: CheckpointFolders, policy: DevicePolicy, loader: Callable[[str, DevicePolicy], SDModel],
+                 *, hash_cache: HashCache | None = None, cache_size: int = 1, no_hashing: bool = False,
+                 preferred: Callable[[], str | None] = lambda: None,
+                 on_activate: Callable[[CheckpointInfo], None] = lambda info: None):
+        """loader(path, policy) -> SDModel. cache_size: models kept in RAM, the loaded one included (values
+        below 1 count as 1). preferred(): the checkpoint to use when none is named (the user's setting);
+        on_activate(info): told whenever another checkpoint becomes the current one."""
+        self.folders = folders
         self.policy = policy
         self.loader = loader
         self.hash_cache = hash_cache
-        self.options = options
         self.no_hashing = no_hashing
+        self.preferred = preferred
+        self.on_activate = on_activate
         self._cache_size = cache_size
         self._infos: list[CheckpointInfo] | None = None
-        self._cache: OrderedDict[str, Any] = OrderedDict()   # filename -> model, least recently used first
-        self._current = None
+        self._cache: OrderedDict[str, SDModel] = OrderedDict()   # filename -> model, least recently used first
+        self._current: SDModel | None = None
         self._lock = threading.RLock()       # guards the list, the cache and `current`
         self._load_lock = threading.Lock()   # one load at a time
-        self._ckpt_flag_applied = False
         self.background_error: BaseException | None = None
-        if options is not None:
-            options.onchange("sd_checkpoint_cache", self._shrink_cache)
 
     # ---- listing -------------------------------------------------------------------------------------------------
     def refresh(self) -> list[CheckpointInfo]:
         """Rescan the checkpoint folders (the refresh button, POST /sdapi/v1/refresh-checkpoints)."""
-        infos = list_checkpoints(self.paths.ckpt_dirs, extra_ckpt=self.paths.ckpt_file, hash_cache=self.hash_cache)
+        infos = list_checkpoints(self.folders.ckpt_dirs, extra_ckpt=self.folders.ckpt_file,
+                                 hash_cache=self.hash_cache)
         with self._lock:
             # keep the objects loaded models point to, so their titles and hashes stay one truth
-            loaded = {m.checkpoint.filename: m.checkpoint for m in self._cache.values()
-                      if getattr(m, "checkpoint", None) is not None}
+            loaded = {m.checkpoint.filename: m.checkpoint for m in self._cache.values() if m.checkpoint is not None}
             infos = [loaded[i.filename] if i.filename in loaded and loaded[i.filename].name == i.name else i
                      for i in infos]
             self._infos = infos
-            if self.paths.ckpt_from_flag and not self._ckpt_flag_applied:
-                self._ckpt_flag_applied = True
-                if not self.paths.ckpt_file.is_file():
-                    log.warning("--ckpt %s: no such file; it is ignored.", self.paths.ckpt_file)
-                elif self.options is not None and infos:
-                    # --ckpt wins over the saved setting for this run, as in A1111 (not saved, no callbacks)
-                    self.options.data["sd_model_checkpoint"] = infos[0].title
         return list(infos)
 
     @property
@@ -76,13 +81,13 @@ class ModelStore:
         return [info.api_dict() for info in self.checkpoints]
 
     def _no_checkpoint_error(self) -> NoCheckpointError:
-        folders = " or ".join(str(d) for d in self.paths.ckpt_dirs)
+        folders = " or ".join(str(d) for d in self.folders.ckpt_dirs)
         return NoCheckpointError(f"No checkpoint found. Put a .safetensors or .ckpt file into {folders}, "
                                  "then press refresh.")
 
     def select(self, name: str | None = None) -> CheckpointInfo:
-        """The checkpoint `name` refers to (A1111 lookup rules); with no name: the sd_model_checkpoint setting,
-        else the loaded one, else the first listed."""
+        """The checkpoint `name` refers to (A1111 lookup rules); with no name: the preferred one (the
+        sd_model_checkpoint setting), else the loaded one, else the first listed."""
         infos = self.checkpoints or self.refresh()   # a file dropped in since the last scan is found without refresh
         if not infos:
             raise self._no_checkpoint_error()
@@ -93,7 +98,7 @@ class ModelStore:
                 raise CheckpointError(f"Checkpoint {name!r} not found. Known checkpoints: {known}. If you just added "
                                       "it, press refresh (POST /sdapi/v1/refresh-checkpoints).")
             return info
-        wanted = self.options.get("sd_model_checkpoint") if self.options is not None else None
+        wanted = self.preferred()
         info = find_checkpoint(infos, wanted) if wanted else None
         if info is None:
             info = self.current_info or infos[0]
@@ -104,20 +109,27 @@ class ModelStore:
     # ---- loading -------------------------------------------------------------------------------------------------
     @property
     def cache_size(self) -> int:
-        size = self._cache_size
-        if size is None:
-            size = self.options.get("sd_checkpoint_cache", 1) if self.options is not None else 1
-        return max(1, int(size))
+        return max(1, int(self._cache_size))
+
+    @cache_size.setter
+    def cache_size(self, size: int) -> None:
+        """Models kept in RAM, the loaded one included; shrinking evicts the least recently used now."""
+        self._cache_size = size
+        with self._lock:
+            evicted = self._evict()
+        if evicted:
+            del evicted
+            _free_memory()
 
     @property
-    def current(self):
+    def current(self) -> SDModel | None:
         return self._current
 
     @property
     def current_info(self) -> CheckpointInfo | None:
-        return getattr(self._current, "checkpoint", None)
+        return self._current.checkpoint if self._current is not None else None
 
-    def get(self, name: str | None = None):
+    def get(self, name: str | None = None) -> SDModel:
         """The loaded model for `name` (see select), loading it through the RAM cache when needed."""
         info = self.select(name)
         with self._lock:
@@ -152,17 +164,15 @@ class ModelStore:
             log.info("Model loaded: %s", info.title)
             return model
 
-    def apply_checkpoint_option(self):
-        """onchange handler for sd_model_checkpoint: load what the setting names; an unknown name raises
-        CheckpointError (and Options.set then restores the previous value)."""
-        return self.get(self.options.get("sd_model_checkpoint") or None)
-
-    def load_in_background(self, name: str | None = None) -> threading.Thread:
-        """Start loading in a thread (at start-up, so the port opens first); errors are logged and kept in
-        `background_error`; the next get() tries again."""
+    def load_in_background(self, name: str | None = None,
+                           then: Callable[[SDModel], None] | None = None) -> threading.Thread:
+        """Start loading in a thread (at start-up, so the port opens first), then call `then(model)`; errors are
+        logged and kept in `background_error`; the next get() tries again."""
         def run():
             try:
-                self.get(name)
+                model = self.get(name)
+                if then is not None:
+                    then(model)
             except UserError as e:
                 self.background_error = e
                 log.warning("%s", e.message)
@@ -181,17 +191,15 @@ class ModelStore:
         _free_memory()
 
     # ---- cache internals (call with self._lock held) -------------------------------------------------------------
-    def _activate(self, key: str, model) -> None:
+    def _activate(self, key: str, model: SDModel) -> None:
         self._cache.move_to_end(key)
-        if self._current is not None and self._current is not model:
+        changed = self._current is not model
+        if self._current is not None and changed:
             _move(self._current, "cpu", self.policy)
-        _move(model, getattr(self.policy, "device", None), self.policy)
+        _move(model, self.policy.device, self.policy)
         self._current = model
-        if self.options is not None:
-            info = model.checkpoint
-            # A1111 records the loaded title and sha256 in the settings (no callbacks: this is not a user change)
-            self.options.data["sd_model_checkpoint"] = info.title
-            self.options.data["sd_checkpoint_hash"] = info.sha256 or ""
+        if changed:
+            self.on_activate(model.checkpoint)
 
     def _evict(self, keep: int | None = None) -> list:
         """Drop least recently used models until `keep` (default: cache_size) remain."""
@@ -203,22 +211,15 @@ class ModelStore:
             evicted.append(model)
         return evicted
 
-    def _shrink_cache(self) -> None:
-        with self._lock:
-            evicted = self._evict()
-        if evicted:
-            del evicted
-            _free_memory()
 
-
-def _move(model, device, policy) -> None:
+def _move(model: SDModel, device, policy: DevicePolicy) -> None:
     """Move a model's components between the GPU and the CPU; nothing to do when we run on the CPU."""
-    target_type = getattr(getattr(policy, "device", None), "type", "cpu")
-    if device is None or target_type == "cpu":
+    if policy.device.type == "cpu":
         return
-    for part in (getattr(model, "unet", None), getattr(model, "vae", None), *(getattr(model, "text_encoders", None) or [])):
-        if part is not None and hasattr(part, "to"):
+    for part in (model.unet, model.vae, *model.text_encoders, model.depth_estimator):
+        if part is not None:
             part.to(device)
+
 
 
 def _free_memory() -> None:

@@ -11,6 +11,7 @@ import torch
 from sdui.upscalers import upscaling
 from sdui.errors import InvalidRequestError
 from sdui.imaging.image_ops import image_to_tensor
+from sdui.imaging.vae import JobVae
 from sdui.core.request import GenerationRequest, Img2ImgRequest
 
 SAME_SAMPLER = ("", "Use same sampler")
@@ -68,13 +69,13 @@ def plan(request: GenerationRequest) -> HiresPlan | None:
 
 
 @torch.no_grad()
-def upscale(model, latents: torch.Tensor, hires: HiresPlan, policy, decode, encode) -> torch.Tensor:
+def upscale(latents: torch.Tensor, hires: HiresPlan, vae: JobVae, scale_factor: int) -> torch.Tensor:
     """First-pass latents -> init latents of the second pass (latent interpolation, or decode/upscale/encode)."""
-    f = model.vae_scale_factor
+    f = scale_factor
     if upscaling.is_latent_upscaler(hires.upscaler):
         upscaled = upscaling.upscale_latent(latents, hires.upscaler, hires.target_h // f, hires.target_w // f)
     else:
         pixels = [upscaling.upscale_image(image, hires.upscaler, hires.target_w, hires.target_h)
-                  for image in decode(model, latents, policy)]
-        upscaled = encode(model, image_to_tensor(pixels), policy)
+                  for image in vae.decode_to_pil(latents)]
+        upscaled = vae.encode(image_to_tensor(pixels))
     return upscaling.crop_latent(upscaled, hires.truncate_x, hires.truncate_y).to(latents.dtype)

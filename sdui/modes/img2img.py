@@ -12,9 +12,10 @@ import torch
 
 from sdui.modes import inpaint
 from sdui.devices import DevicePolicy
-from sdui.errors import InvalidRequestError
-from sdui.imaging.image_ops import image_to_tensor, resize_image
-from sdui.models.depth_estimator import depth_from_image, depth_to_pil, estimate_depth
+from sdui.imaging.image_ops import flatten, image_to_tensor, resize_image
+from sdui.imaging.vae import JobVae
+from sdui.models.depth_estimator import depth_to_pil
+from sdui.modes.depth import depth_conditioning
 from sdui.models.sd_model import SDModel
 from sdui.core.request import Img2ImgRequest
 
@@ -33,14 +34,6 @@ def begin_index(scheduler, steps: int, steps_to_run: int) -> int:
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
     return begin
-
-
-@torch.no_grad()
-def encode_images(model: SDModel, pixels: torch.Tensor, policy: DevicePolicy) -> torch.Tensor:
-    """VAE latents of [-1, 1] images, scaled for the UNet. The posterior's mean, not a sample: the same init image
-    gives the same latents on every run (A1111 samples with the global RNG; the difference is far below 1/255)."""
-    posterior = model.vae.encode(pixels.to(policy.device, model.vae.dtype)).latent_dist
-    return (posterior.mean * model.vae.config.scaling_factor).to(policy.dtype)
 
 
 def noised_init(scheduler, init_latents: torch.Tensor, noise: torch.Tensor, begin: int) -> torch.Tensor:
@@ -62,37 +55,26 @@ class InitInputs:
 
 
 @torch.no_grad()
-def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy) -> InitInputs:
+def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy, vae: JobVae, *,
+                 background: str = "#ffffff") -> InitInputs:
+    """Encode the init images (flattened onto `background`, A1111's img2img_background_color)."""
     latent_hw = (request.height // model.vae_scale_factor, request.width // model.vae_scale_factor)
     if request.mask is None:
-        resized = [resize_image(request.resize_mode, image, request.width, request.height)
+        resized = [resize_image(request.resize_mode, flatten(image, background), request.width, request.height)
                    for image in request.init_images]
         pixels = image_to_tensor(resized)
-        inputs = InitInputs(latents=encode_images(model, pixels, policy))
+        inputs = InitInputs(latents=vae.encode(pixels).to(policy.dtype))
         if model.variant == "depth":
             depth = depth_conditioning(request, model, pixels, latent_hw)
             inputs.extra_channels = depth.to(policy.device, policy.dtype)
             inputs.depth_maps = [depth_to_pil(d) for d in depth]
         return inputs
-    prepared = [inpaint.prepare(request, image) for image in request.init_images]
+    prepared = [inpaint.prepare(request, image, background=background) for image in request.init_images]
     work = [w for w, _ in prepared]
     params = prepared[0][1]
-    inputs = InitInputs(latents=encode_images(model, image_to_tensor([w.image for w in work]), policy),
+    inputs = InitInputs(latents=vae.encode(image_to_tensor([w.image for w in work])).to(policy.dtype),
                         latent_masks=inpaint.blend_masks(work, latent_hw, request.mask_round).to(policy.device),
                         work=work, infotext=params.infotext, notes=params.notes)
     if model.variant == "inpaint":
-        inputs.extra_channels = inpaint.inpainting_channels(model, work, latent_hw, policy, encode_images)
+        inputs.extra_channels = inpaint.inpainting_channels(work, latent_hw, vae).to(policy.dtype)
     return inputs
-
-
-def depth_conditioning(request: Img2ImgRequest, model: SDModel, pixels: torch.Tensor, latent_hw) -> torch.Tensor:
-    """(N,1,h,w) in [-1, 1]: the uploaded depth map, else the checkpoint's own MiDaS estimate (A1111's depth2img)."""
-    n = pixels.shape[0]
-    if request.depth_map is not None:
-        return depth_from_image(request.depth_map, latent_hw).repeat(n, 1, 1, 1)
-    if model.depth_estimator is None:
-        raise InvalidRequestError("This depth checkpoint carries no depth estimator (no depth_model.* weights): "
-                                  "upload a depth map (depth_map), or use a checkpoint that includes MiDaS, such as "
-                                  "512-depth-ema.")
-    device = next(model.depth_estimator.parameters()).device
-    return estimate_depth(model.depth_estimator, pixels.to(device), latent_hw)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from sdui.imaging import masking
+from sdui.imaging.vae import JobVae
 from sdui.imaging.image_ops import flatten, image_to_tensor, resize_image
 from sdui.core.request import Img2ImgRequest
 
@@ -35,10 +36,12 @@ class InpaintParams:
     notes: list = field(default_factory=list)
 
 
-def prepare(request: Img2ImgRequest, image: Image.Image) -> tuple[MaskedWork, InpaintParams]:
-    """A1111's order: flatten, mask (invert, blur), crop for "Only masked" or resize, then "fill"."""
+def prepare(request: Img2ImgRequest, image: Image.Image, *,
+            background: str = "#ffffff") -> tuple[MaskedWork, InpaintParams]:
+    """A1111's order: flatten (onto `background`), mask (invert, blur), crop for "Only masked" or resize, then
+    "fill"."""
     params = InpaintParams()
-    image = flatten(image)
+    image = flatten(image, background)
     prepared = masking.prepare_mask(request.mask, invert=bool(request.inpainting_mask_invert),
                                     blur_x=request.mask_blur_x, blur_y=request.mask_blur_y,
                                     round=request.mask_round, size=image.size)
@@ -73,13 +76,13 @@ def prepare(request: Img2ImgRequest, image: Image.Image) -> tuple[MaskedWork, In
 
 
 @torch.no_grad()
-def inpainting_channels(model, work: list[MaskedWork], latent_hw, policy, encode) -> torch.Tensor:
+def inpainting_channels(work: list[MaskedWork], latent_hw, vae: JobVae) -> torch.Tensor:
     """[mask, masked-image latents] for a 9-channel UNet: the mask rounded and shrunk (nearest) to the latent size,
     the image with the masked area set to 0 (mid grey) encoded by the VAE."""
     masks = torch.cat([masking.mask_to_tensor(w.mask, round=True) for w in work])           # (N,1,H,W) in {0,1}
     pixels = image_to_tensor([w.image for w in work])
     masked = pixels * (masks < 0.5)
-    masked_latents = encode(model, masked, policy)
+    masked_latents = vae.encode(masked)
     small = torch.nn.functional.interpolate(masks, size=latent_hw).to(masked_latents.device, masked_latents.dtype)
     return torch.cat([small, masked_latents], dim=1)
 
@@ -92,3 +95,17 @@ def blend_masks(work: list[MaskedWork], latent_hw, mask_round: bool) -> torch.Te
 def paste_back(work: MaskedWork, generated: Image.Image) -> Image.Image:
     """The result on the original: pixels outside the (blurred) mask are the original's, exactly."""
     return masking.composite(work.original, generated, work.overlay, work.region)
+
+
+@torch.no_grad()
+def txt2img_channels(variant: str, latents_shape, vae: JobVae, dtype: torch.dtype) -> torch.Tensor | None:
+    """Inpainting checkpoints in txt2img see a fully masked, mid-grey image (what A1111 feeds them); None for
+    other checkpoints."""
+    if variant != "inpaint":
+        return None
+    b, _, h, w = latents_shape
+    f = 2 ** (len(vae.vae.config.block_out_channels) - 1)
+    grey = torch.zeros(1, 3, h * f, w * f)        # 0.5 in [0, 1] = 0 in [-1, 1]
+    masked = vae.encode(grey)
+    mask = torch.ones(1, 1, h, w, device=masked.device, dtype=masked.dtype)
+    return torch.cat([mask, masked], dim=1).repeat(b, 1, 1, 1).to(dtype)

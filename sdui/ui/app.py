@@ -27,7 +27,7 @@ def png_info(path: str | None) -> tuple[str, str]:
     if not path:
         return "", ""
     from PIL import Image
-    from sdui.imaging.images import read_info_from_image
+    from sdui.imaging.pnginfo import read_info_from_image
     try:
         with Image.open(path) as image:
             info = read_info_from_image(image)

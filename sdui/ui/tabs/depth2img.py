@@ -14,7 +14,8 @@ import gradio as gr
 from PIL import Image
 
 from sdui.errors import UserError
-from sdui.core.request import Img2ImgRequest, Processed
+from sdui.core.processed import Processed
+from sdui.core.request import Img2ImgRequest
 from sdui.ui import common, generation
 from sdui.ui.tabs import img2img
 
@@ -57,7 +58,7 @@ def depth_maps_for_display(maps: list, size: tuple[int, int]) -> list[Image.Imag
 def with_depth_maps(processed: Processed) -> Processed:
     """`processed` with the depth maps it used appended to its images (as A1111 appends extra images, e.g. masks).
     Each map gets the infotext of the last picture, whose seed ♻️ also gives when the map is picked."""
-    maps = list(processed.extra.get("depth_maps") or [])
+    maps = processed.depth_maps
     if not maps or not processed.images:
         return processed
     shown = depth_maps_for_display(maps, processed.images[-1].size)

@@ -1,0 +1,94 @@
+"""Saving a job's images the way A1111's settings say: folders, file names, formats, .txt files, hooks.
+
+The folders are settings (outdir_*), relative to the data folder; a request with do_not_save_samples writes
+nothing. Every save goes through the before_image_saved / image_saved hooks with A1111's parameters.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+from sdui.core.hooks import ImageSaveParams, ProcessingHooks
+from sdui.core.run import Run
+from sdui.imaging.saving import SaveOptions, plan_save, save_text_beside, write_image
+from sdui.settings.snapshot import Settings
+
+log = logging.getLogger(__name__)
+
+
+def save_options(settings: Settings, *, grid: bool = False) -> SaveOptions:
+    return SaveOptions(fmt=settings.grid_format if grid else settings.samples_format,
+                       pattern=settings.samples_filename_pattern, add_number=settings.save_images_add_number,
+                       replace_existing=settings.save_images_replace_action == "Replace",
+                       save_to_dirs=settings.grid_save_to_dirs if grid else settings.save_to_dirs,
+                       dir_pattern=settings.directories_filename_pattern,
+                       max_prompt_words=int(settings.directories_max_prompt_words),
+                       jpeg_quality=int(settings.jpeg_quality), webp_lossless=bool(settings.webp_lossless))
+
+
+def filename_tags(run: Run) -> dict:
+    """Pattern tags from the request and job (A1111's [steps], [cfg], [sampler], [model_hash], ...)."""
+    r = run.request
+    model = run.model.checkpoint
+    return {
+        "steps": r.steps, "cfg": r.cfg_scale, "width": r.width, "height": r.height, "sampler": r.sampler_name,
+        "scheduler": r.scheduler, "styles": ", ".join(r.styles) or "None", "batch_size": r.batch_size,
+        "seed_first": run.all_seeds[0] if run.all_seeds else "", "seed_last": run.all_seeds[-1] if run.all_seeds else "",
+        "job_timestamp": run.job_timestamp, "clip_skip": run.settings.CLIP_stop_at_last_layers,
+        "model_hash": model.shorthash if model is not None else "", "model_name": model.model_name if model else "",
+        "denoising": getattr(r, "denoising_strength", ""),
+    }
+
+
+class OutputWriter:
+    """Saves the images of one run under `data_dir` (outdir_* settings are relative to it)."""
+
+    def __init__(self, run: Run, hooks: ProcessingHooks, data_dir: Path):
+        self.run = run
+        self.hooks = hooks
+        self.data_dir = Path(data_dir)
+        self.settings = run.settings
+
+    def folder(self, kind: str) -> Path:
+        """"samples", "grids" or "init-images": A1111's outdir_* setting for the run's mode."""
+        s, mode = self.settings, self.run.request.mode
+        if kind == "init-images":
+            path = s.outdir_init_images
+        elif kind == "grids":
+            path = s.outdir_grids or s[f"outdir_{mode}_grids"]
+        else:
+            path = s.outdir_samples or s[f"outdir_{mode}_samples"]
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.data_dir / path
+
+    def save(self, image: Image.Image, *, infotext: str | None, seed: int | None, prompt: str | None,
+             kind: str = "samples", basename: str = "", suffix: str = "") -> Path:
+        grid = kind == "grids"
+        options = save_options(self.settings, grid=grid)
+        if grid and not self.settings.grid_extended_filename:
+            seed = None                                     # short grid names: grid-0001.png
+        plan = plan_save(image, self.folder(kind), options, seed=seed, basename=basename, prompt=prompt,
+                         tags=filename_tags(self.run), suffix=suffix)
+        pnginfo = {"parameters": infotext} if infotext is not None and self.settings.enable_pnginfo else {}
+        params = ImageSaveParams(image=image, run=self.run, filename=plan.predicted(), pnginfo=pnginfo)
+        self.hooks.before_image_saved(params)
+        text = params.pnginfo.get("parameters")
+        path = write_image(plan, params.image, text, options)
+        if self.settings.save_txt and text:
+            save_text_beside(path, text)
+        if self.settings.samples_log_stdout and text:
+            log.info("Saved %s:\n%s", path, text)
+        self.hooks.image_saved(ImageSaveParams(image=params.image, run=self.run, filename=path, pnginfo=params.pnginfo))
+        return path
+
+    def save_init_image(self, image: Image.Image) -> str:
+        """A1111's save_init_img: the init image under its md5, in outdir_init_images; returns the hash (the
+        infotext's "Init image hash")."""
+        digest = hashlib.md5(image.tobytes()).hexdigest()
+        options = SaveOptions(fmt="png", pattern=digest, add_number=False, replace_existing=True, save_to_dirs=False)
+        plan = plan_save(image, self.folder("init-images"), options, seed=0)
+        write_image(plan, image, None, options)
+        return digest

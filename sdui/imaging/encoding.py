@@ -1,0 +1,40 @@
+"""Images to and from the API: PNG bytes that keep the parameters, base64 text from clients."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+from PIL import Image, ImageOps
+
+from sdui.errors import InvalidRequestError
+from sdui.imaging.pnginfo import text_chunks
+
+_DATA_URL = re.compile(r"^data:[^,;]*(?:;[^,;]*)*?;base64,", re.IGNORECASE)
+
+
+def image_to_png_bytes(image: Image.Image, infotext: str | None = None) -> bytes:
+    """PNG bytes carrying `infotext` (default: image.info["parameters"]) and the image's other text entries."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=text_chunks(image, infotext))
+    return buffer.getvalue()
+
+
+def decode_base64_image(data: str) -> Image.Image:
+    """A PIL image from base64 text, with or without a `data:image/...;base64,` prefix; EXIF rotation applied."""
+    if not isinstance(data, str) or not data.strip():
+        raise InvalidRequestError("Invalid encoded image: no data. Send the image file as a base64 string.")
+    text = data.strip()
+    if text.startswith(("http://", "https://")):
+        raise InvalidRequestError("Invalid encoded image: URLs are not fetched. Send the image file itself, "
+                                  "base64-encoded.")
+    text = _DATA_URL.sub("", text, count=1)
+    text = "".join(text.split())
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4))
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except Exception as e:          # any failure to decode user data is a bad request, not our bug
+        raise InvalidRequestError(f"Invalid encoded image: {e}. Send a PNG, JPEG or WebP file as base64 "
+                                  "(a data:image/...;base64, prefix is allowed).") from None

@@ -1,0 +1,82 @@
+"""Pixels <-> latents through the model's VAE, for every mode: the one place that encodes and decodes.
+
+Encoding takes the posterior's mean, not a sample: the same init image gives the same latents on every run (A1111
+samples with the global RNG; the difference is far below 1/255). Decoding in half precision can overflow (SDXL's
+VAE does: A1111's "NaNs in VAE"); `JobVae` then decodes again in float32, as A1111's auto_vae_precision does,
+instead of returning black images. The upcast lasts for the job only: the model is handed back in the dtype it was
+loaded in, with a note that its VAE overflows, so the next job starts in float32 without the failed attempt.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """VAE latents of (N, 3, H, W) images in [-1, 1], scaled for the UNet, in the VAE's dtype."""
+    device = next(vae.parameters()).device
+    posterior = vae.encode(pixels.to(device, vae.dtype)).latent_dist
+    return posterior.mean * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) images in [-1, 1] of scaled latents, in the VAE's dtype (NaN where a half VAE overflowed)."""
+    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+
+
+def to_pil(decoded: torch.Tensor) -> list[Image.Image]:
+    """[-1, 1] NCHW -> 8-bit RGB, rounding like diffusers' image processor."""
+    return [Image.fromarray(a) for a in to_uint8(decoded)]
+
+
+def to_unit(decoded: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> float32 [0, 1] (what A1111 hands to postprocess_batch)."""
+    return (decoded.float() / 2 + 0.5).clamp(0, 1)
+
+
+def to_uint8(decoded: torch.Tensor) -> Sequence[np.ndarray]:
+    arr = to_unit(decoded).permute(0, 2, 3, 1).cpu().numpy()
+    return [(a * 255).round().astype(np.uint8) for a in arr]
+
+
+class JobVae:
+    """The model's VAE for the length of one job (a context manager; the model is restored on exit)."""
+
+    def __init__(self, model, *, auto_upcast: bool = True):
+        self.model = model
+        self.vae = model.vae
+        self.auto_upcast = auto_upcast
+        self._loaded_dtype = self.vae.dtype
+        if auto_upcast and model.vae_overflows and self._loaded_dtype != torch.float32:
+            self.vae.to(torch.float32)
+
+    def __enter__(self) -> JobVae:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.vae.dtype != self._loaded_dtype:
+            self.vae.to(self._loaded_dtype)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return encode(self.vae, pixels)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        decoded = decode(self.vae, latents)
+        if self.auto_upcast and self.vae.dtype != torch.float32 and not torch.isfinite(decoded).all():
+            log.warning("The VAE produced NaNs in %s; decoding in float32 instead (start with --no-half-vae to "
+                        "skip the first attempt).", str(self.vae.dtype).removeprefix("torch."))
+            self.model.vae_overflows = True
+            self.vae.to(torch.float32)
+            decoded = decode(self.vae, latents.float())
+        return decoded
+
+    def decode_to_pil(self, latents: torch.Tensor) -> list[Image.Image]:
+        return to_pil(self.decode(latents))

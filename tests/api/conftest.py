@@ -1,0 +1,33 @@
+"""Fixtures of the API tests: apps built as webui.py builds them, served through FastAPI's TestClient."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+import webui
+from tests.helpers import install_checkpoint, make_ctx
+
+
+@pytest.fixture
+def make_client():
+    made = []
+
+    def make(data_dir, *flags):
+        ctx = make_ctx(data_dir, "--nowebui", *flags)
+        client = TestClient(webui.create_app(ctx))
+        made.append(ctx)
+        return ctx, client
+
+    yield make
+    for ctx in made:
+        ctx.jobs.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_sd1_checkpoint):
+    """One app with one checkpoint for the generation tests (the model loads once)."""
+    data = tmp_path_factory.mktemp("data")
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    ctx = make_ctx(data, "--nowebui")
+    yield ctx, TestClient(webui.create_app(ctx))
+    ctx.jobs.shutdown()
