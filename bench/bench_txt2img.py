@@ -90,7 +90,7 @@ def time_read(path: Path) -> float:
 
 def run_ours(model, policy, size, steps):
     from sdui.core.processing import process
-    from sdui.core.request import GenerationRequest
+    from sdui.request import GenerationRequest
     request = GenerationRequest(prompt="a photo of a red fox in the snow", negative_prompt="blurry", seed=1,
                                 sampler_name="Euler", scheduler="Automatic", steps=steps, width=size, height=size)
     process(request, model, policy=policy, options={"samples_save": False})

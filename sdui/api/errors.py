@@ -32,8 +32,7 @@ def error_response(status_code: int, error: str, detail: Any, *, body: Any = "",
 def user_error_response(request: Request, exc: UserError) -> JSONResponse:
     log.warning("%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, type(exc).__name__,
                 exc.message)
-    extra = getattr(exc, "api_extra", None) or {}
-    return error_response(exc.status_code, type(exc).__name__, exc.message, **extra)
+    return error_response(exc.status_code, type(exc).__name__, exc.message, **exc.api_extra)
 
 
 def unexpected_error_response(request: Request, exc: BaseException) -> JSONResponse:

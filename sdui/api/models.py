@@ -1,20 +1,22 @@
-"""Request and response bodies of the /sdapi/v1 API, with A1111's field names and defaults (reference §3.3).
+"""Request and response bodies of the /sdapi/v1 API, with A1111's field names and defaults.
 
-Every txt2img field is optional; unknown keys are ignored (A1111 clients send fields we do not use). A request
-body becomes a GenerationRequest in `to_generation_request`.
+The generation bodies are made from the request declarations (sdui.request) plus the API-only fields A1111 has.
+Every field is optional; unknown keys are ignored (A1111 clients send fields we do not use). A body becomes a
+GenerationRequest in `to_generation_request`.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import typing
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from sdui.errors import InvalidRequestError, NotFoundError
 from sdui.modes.outpaint import outpaint_request
-from sdui.core.request import GenerationRequest
-from sdui.core.request import Img2ImgRequest as ProcessingImg2ImgRequest
+from sdui.request import SAME, GenerationRequest, field_spec
+from sdui.request import Img2ImgRequest as ProcessingImg2ImgRequest
 
 log = logging.getLogger(__name__)
 
@@ -23,65 +25,68 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
 
-class Txt2ImgRequest(_Lenient):
-    """POST /sdapi/v1/txt2img (A1111's StableDiffusionTxt2ImgProcessingAPI)."""
-    prompt: Optional[str] = ""
-    negative_prompt: Optional[str] = ""
-    styles: Optional[list[str]] = None
-    seed: Optional[int] = -1
-    subseed: Optional[int] = -1
-    subseed_strength: Optional[float] = 0
-    seed_resize_from_h: Optional[int] = -1
-    seed_resize_from_w: Optional[int] = -1
-    sampler_name: Optional[str] = None
-    scheduler: Optional[str] = None
-    batch_size: Optional[int] = 1
-    n_iter: Optional[int] = 1
-    steps: Optional[int] = 50
-    cfg_scale: Optional[float] = 7.0
-    width: Optional[int] = 512
-    height: Optional[int] = 512
-    restore_faces: Optional[bool] = None
-    tiling: Optional[bool] = None
-    do_not_save_samples: Optional[bool] = False
-    do_not_save_grid: Optional[bool] = False
-    eta: Optional[float] = None
-    denoising_strength: Optional[float] = 0.75
-    s_min_uncond: Optional[float] = None
-    s_churn: Optional[float] = None
-    s_tmax: Optional[float] = None
-    s_tmin: Optional[float] = None
-    s_noise: Optional[float] = None
-    override_settings: Optional[dict[str, Any]] = None
-    override_settings_restore_afterwards: Optional[bool] = True
-    refiner_checkpoint: Optional[str] = None
-    refiner_switch_at: Optional[float] = None
-    disable_extra_networks: Optional[bool] = False
-    firstpass_image: Optional[str] = None
-    comments: Optional[dict[str, Any]] = None
-    enable_hr: Optional[bool] = False
-    firstphase_width: Optional[int] = 0
-    firstphase_height: Optional[int] = 0
-    hr_scale: Optional[float] = 2.0
-    hr_upscaler: Optional[str] = None
-    hr_second_pass_steps: Optional[int] = 0
-    hr_resize_x: Optional[int] = 0
-    hr_resize_y: Optional[int] = 0
-    hr_checkpoint_name: Optional[str] = None
-    hr_sampler_name: Optional[str] = None
-    hr_scheduler: Optional[str] = None
-    hr_prompt: Optional[str] = ""
-    hr_negative_prompt: Optional[str] = ""
-    force_task_id: Optional[str] = None
-    # API-only fields
-    sampler_index: Optional[str] = "Euler"
-    script_name: Optional[str] = None
-    script_args: list[Any] = Field(default_factory=list)
-    send_images: bool = True
-    save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
-    infotext: Optional[str] = None
+# Fields the request dataclasses have that are not request-body fields, or are sent in another form (images as base64)
+_NOT_IN_BODY = {"extra_generation_params", "mode", "init_images", "mask", "depth_map"}
 
+# A1111 API fields that are not generation fields of ours: accepted with A1111's defaults.
+_API_FIELDS: dict[str, tuple[Any, Any]] = {
+    "restore_faces": (Optional[bool], None),
+    "s_min_uncond": (Optional[float], None),
+    "s_churn": (Optional[float], None),
+    "s_tmax": (Optional[float], None),
+    "s_tmin": (Optional[float], None),
+    "s_noise": (Optional[float], None),
+    "refiner_checkpoint": (Optional[str], None),
+    "refiner_switch_at": (Optional[float], None),
+    "disable_extra_networks": (Optional[bool], False),
+    "firstpass_image": (Optional[str], None),
+    "comments": (Optional[dict[str, Any]], None),
+    "firstphase_width": (Optional[int], 0),
+    "firstphase_height": (Optional[int], 0),
+    "hr_checkpoint_name": (Optional[str], None),
+    "force_task_id": (Optional[str], None),
+    "sampler_index": (Optional[str], "Euler"),
+    "script_name": (Optional[str], None),
+    "script_args": (list[Any], Field(default_factory=list)),
+    "send_images": (bool, True),
+    "save_images": (bool, False),
+    "alwayson_scripts": (dict[str, Any], Field(default_factory=dict)),
+    "infotext": (Optional[str], None),
+}
+_IMG2IMG_API_FIELDS: dict[str, tuple[Any, Any]] = {
+    "init_images": (Optional[list[str]], None),
+    "mask": (Optional[str], None),
+    "mask_blur": (Optional[int], None),
+    "latent_mask": (Optional[str], None),
+    "include_init_images": (bool, False),
+    # our additions (A1111 clients never send them): depth2img's depth map, and outpaint by growing the canvas
+    "depth_map": (Optional[str], Field(None, description="depth2img: base64 depth image (brighter = nearer); "
+                                                         "default: the depth checkpoint's own MiDaS estimate")),
+    **{f"outpaint_{side}": (int, Field(0, ge=0, description=f"outpaint: pixels to add {where} (multiple of 8)"))
+       for side, where in (("left", "on the left"), ("right", "on the right"), ("up", "at the top"),
+                           ("down", "at the bottom"))},
+}
+
+
+def _body_fields(cls: type[GenerationRequest], skip: set[str]) -> dict[str, tuple[Any, Any]]:
+    """Every request field of `cls` as an optional body field with A1111's API default."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for f in dataclasses.fields(cls):
+        if f.name in _NOT_IN_BODY or f.name in skip:
+            continue
+        api = field_spec(cls, f.name).api
+        default = api if api is not SAME else (f.default if f.default is not dataclasses.MISSING else None)
+        fields[f.name] = (Optional[hints[f.name]], default)
+    return fields
+
+
+# POST /sdapi/v1/txt2img and /img2img bodies (A1111's StableDiffusionTxt2ImgProcessingAPI and
+# StableDiffusionImg2ImgProcessingAPI): built from the request declarations, so a field is declared once.
+Txt2ImgRequest = create_model("StableDiffusionProcessingTxt2Img", __base__=_Lenient,
+                              **_body_fields(GenerationRequest, set()), **_API_FIELDS)
+Img2ImgRequest = create_model("StableDiffusionProcessingImg2Img", __base__=_Lenient,
+                              **_body_fields(ProcessingImg2ImgRequest, set()), **_API_FIELDS, **_IMG2IMG_API_FIELDS)
 
 # Fields a client may send with a non-default value that this server does not act on yet: logged, not silent.
 _NOT_IMPLEMENTED = {
@@ -90,7 +95,7 @@ _NOT_IMPLEMENTED = {
 }
 
 
-def to_generation_request(body: Txt2ImgRequest, mode: str = "txt2img") -> GenerationRequest:
+def to_generation_request(body: BaseModel, mode: str = "txt2img") -> GenerationRequest:
     """The processing request for an API body: every field GenerationRequest knows is copied (None = its default);
     sampler_name falls back to sampler_index as in A1111; save_images=false means nothing is written to outputs/."""
     known = {f.name for f in dataclasses.fields(GenerationRequest)}
@@ -108,38 +113,12 @@ def to_generation_request(body: Txt2ImgRequest, mode: str = "txt2img") -> Genera
     values["mode"] = mode
     for name, ignored in _NOT_IMPLEMENTED.items():
         value = getattr(body, name, None)
-        if value not in ignored and name not in known:
+        if value not in ignored:
             log.warning("The API field %s=%r is not supported yet and is ignored.", name, value)
     return GenerationRequest(**values)
 
 
-class Img2ImgRequest(Txt2ImgRequest):
-    """POST /sdapi/v1/img2img (A1111's StableDiffusionImg2ImgProcessingAPI): txt2img's fields plus these."""
-    init_images: Optional[list[str]] = None
-    resize_mode: Optional[int] = 0
-    image_cfg_scale: Optional[float] = None
-    mask: Optional[str] = None
-    mask_blur_x: Optional[int] = 4
-    mask_blur_y: Optional[int] = 4
-    mask_blur: Optional[int] = None
-    mask_round: Optional[bool] = True
-    inpainting_fill: Optional[int] = 0
-    inpaint_full_res: Optional[bool] = True
-    inpaint_full_res_padding: Optional[int] = 0
-    inpainting_mask_invert: Optional[int] = 0
-    initial_noise_multiplier: Optional[float] = None
-    latent_mask: Optional[str] = None
-    include_init_images: bool = False
-    # our additions (A1111 clients never send them): depth2img's depth map, and outpaint by growing the canvas
-    depth_map: Optional[str] = Field(None, description="depth2img: base64 depth image (brighter = nearer); "
-                                                       "default: the depth checkpoint's own MiDaS estimate")
-    outpaint_left: int = Field(0, ge=0, description="outpaint: pixels to add on the left (multiple of 8)")
-    outpaint_right: int = Field(0, ge=0, description="outpaint: pixels to add on the right (multiple of 8)")
-    outpaint_up: int = Field(0, ge=0, description="outpaint: pixels to add at the top (multiple of 8)")
-    outpaint_down: int = Field(0, ge=0, description="outpaint: pixels to add at the bottom (multiple of 8)")
-
-
-def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
+def to_img2img_request(body: BaseModel) -> ProcessingImg2ImgRequest:
     """Decode the images and build the processing request; the txt2img fields go through to_generation_request."""
     from sdui.imaging.encoding import decode_base64_image
     if not body.init_images:
@@ -167,7 +146,7 @@ def to_img2img_request(body: Img2ImgRequest) -> ProcessingImg2ImgRequest:
 
 
 _IMG2IMG_FIELDS = {f.name for f in dataclasses.fields(ProcessingImg2ImgRequest)} - \
-    {f.name for f in dataclasses.fields(GenerationRequest)} - {"init_images", "mask", "depth_map"}
+    {f.name for f in dataclasses.fields(GenerationRequest)} - _NOT_IN_BODY
 
 
 class GenerationResponse(BaseModel):

@@ -77,8 +77,9 @@ def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") ->
     values go into override_settings, under the client's own overrides."""
     if not body.infotext:
         return body
-    from sdui.infotext.infotext import parse_infotext, request_fields_from_infotext
-    fields = request_fields_from_infotext(parse_infotext(body.infotext), mode=mode, current_options=options)
+    from sdui.core.infotext_fields import request_fields
+    from sdui.infotext import parse_infotext
+    fields = request_fields(parse_infotext(body.infotext), mode=mode, current=options)
     updates: dict[str, Any] = {}
     for name, value in fields.items():
         if name == "override_settings":
@@ -111,14 +112,6 @@ def _jsonable(value: Any) -> Any:
         return jsonable_encoder(value)
     except (TypeError, ValueError):
         return str(value)
-
-
-def _entry_dict(entry: Any, fields: tuple[str, ...]) -> dict:
-    if hasattr(entry, "to_api"):
-        return entry.to_api()
-    if isinstance(entry, dict):
-        return {k: entry.get(k) for k in fields}
-    return {k: getattr(entry, k, None) for k in fields}
 
 
 # -------------------------------------------------------------------------------------------------------- routes
@@ -187,8 +180,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
                     raise
                 raise CheckpointNotFoundError(e.message, titles) from None
         for key, value in settings.items():   # validate everything before changing anything
-            if hasattr(ctx.options, "cast_value"):
-                ctx.options.cast_value(key, value)
+            ctx.options.cast_value(key, value)
         for key, value in settings.items():
             ctx.options.set(key, value, is_api=True)
         if checkpoint:
@@ -203,12 +195,12 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     @router.get("/samplers", response_model=list[SamplerItem])
     def samplers():
         from sdui.core.samplers import SAMPLERS
-        return [_entry_dict(s, ("name", "aliases", "options")) for s in SAMPLERS]
+        return [s.to_api() for s in SAMPLERS]
 
     @router.get("/schedulers", response_model=list[SchedulerItem])
     def schedulers():
         from sdui.core.schedules import SCHEDULERS
-        return [_entry_dict(s, ("name", "label", "aliases", "default_rho", "need_inner_model")) for s in SCHEDULERS]
+        return [s.to_api() for s in SCHEDULERS]
 
     @router.get("/scripts")
     def scripts():
@@ -220,9 +212,9 @@ def create_api_router(ctx: AppContext) -> APIRouter:
             return {"info": "", "items": {}, "parameters": {}}
         from sdui.imaging.encoding import decode_base64_image
         from sdui.imaging.pnginfo import read_info_from_image
-        from sdui.infotext.infotext import parse_infotext
+        from sdui.infotext import parse_infotext
         text, items = read_info_from_image(decode_base64_image(body.image))
-        parameters = parse_infotext(text, split_old_sampler=False) if text else {}
+        parameters = parse_infotext(text) if text else {}
         return {"info": text or "", "items": {k: _jsonable(v) for k, v in items.items()}, "parameters": parameters}
 
     @router.get("/progress", response_model=ProgressResponse)

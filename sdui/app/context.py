@@ -16,7 +16,7 @@ from sdui.app.options import Options
 from sdui.app.paths import DataPaths
 from sdui.core.hooks import ProcessingHooks
 from sdui.core.processed import Processed
-from sdui.core.request import GenerationRequest
+from sdui.request import GenerationRequest
 from sdui.devices import DevicePolicy
 from sdui.errors import UserError
 from sdui.models.discovery import CheckpointInfo

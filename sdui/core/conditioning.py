@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sdui.core.denoiser import TextConditioning
-from sdui.core.request import GenerationRequest
+from sdui.request import GenerationRequest
 from sdui.devices import DevicePolicy
 from sdui.models.sd_model import SDModel
 from sdui.settings.snapshot import Settings

@@ -39,7 +39,7 @@ def filename_tags(run: Run) -> dict:
         "seed_first": run.all_seeds[0] if run.all_seeds else "", "seed_last": run.all_seeds[-1] if run.all_seeds else "",
         "job_timestamp": run.job_timestamp, "clip_skip": run.settings.CLIP_stop_at_last_layers,
         "model_hash": model.shorthash if model is not None else "", "model_name": model.model_name if model else "",
-        "denoising": getattr(r, "denoising_strength", ""),
+        "denoising": r.denoising_strength,
     }
 
 

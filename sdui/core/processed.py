@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.settings.snapshot import Settings
 
 

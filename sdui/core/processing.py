@@ -25,7 +25,7 @@ from sdui.core.hooks import HookSet, PostprocessImage, PostSample, ProcessingHoo
 from sdui.core.outputs import OutputWriter
 from sdui.core.patches import ModelPatch, patched_for_job
 from sdui.core.processed import Processed
-from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.core.run import Batch, Run
 from sdui.core.samplers import SamplerSetup, build_scheduler, find_sampler, resolve_sampler_name
 from sdui.core.sampling import LatentBlend, denoise
@@ -36,7 +36,7 @@ from sdui.errors import InvalidRequestError, UnsupportedSamplerError
 from sdui.imaging import vae as vae_io
 from sdui.imaging.grids import image_grid
 from sdui.imaging.vae import JobVae
-from sdui.infotext.infotext import build_infotext, generation_params
+from sdui.infotext import build_infotext, generation_params
 from sdui.models.sd_model import SDModel
 from sdui.modes import hires, img2img, inpaint
 from sdui.settings.snapshot import Settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdui.core.request import GenerationRequest
+from sdui.request import GenerationRequest
 from sdui.models.sd_model import SDModel
 from sdui.settings.snapshot import Settings
 

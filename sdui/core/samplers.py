@@ -172,19 +172,32 @@ def find_sampler(name: str) -> SamplerInfo | None:
     return _SAMPLER_BY_KEY.get(str(name).strip().lower()) if name else None
 
 
+# every way an old-style name ends with its schedule ("DPM++ 2M Karras", "Euler SGMUniform"), longest first so
+# that "Euler SGM Uniform" is not read as "Euler SGM" + "Uniform"
+_SCHEDULE_SUFFIXES = sorted(((key, info.label) for info in schedules.SCHEDULERS[1:]
+                             for key in (info.label, info.name, *(info.aliases or ()))), key=lambda kv: -len(kv[0]))
+
+
+def split_schedule_suffix(name: str) -> tuple[str, str | None]:
+    """An old-style sampler name that carries its schedule, split: "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras");
+    any other name -> (name, None). The first part need not be a known sampler."""
+    text = str(name or "").strip()
+    for suffix, label in _SCHEDULE_SUFFIXES:
+        if text.lower().endswith(" " + suffix.lower()) and len(text) > len(suffix) + 1:
+            return text[:-len(suffix) - 1], label
+    return text, None
+
+
 def resolve_sampler_name(name: str) -> tuple[str, str | None]:
     """Canonical sampler name and the schedule label an old-style name carried:
     "k_euler_a" -> ("Euler a", None); "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras")."""
-    text = str(name or "").strip()
-    found = find_sampler(text)
+    found = find_sampler(name)
     if found is not None:
         return found.name, None
-    for info in schedules.SCHEDULERS[1:]:
-        for suffix in (info.label, info.name, *(info.aliases or ())):
-            if text.lower().endswith(" " + suffix.lower()):
-                found = find_sampler(text[:-len(suffix) - 1])
-                if found is not None:
-                    return found.name, info.label
+    sampler, label = split_schedule_suffix(name)
+    found = find_sampler(sampler) if label is not None else None
+    if found is not None:
+        return found.name, label
     raise UnsupportedSamplerError(f"Unknown sampler {name!r}. Choose one of: {_valid_samplers()}.")
 
 

@@ -1,7 +1,7 @@
 """Step 0 of a generation: a client's mistake gets a message that says what to change, before any work is done."""
 from __future__ import annotations
 
-from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.errors import InvalidRequestError
 from sdui.models.sd_model import SDModel
 from sdui.settings.snapshot import Settings
@@ -41,10 +41,11 @@ def validate(request: GenerationRequest, model: SDModel | None, settings: Settin
     if model is not None and model.variant == "depth" and not isinstance(request, Img2ImgRequest):
         problems.append("this is a depth checkpoint (SD2 depth): it turns an image into another with the same depth, "
                         "so use img2img (depth2img) with an init image")
-    if getattr(request, "depth_map", None) is not None and model is not None and model.variant != "depth":
+    img2img = isinstance(request, Img2ImgRequest)
+    if img2img and request.depth_map is not None and model is not None and model.variant != "depth":
         problems.append("a depth map was given but this checkpoint is not a depth model: pick an SD2 depth "
                         "checkpoint (e.g. 512-depth-ema) for depth2img")
-    if getattr(request, "mask", None) is not None and model is not None and model.variant == "depth":
+    if img2img and request.mask is not None and model is not None and model.variant == "depth":
         problems.append("depth checkpoints do not inpaint: send no mask, or pick another checkpoint")
     if problems:
         raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")

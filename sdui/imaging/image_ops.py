@@ -17,7 +17,6 @@ from sdui.errors import InvalidRequestError
 
 LANCZOS = Image.Resampling.LANCZOS
 
-RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 
 # (image, width, height) -> image of about that size; only asked to enlarge
 Upscaler = Callable[[Image.Image, int, int], Image.Image]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sdui.core.request import Img2ImgRequest
+from sdui.request import Img2ImgRequest
 from sdui.errors import InvalidRequestError
 from sdui.models.depth_estimator import depth_from_image, estimate_depth
 from sdui.models.sd_model import SDModel

@@ -12,7 +12,7 @@ from sdui.upscalers import upscaling
 from sdui.errors import InvalidRequestError
 from sdui.imaging.image_ops import image_to_tensor
 from sdui.imaging.vae import JobVae
-from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.request import GenerationRequest, Img2ImgRequest
 
 SAME_SAMPLER = ("", "Use same sampler")
 SAME_SCHEDULER = ("", "Use same scheduler")

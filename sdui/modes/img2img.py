@@ -17,7 +17,7 @@ from sdui.imaging.vae import JobVae
 from sdui.models.depth_estimator import depth_to_pil
 from sdui.modes.depth import depth_conditioning
 from sdui.models.sd_model import SDModel
-from sdui.core.request import Img2ImgRequest
+from sdui.request import Img2ImgRequest
 
 
 def schedule_steps(request: Img2ImgRequest, fix_steps: bool) -> tuple[int, int]:

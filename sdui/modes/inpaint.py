@@ -15,9 +15,8 @@ from PIL import Image
 from sdui.imaging import masking
 from sdui.imaging.vae import JobVae
 from sdui.imaging.image_ops import flatten, image_to_tensor, resize_image
-from sdui.core.request import Img2ImgRequest
+from sdui.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest
 
-FILL_LABELS = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
 
 
 @dataclass
@@ -54,7 +53,7 @@ def prepare(request: Img2ImgRequest, image: Image.Image, *,
         work = MaskedWork(image=masking.crop_to_region(image, region, W, H),
                           mask=masking.crop_to_region(prepared.mask, region, W, H), original=image,
                           overlay=masking.overlay_mask(prepared.mask, only_masked=True), region=region)
-        params.infotext.update({"Inpaint area": "Only masked", "Masked area padding": request.inpaint_full_res_padding})
+        params.infotext.update({"Inpaint area": INPAINT_AREAS[1], "Masked area padding": request.inpaint_full_res_padding})
     else:
         masking.crop_region(prepared.mask)          # an empty mask is refused with a clear message
         resized = resize_image(request.resize_mode, image, W, H)
@@ -63,13 +62,13 @@ def prepare(request: Img2ImgRequest, image: Image.Image, *,
                           overlay=masking.overlay_mask(mask, only_masked=False))
     if request.inpainting_fill != 1:
         work.image = masking.fill_masked(work.image, work.mask)
-        params.infotext["Masked content"] = FILL_LABELS[request.inpainting_fill]
+        params.infotext["Masked content"] = MASKED_CONTENT[request.inpainting_fill]
     if request.mask_blur_x == request.mask_blur_y:
         params.infotext["Mask blur"] = request.mask_blur_x
     else:
         params.infotext.update({"Mask blur x": request.mask_blur_x, "Mask blur y": request.mask_blur_y})
     if request.inpainting_mask_invert:
-        params.infotext["Mask mode"] = "Inpaint not masked"
+        params.infotext["Mask mode"] = MASK_MODES[1]
     if not request.mask_round:
         params.infotext["Mask rounding"] = False
     return work, params

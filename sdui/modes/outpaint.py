@@ -9,7 +9,7 @@ from PIL import Image
 
 from sdui.errors import InvalidRequestError
 from sdui.imaging.masking import OutpaintCanvas, outpaint_canvas
-from sdui.core.request import Img2ImgRequest
+from sdui.request import Img2ImgRequest
 
 # how the new area is pre-filled, by the request's "masked content" (inpainting_fill): "original" has nothing
 # original there, so the outermost pixels are stretched outward; the latent modes replace it anyway

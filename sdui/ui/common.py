@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from sdui.errors import UserError
+from sdui.ui import widgets
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,14 @@ def checkpoint_titles(ctx) -> list[str]:
 
 
 def no_checkpoint_hint(ctx) -> str:
-    folder = getattr(ctx.paths, "sd_models_dir", None) or "models/Stable-diffusion"
-    return (f"No checkpoints found. Put a Stable Diffusion checkpoint (.safetensors or .ckpt) into {folder} "
+    return (f"No checkpoints found. Put a Stable Diffusion checkpoint (.safetensors or .ckpt) into {ctx.paths.sd_models_dir} "
             f"and press {REFRESH_SYMBOL}.")
 
 
 def current_checkpoint_title(ctx) -> str | None:
     """The title to show as selected: the loaded/selected one, else the saved option, else the first listed."""
     titles = checkpoint_titles(ctx)
-    info = getattr(ctx.store, "current_info", None)
+    info = ctx.store.current_info
     if info is not None and info.title in titles:
         return info.title
     if not titles:
@@ -159,23 +159,18 @@ def create_seed_row(tab: str) -> SeedWidgets:
     """Seed with 🎲/♻️, and an "Extra" accordion with the variation seed, its strength and "resize seed from".
     The ♻️ buttons are wired by the tab, which knows the seeds of the images it shows."""
     with gr.Row(elem_id=f"{tab}_seed_row", equal_height=True):
-        seed = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed", minimum=-1, scale=1,
-                         min_width=160)
+        seed = widgets.create("seed", tab, scale=1, min_width=160)
         random_seed = tool_button(RANDOM_SYMBOL, elem_id=f"{tab}_random_seed")
         reuse_seed = tool_button(REUSE_SYMBOL, elem_id=f"{tab}_reuse_seed")
     with gr.Accordion("Extra", open=False, elem_id=f"{tab}_subseed_show"):
         with gr.Row(equal_height=True):
-            subseed = gr.Number(label="Variation seed", value=-1, precision=0, elem_id=f"{tab}_subseed",
-                                minimum=-1, scale=1, min_width=160)
+            subseed = widgets.create("subseed", tab, scale=1, min_width=160)
             random_subseed = tool_button(RANDOM_SYMBOL, elem_id=f"{tab}_random_subseed")
             reuse_subseed = tool_button(REUSE_SYMBOL, elem_id=f"{tab}_reuse_subseed")
-            subseed_strength = gr.Slider(label="Variation strength", minimum=0, maximum=1, step=0.01, value=0,
-                                         elem_id=f"{tab}_subseed_strength", scale=2)
+            subseed_strength = widgets.create("subseed_strength", tab, scale=2)
         with gr.Row():
-            seed_resize_from_w = gr.Slider(label="Resize seed from width", minimum=0, maximum=2048, step=8, value=0,
-                                           elem_id=f"{tab}_seed_resize_from_w")
-            seed_resize_from_h = gr.Slider(label="Resize seed from height", minimum=0, maximum=2048, step=8, value=0,
-                                           elem_id=f"{tab}_seed_resize_from_h")
+            seed_resize_from_w = widgets.create("seed_resize_from_w", tab)
+            seed_resize_from_h = widgets.create("seed_resize_from_h", tab)
 
     random_seed.click(lambda: -1, inputs=[], outputs=[seed], queue=False, api_visibility="private")
     random_subseed.click(lambda: -1, inputs=[], outputs=[subseed], queue=False, api_visibility="private")

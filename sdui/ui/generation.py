@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 
 from sdui.errors import UserError
-from sdui.ui import common
+from sdui.ui import common, widgets
 
 log = logging.getLogger(__name__)
 
@@ -33,71 +33,45 @@ DEFAULT_SCHEDULER = "Automatic"
 # ---------------------------------------------------------------------------------------------------------------
 # Widget values -> request fields
 # ---------------------------------------------------------------------------------------------------------------
-def to_int(value, default: int) -> int:
-    if value is None or value == "":
-        return default
-    return round(float(value))
-
-
-def to_number(value, default: float):
-    """Whole numbers as int, like the values A1111's UI hands over (infotext prints `CFG scale: 7`, not 7.0)."""
-    if value is None or value == "":
-        return default
-    value = float(value)
-    return int(value) if value.is_integer() else value
-
-
 def request_fields(prompt: str, negative_prompt: str, sampler_name: str, scheduler: str, steps, width, height,
                    batch_count, batch_size, cfg_scale, seed, subseed=-1, subseed_strength=0,
                    seed_resize_from_w=0, seed_resize_from_h=0) -> dict:
     """The GenerationRequest fields of the widgets every tab has, in the order `GenerationTab.request_inputs`
     lists them. No validation here: the processing core validates every request the same way, whether it comes
     from the UI or the API."""
-    resize_w, resize_h = to_int(seed_resize_from_w, 0), to_int(seed_resize_from_h, 0)
+    resize_w = widgets.to_request("seed_resize_from_w", seed_resize_from_w, 0)
+    resize_h = widgets.to_request("seed_resize_from_h", seed_resize_from_h, 0)
     return {
         "prompt": prompt or "",
         "negative_prompt": negative_prompt or "",
         "sampler_name": sampler_name or DEFAULT_SAMPLER,
         "scheduler": scheduler or DEFAULT_SCHEDULER,
-        "steps": to_int(steps, 20),
-        "width": to_int(width, 512),
-        "height": to_int(height, 512),
-        "n_iter": to_int(batch_count, 1),
-        "batch_size": to_int(batch_size, 1),
-        "cfg_scale": to_number(cfg_scale, 7),
-        "seed": to_int(seed, -1),
-        "subseed": to_int(subseed, -1),
-        "subseed_strength": to_number(subseed_strength, 0),
+        "steps": widgets.to_request("steps", steps, 20),
+        "width": widgets.to_request("width", width, 512),
+        "height": widgets.to_request("height", height, 512),
+        "n_iter": widgets.to_request("n_iter", batch_count, 1),
+        "batch_size": widgets.to_request("batch_size", batch_size, 1),
+        "cfg_scale": widgets.to_request("cfg_scale", cfg_scale, 7),
+        "seed": widgets.to_request("seed", seed, -1),
+        "subseed": widgets.to_request("subseed", subseed, -1),
+        "subseed_strength": widgets.to_request("subseed_strength", subseed_strength, 0),
         # 0 in the UI means "off"; the request says so with -1
         "seed_resize_from_w": resize_w if resize_w > 0 else -1,
         "seed_resize_from_h": resize_h if resize_h > 0 else -1,
     }
 
 
-def choice_index(value, choices: tuple[str, ...], what: str) -> int:
-    """The index of a radio label (an int passes through): what the request stores for resize mode, masked content."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(choices):
-        return value
-    if value in choices:
-        return choices.index(value)
-    raise UserError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Sampler / scheduler choices
 # ---------------------------------------------------------------------------------------------------------------
-def _entry_field(entry, name: str):
-    return entry[name] if isinstance(entry, dict) else getattr(entry, name)
-
-
 def sampler_names() -> list[str]:
     from sdui.core.samplers import SAMPLERS
-    return [_entry_field(s, "name") for s in SAMPLERS]
+    return [s.name for s in SAMPLERS]
 
 
 def scheduler_labels() -> list[str]:
     from sdui.core.schedules import SCHEDULERS
-    return [_entry_field(s, "label") for s in SCHEDULERS]
+    return [s.label for s in SCHEDULERS]
 
 
 def sampler_note(sampler_name: str, scheduler: str) -> str:
@@ -109,7 +83,7 @@ def sampler_note(sampler_name: str, scheduler: str) -> str:
     labels = [info.label for info in map(find_schedule, supported_schedules(sampler_name)) if info is not None]
     if not labels:
         info = find_sampler(sampler_name)
-        reason = getattr(info, "refusal", None) or "it is not implemented"
+        reason = (info.refusal if info is not None else None) or "it is not implemented"
         return common.error_html(f"{sampler_name} is not available: {reason}")
     return common.error_html(f"{sampler_name} does not work with schedule type {scheduler}; "
                              f"pick one of: {', '.join(labels)}.")
@@ -142,7 +116,7 @@ def _per_image(values: list, n_images: int, first: int) -> list:
 
 def result_from_processed(processed, elapsed: float = 0.0) -> GenerationResult:
     images = list(processed.images)
-    first = int(getattr(processed, "index_of_first_image", 0) or 0)
+    first = processed.index_of_first_image
     infotexts = list(processed.infotexts or [])
     if len(infotexts) < len(images):  # defensive: fall back on the text each image carries
         infotexts = [im.info.get("parameters", "") for im in images]
@@ -191,8 +165,8 @@ def run_generation(ctx, request, *, generate: Callable | None = None, poll: floa
 
 def jobs_ahead(jobs, job) -> int:
     """How many jobs finish before `job` starts: the pending ones before it, and the one running now."""
-    position = jobs.position(job) if hasattr(jobs, "position") else 0
-    running = getattr(jobs, "current", None)
+    position = jobs.position(job)
+    running = jobs.current
     return position + (1 if running is not None and running is not job else 0)
 
 
@@ -232,20 +206,21 @@ def fields_from_infotext(text: str, *, mode: str, fields) -> dict:
     """Request fields an infotext sets, limited to `fields` (the ones a tab has widgets for). Empty when the text
     has no parameters line: plain prompt text is not "parameters" and must not wipe the other widgets.
     `mode` picks the mode-specific keys ("txt2img": hires fix; "img2img": denoising, mask settings)."""
-    from sdui.infotext.infotext import parse_infotext, request_fields_from_infotext
+    from sdui.core.infotext_fields import request_fields
+    from sdui.infotext import parse_infotext
     if not text or not text.strip():
         return {}
     if set(parse_infotext(text, defaults=False)) <= {"Prompt", "Negative prompt"}:
         return {}
-    values = request_fields_from_infotext(parse_infotext(text), mode=mode)
+    values = request_fields(parse_infotext(text), mode=mode)
     return {k: v for k, v in values.items() if k in fields}
 
 
 def paste_values(text: str, fields, *, mode: str, choices: dict | None = None) -> tuple[dict, list[str]]:
     """({field: widget value} to set, [what was left alone and why]) for pasting `text` into a tab.
 
-    `choices` maps a field to (what it is called, {request value: widget value}): a request value the map lacks
-    (a sampler this UI does not list) is not pasted but reported; a found one is translated (1 -> "original")."""
+    `choices` maps a dropdown's field to (what it is called, the names it offers): a value it lacks (a sampler this
+    UI does not list) is not pasted but reported. Radio fields show their declared label (1 -> "original")."""
     found = fields_from_infotext(text, mode=mode, fields=fields)
     if not found:
         return {}, []
@@ -254,12 +229,11 @@ def paste_values(text: str, fields, *, mode: str, choices: dict | None = None) -
         value = found.get(name, PASTE_OFF_WHEN_ABSENT.get(name))
         if value is None:
             continue
-        if choices and name in choices:
-            what, mapping = choices[name]
-            if value not in mapping:
-                ignored.append(f"{what} {value!r}")
-                continue
-            value = mapping[value]
+        if choices and name in choices and value not in choices[name][1]:
+            ignored.append(f"{choices[name][0]} {value!r}")
+            continue
+        if widgets.spec_of(name).choices:
+            value = widgets.to_widget(name, value)
         values[name] = value
     return values, ignored
 
@@ -320,33 +294,25 @@ def create_settings(tab: str, *, show_size: bool = True, size_from_image: bool =
     """Sampling method and schedule type (with a warning for pairs that will not run), steps, width/height (⇅ swaps
     them; 📐 when `size_from_image`), batch count/size and CFG scale. With show_size=False the size sliders exist
     but are hidden (a tab whose size follows from its image still hands the same inputs to its build function)."""
-    samplers, schedulers = sampler_names(), scheduler_labels()
     with gr.Row():
-        sampler_name = gr.Dropdown(choices=samplers, label="Sampling method", elem_id=f"{tab}_sampling",
-                                   value=DEFAULT_SAMPLER if DEFAULT_SAMPLER in samplers else samplers[0])
-        scheduler = gr.Dropdown(choices=schedulers, label="Schedule type", elem_id=f"{tab}_scheduler",
-                                value=DEFAULT_SCHEDULER if DEFAULT_SCHEDULER in schedulers else schedulers[0])
+        sampler_name = widgets.create("sampler_name", tab, choices=sampler_names())
+        scheduler = widgets.create("scheduler", tab, choices=scheduler_labels())
     sampler_warning = gr.HTML("", elem_id=f"{tab}_sampler_note", js_on_load=None, visible=False)
-    steps = gr.Slider(minimum=1, maximum=150, step=1, value=20, label="Sampling steps", elem_id=f"{tab}_steps")
+    steps = widgets.create("steps", tab)
     swap = from_image = None
     with gr.Row():
         with gr.Column(scale=3, min_width=160):
-            width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width", elem_id=f"{tab}_width",
-                              visible=show_size)
-            height = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Height", elem_id=f"{tab}_height",
-                               visible=show_size)
+            width = widgets.create("width", tab, visible=show_size)
+            height = widgets.create("height", tab, visible=show_size)
         if show_size:
             with gr.Column(scale=0, min_width=50, elem_id=f"{tab}_dimensions_row"):
                 swap = common.tool_button(SWAP_SYMBOL, elem_id=f"{tab}_res_switch_btn")
                 if size_from_image:
                     from_image = common.tool_button(SIZE_FROM_IMAGE_SYMBOL, elem_id=f"{tab}_detect_image_size_btn")
         with gr.Column(scale=2, min_width=120):
-            batch_count = gr.Slider(minimum=1, maximum=100, step=1, value=1, label="Batch count",
-                                    elem_id=f"{tab}_batch_count")
-            batch_size = gr.Slider(minimum=1, maximum=8, step=1, value=1, label="Batch size",
-                                   elem_id=f"{tab}_batch_size")
-    cfg_scale = gr.Slider(minimum=1.0, maximum=30.0, step=0.5, value=7.0, label="CFG Scale",
-                          elem_id=f"{tab}_cfg_scale")
+            batch_count = widgets.create("n_iter", tab)
+            batch_size = widgets.create("batch_size", tab)
+    cfg_scale = widgets.create("cfg_scale", tab)
 
     def on_sampler_change(sampler, schedule):
         note = sampler_note(sampler, schedule)
@@ -463,7 +429,7 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
             if current != shown_progress:
                 shown_progress = current
                 progress(current[0], desc=current[1])
-            preview = getattr(item, "current_image", None)
+            preview = item.current_image
             if preview is not None and preview is not shown_preview:
                 shown_preview = preview
                 yield ([preview], *skip_all)
@@ -494,8 +460,8 @@ def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, ch
     `targets` (default: tab.widget_for_field()) maps request fields to widgets; `choices` as in paste_values."""
     targets = targets if targets is not None else tab.widget_for_field()
     order = list(targets)
-    all_choices = {"sampler_name": ("sampler", {n: n for n in sampler_names()}),
-                   "scheduler": ("schedule type", {n: n for n in scheduler_labels()}), **(choices or {})}
+    all_choices = {"sampler_name": ("sampler", sampler_names()), "scheduler": ("schedule type", scheduler_labels()),
+                   **(choices or {})}
 
     def on_paste(prompt_text, last_info):
         text = prompt_text if prompt_text and prompt_text.strip() else last_info

@@ -149,7 +149,7 @@ def test_png_info_bad_image_is_4xx(make_client, data_dir):
 
 def test_txt2img_png_parameters_parse_back_to_the_request(served):
     from sdui.imaging.pnginfo import read_info_from_image
-    from sdui.infotext.infotext import parse_infotext
+    from sdui.infotext import parse_infotext
     ctx, client = served
     response = client.post("/sdapi/v1/txt2img", json=small())
     assert response.status_code == 200, response.text

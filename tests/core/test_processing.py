@@ -9,7 +9,7 @@ from sdui.errors import InvalidRequestError, UnsupportedSamplerError
 from sdui.models.loading import load_sd_model
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import GenerationRequest
+from sdui.request import GenerationRequest
 from tests.helpers import CPU32, Events, process_with_latents
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 

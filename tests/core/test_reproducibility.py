@@ -7,12 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sdui.infotext import infotext
+from sdui.core.infotext_fields import request_fields
+from sdui.infotext import parse_infotext
 from sdui.imaging.pnginfo import read_info_from_image
 from sdui.models.loading import load_sd_model
 from sdui.core.processing import process
 from sdui.settings.snapshot import Settings
-from sdui.core.request import GenerationRequest, request_from_fields
+from sdui.request import GenerationRequest, request_from_fields
 from tests.helpers import CPU32
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
@@ -46,7 +47,7 @@ def test_infotext_from_saved_png_reproduces_the_image(model, request_, tmp_path)
 
     text, _ = read_info_from_image(Image.open(saved))
     assert text == first.infotexts[0]
-    fields = infotext.request_fields_from_infotext(infotext.parse_infotext(text))
+    fields = request_fields(parse_infotext(text))
     overrides = fields.pop("override_settings", {})
     rerun = process(request_from_fields(GenerationRequest, fields), model, policy=CPU32,
                     settings=Settings.defaults(**overrides))

@@ -17,7 +17,7 @@ from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import Img2ImgRequest
+from sdui.request import Img2ImgRequest
 from tests.helpers import CPU32, Events, process_with_latents
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 

@@ -17,7 +17,7 @@ from sdui.core import rng
 from sdui.models.loading import load_sd_model
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import GenerationRequest
+from sdui.request import GenerationRequest
 from sdui.core.samplers import build_scheduler
 from tests.helpers import CPU32, process_with_latents
 from tests.fixtures.checkpoints import build_tiny_checkpoint

@@ -1,9 +1,10 @@
 """Infotext: A1111-format texts round-trip byte for byte; parsing gives A1111's dict; fields map to a request."""
 import pytest
 
-from sdui.infotext.infotext import (build_infotext, generation_params, parse_infotext, request_fields_from_infotext,
-                              split_sampler_scheduler)
-from sdui.core.request import GenerationRequest
+from sdui.core.infotext_fields import request_fields
+from sdui.core.samplers import split_schedule_suffix
+from sdui.infotext import build_infotext, generation_params, parse_infotext
+from sdui.request import GenerationRequest
 
 SECTION_2_6_EXAMPLE = (
     "masterpiece, a (red fox:1.2) in a [snowy|misty] forest, <lora:add_detail:0.6>\n"
@@ -113,16 +114,16 @@ def test_version_backcompat():
     assert parse_infotext("x\nSteps: 2, Sampler: Euler, Version: v1.7.0-224-gabc")["Downcast alphas_cumprod"] is True
 
 
-def test_old_combined_sampler_split():
-    res = parse_infotext("cat\nSteps: 20, Sampler: DPM++ 2M Karras, Seed: 1")
-    assert (res["Sampler"], res["Schedule type"]) == ("DPM++ 2M", "Karras")
-    res = parse_infotext("cat\nSteps: 20, Sampler: Euler SGM Uniform, Seed: 1")
-    assert (res["Sampler"], res["Schedule type"]) == ("Euler", "SGM Uniform")
-    raw = parse_infotext("cat\nSteps: 20, Sampler: DPM++ 2M Karras, Seed: 1", split_old_sampler=False)
-    assert (raw["Sampler"], raw["Schedule type"]) == ("DPM++ 2M Karras", "Automatic")
-    assert split_sampler_scheduler("DDIM") == ("DDIM", None)
-    assert split_sampler_scheduler("DDIM CFG++") == ("DDIM CFG++", None)
-    assert split_sampler_scheduler("LMS karras") == ("LMS", "Karras")
+def test_old_combined_sampler_split_when_pasted():
+    raw = parse_infotext("cat\nSteps: 20, Sampler: DPM++ 2M Karras, Seed: 1")
+    assert (raw["Sampler"], raw["Schedule type"]) == ("DPM++ 2M Karras", "Automatic")     # as A1111's png-info
+    fields = request_fields(raw)
+    assert (fields["sampler_name"], fields["scheduler"]) == ("DPM++ 2M", "Karras")
+    fields = request_fields(parse_infotext("cat\nSteps: 20, Sampler: Euler SGM Uniform, Seed: 1"))
+    assert (fields["sampler_name"], fields["scheduler"]) == ("Euler", "SGM Uniform")
+    assert split_schedule_suffix("DDIM") == ("DDIM", None)
+    assert split_schedule_suffix("DDIM CFG++") == ("DDIM CFG++", None)
+    assert split_schedule_suffix("LMS karras") == ("LMS", "Karras")
 
 
 def test_skip_fields():
@@ -164,7 +165,7 @@ def test_generation_params_optional_keys_and_order():
 
 
 def test_request_fields_from_section_2_6_example():
-    fields = request_fields_from_infotext(parse_infotext(SECTION_2_6_EXAMPLE))
+    fields = request_fields(parse_infotext(SECTION_2_6_EXAMPLE))
     assert fields["prompt"].startswith("masterpiece, a (red fox:1.2)")
     assert fields["negative_prompt"] == "easynegative, blurry"
     assert (fields["steps"], fields["sampler_name"], fields["scheduler"]) == (20, "DPM++ 2M", "Karras")
@@ -177,15 +178,15 @@ def test_request_fields_from_section_2_6_example():
     assert fields["override_settings"]["emphasis"] == "Original"
     current = {"CLIP_stop_at_last_layers": 2, "randn_source": "CPU", "emphasis": "Original", "sigma_min": 0.0,
                "sigma_max": 0.0, "rho": 0.0, "sd_vae_encode_method": "Full", "sd_vae_decode_method": "Full"}
-    assert request_fields_from_infotext(parse_infotext(SECTION_2_6_EXAMPLE),
-                                        current_options=current)["override_settings"] == {"randn_source": "GPU"}
+    assert request_fields(parse_infotext(SECTION_2_6_EXAMPLE),
+                                        current=current)["override_settings"] == {"randn_source": "GPU"}
 
 
 def test_request_fields_conversions():
     text = ("p\nSteps: many, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 98765432109876543210, "
             "Variation seed: 12, Variation seed strength: 0.3, Seed resize from: 256x128, ENSD: 31337, "
             "Batch size: 2, Size: 64x32")
-    fields = request_fields_from_infotext(parse_infotext(text, split_old_sampler=False))
+    fields = request_fields(parse_infotext(text))
     assert "steps" not in fields                                      # unconvertible value left alone
     assert (fields["sampler_name"], fields["scheduler"]) == ("DPM++ 2M", "Karras")
     assert fields["seed"] == 98765432109876543210                      # exact, not through float
@@ -199,8 +200,8 @@ def test_request_fields_conversions():
 def test_request_fields_img2img():
     text = ("p\nSteps: 9, Denoising strength: 0.6, Mask blur: 8, Mask mode: Inpaint not masked, "
             "Masked content: latent noise, Inpaint area: Only masked, Masked area padding: 16, Image CFG scale: 1.5")
-    fields = request_fields_from_infotext(parse_infotext(text), mode="img2img")
-    assert fields["denoising_strength"] == 0.6 and fields["mask_blur"] == 8
+    fields = request_fields(parse_infotext(text), mode="img2img")
+    assert fields["denoising_strength"] == 0.6 and fields["mask_blur_x"] == fields["mask_blur_y"] == 8
     assert (fields["inpainting_mask_invert"], fields["inpainting_fill"], fields["inpaint_full_res"]) == (1, 2, True)
     assert fields["inpaint_full_res_padding"] == 16 and fields["image_cfg_scale"] == 1.5
     assert "enable_hr" not in fields and "hr_scale" not in fields

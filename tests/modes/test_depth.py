@@ -15,7 +15,7 @@ from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.core.samplers import build_scheduler
 from tests.helpers import CPU32, process_with_latents
 from tests.fixtures.checkpoints import build_tiny_checkpoint, tiny_state_dict

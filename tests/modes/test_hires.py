@@ -10,14 +10,15 @@ from diffusers import StableDiffusionImg2ImgPipeline
 
 from sdui.modes import img2img
 
-from sdui.infotext import infotext
+from sdui.core.infotext_fields import request_fields
+from sdui.infotext import parse_infotext
 
 from sdui.upscalers import upscaling
 from sdui.errors import InvalidRequestError
 from sdui.models.loading import load_sd_model
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import GenerationRequest, Img2ImgRequest, request_from_fields
+from sdui.request import GenerationRequest, Img2ImgRequest, request_from_fields
 from sdui.core.samplers import build_scheduler
 from tests.helpers import CPU32, Events, process_with_latents
 from tests.fixtures.checkpoints import build_tiny_checkpoint
@@ -85,7 +86,7 @@ def test_pixel_upscaler_resize_to_and_second_pass_options(model):
 def test_hires_infotext_reproduces_the_image(model):
     result, result_latents = process_with_latents(hr_request(hr_upscaler="Latent (nearest-exact)", hr_second_pass_steps=2), model, policy=CPU32,
                      settings=OPTIONS)
-    fields = infotext.request_fields_from_infotext(infotext.parse_infotext(result.infotexts[0]))
+    fields = request_fields(parse_infotext(result.infotexts[0]))
     assert fields["enable_hr"] is True
     rerun = process(request_from_fields(GenerationRequest, fields), model, policy=CPU32, settings=OPTIONS)
     assert np.array_equal(np.asarray(rerun.images[0]), np.asarray(result.images[0]))

@@ -17,7 +17,7 @@ from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import Img2ImgRequest
+from sdui.request import MASKED_CONTENT, Img2ImgRequest
 from sdui.core.samplers import build_scheduler
 from tests.helpers import CPU32, process_with_latents
 from tests.fixtures.checkpoints import build_tiny_checkpoint
@@ -96,7 +96,7 @@ def test_pixels_outside_the_mask_are_unchanged(models, variant, fill):
     assert np.abs(out[inside].astype(int) - original[inside].astype(int)).mean() > 5   # something was painted
     text = result.infotexts[0]
     assert "Mask blur: 4" in text and "Denoising strength: 0.75" in text
-    assert ("Masked content: " + inpaint.FILL_LABELS[fill] in text) == (fill != 1)
+    assert ("Masked content: " + MASKED_CONTENT[fill] in text) == (fill != 1)
 
 
 def test_only_masked_works_on_the_crop_and_pastes_into_the_full_image(models):

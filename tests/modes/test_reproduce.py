@@ -7,12 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sdui.infotext import infotext
+from sdui.core.infotext_fields import request_fields
+from sdui.infotext import parse_infotext
 from sdui.models.loading import load_sd_model
 from sdui.modes.outpaint import outpaint_request
 from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.core.request import Img2ImgRequest, request_from_fields
+from sdui.request import Img2ImgRequest, request_from_fields
 from tests.helpers import CPU32
 from tests.fixtures.checkpoints import build_tiny_checkpoint
 
@@ -63,7 +64,7 @@ def test_same_request_same_pixels_and_infotext_reruns(models, case):
 
     text = first.infotexts[0]
     assert "Denoising strength: 0.6" in text
-    fields = infotext.request_fields_from_infotext(infotext.parse_infotext(text), mode="img2img")
+    fields = request_fields(parse_infotext(text), mode="img2img")
     overrides = fields.pop("override_settings", {})
     # what an infotext cannot carry comes from the original request: the images, and the resize mode
     rerun_request = request_from_fields(Img2ImgRequest, fields, init_images=request.init_images, mask=request.mask,

@@ -14,9 +14,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 from PIL import Image
 
+from sdui.request import MASKED_CONTENT, RESIZE_MODES
 from sdui.errors import UserError
 from sdui.core.processed import Processed
-from sdui.core.request import GenerationRequest, Img2ImgRequest
+from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.ui import common
 from sdui.ui.tabs import depth2img, img2img
 from sdui.ui.app import create_ui
@@ -80,7 +81,7 @@ def test_tab_builds_after_outpaint_with_its_ids_and_defaults(ctx):
     image, depth = blocks["depth2img_image"], blocks["depth2img_depth_map"]
     assert isinstance(image, gr.Image) and image.type == "pil" and image.image_mode == "RGBA"
     assert isinstance(depth, gr.Image) and depth.type == "pil" and depth.image_mode == "L"
-    assert [c[0] for c in blocks["depth2img_resize_mode"].choices] == list(img2img.RESIZE_MODES)
+    assert [c[0] for c in blocks["depth2img_resize_mode"].choices] == list(RESIZE_MODES)
     s = blocks["depth2img_denoising_strength"]
     assert (s.minimum, s.maximum, s.step, s.value) == (0, 1, 0.01, 0.75)
     assert blocks["depth2img_gallery"].format == "png"
@@ -115,7 +116,7 @@ def test_a_missing_image_is_said_before_anything_is_queued(ctx):
 # ---------------------------------------------------------------------------------------------------------------
 def test_build_request_passes_the_image_and_the_depth_map():
     image, depth = picture(), gradient_depth()
-    for index, label in enumerate(img2img.RESIZE_MODES):
+    for index, label in enumerate(RESIZE_MODES):
         req = depth2img.build_request(image, depth, label, 0.6, "a room", "blur", "Euler a", "Karras", 30, 768, 512,
                                       2, 3, 6.5, 42, 7, 0.2, 0, 0)
         assert isinstance(req, Img2ImgRequest) and req.mode == "img2img"     # outputs/img2img-images, as A1111

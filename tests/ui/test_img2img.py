@@ -17,8 +17,9 @@ from gradio.components.image_editor import EditorData
 from gradio.data_classes import FileData
 from PIL import Image
 
+from sdui.request import MASKED_CONTENT, RESIZE_MODES
 from sdui.errors import UserError
-from sdui.core.request import Img2ImgRequest
+from sdui.request import Img2ImgRequest
 from sdui.ui import common, generation
 from sdui.ui.tabs import img2img, inpaint, outpaint
 from sdui.ui.app import create_ui
@@ -142,7 +143,7 @@ def test_generate_handlers_take_build_request_arguments_in_order(ctx):
 # ---------------------------------------------------------------------------------------------------------------
 def test_img2img_build_request_maps_widget_values():
     image = noise_image(48, 32, mode="RGBA")
-    for index, label in enumerate(img2img.RESIZE_MODES):
+    for index, label in enumerate(RESIZE_MODES):
         req = img2img.build_request(image, label, 0.35, "a cat", "blurry", "Euler a", "Karras", 30.0, 768, 640,
                                     3, 2, 7.5, 42, 7, 0.25, 0, 256)
         assert isinstance(req, Img2ImgRequest) and req.mode == "img2img"
@@ -202,7 +203,7 @@ def test_inpaint_build_request_maps_widget_values(tmp_path):
     assert (req.inpainting_fill, req.inpaint_full_res, req.inpaint_full_res_padding) == (2, True, 64)
     assert req.denoising_strength == 0.6 and (req.prompt, req.steps, req.seed) == ("a tiny test", 4, 1234)
 
-    for index, label in enumerate(inpaint.MASKED_CONTENT):
+    for index, label in enumerate(MASKED_CONTENT):
         req = inpaint.build_request(value, None, None, "draw", "Just resize", 4, "Inpaint not masked", label,
                                     "Whole picture", 32, 0.75, *COMMON)
         assert (req.inpainting_fill, req.inpainting_mask_invert, req.inpaint_full_res) == (index, 1, False)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from sdui.core.processed import Processed
-from sdui.core.request import GenerationRequest
+from sdui.request import GenerationRequest
 from sdui.errors import UserError
 from sdui.settings.snapshot import Settings
 from sdui.ui import common, generation

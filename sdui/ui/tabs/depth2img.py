@@ -15,7 +15,7 @@ from PIL import Image
 
 from sdui.errors import UserError
 from sdui.core.processed import Processed
-from sdui.core.request import Img2ImgRequest
+from sdui.request import Img2ImgRequest
 from sdui.ui import common, generation
 from sdui.ui.tabs import img2img
 
@@ -41,12 +41,11 @@ def build_request(image, depth_map, resize_mode, denoising_strength, *values, **
 # ---------------------------------------------------------------------------------------------------------------
 def require_depth_model(model) -> None:
     """Refuse a checkpoint without depth conditioning: on it the request would quietly run as plain img2img."""
-    if getattr(model, "variant", None) == "depth":
+    if model.variant == "depth":
         return
-    checkpoint = getattr(model, "checkpoint", None)
-    name = getattr(checkpoint, "title", None) or "the selected checkpoint"
+    name = model.checkpoint.title if model.checkpoint is not None else "the selected checkpoint"
     raise UserError(f"depth2img needs an SD2 depth checkpoint (such as 512-depth-ema), but {name} is not one "
-                    f"({getattr(model, 'arch', '?')}, {getattr(model, 'variant', '?')}): pick a depth checkpoint "
+                    f"({model.arch}, {model.variant}): pick a depth checkpoint "
                     "at the top of the page, or use the img2img tab with this one.")
 
 

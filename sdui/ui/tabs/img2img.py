@@ -8,22 +8,18 @@ from __future__ import annotations
 import gradio as gr
 
 from sdui.errors import UserError
-from sdui.core.request import Img2ImgRequest
-from sdui.ui import common, generation
+from sdui.request import Img2ImgRequest
+from sdui.ui import common, generation, widgets
 
 TAB = "img2img"
 MODE = "img2img"      # the request's mode: outputs go to outputs/img2img-images, as A1111's do
 
-# radio labels, in the order of Img2ImgRequest.resize_mode
-RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
-
-
 def resize_mode_index(value) -> int:
-    return generation.choice_index(value if value is not None else RESIZE_MODES[0], RESIZE_MODES, "resize mode")
+    return widgets.to_request("resize_mode", value, 0)
 
 
 def denoising_value(value, default: float = 0.75):
-    return generation.to_number(value, default)
+    return widgets.to_request("denoising_strength", value, default)
 
 
 def build_request(image, resize_mode, denoising_strength, *values, **named) -> Img2ImgRequest:
@@ -42,13 +38,11 @@ def build_request(image, resize_mode, denoising_strength, *values, **named) -> I
 # ---------------------------------------------------------------------------------------------------------------
 def create_resize_mode(tab: str) -> gr.Radio:
     # A1111 names this one plainly "resize_mode" on its img2img tab
-    return gr.Radio(choices=list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode",
-                    elem_id="resize_mode" if tab == TAB else f"{tab}_resize_mode")
+    return widgets.create("resize_mode", tab, **({"elem_id": "resize_mode"} if tab == TAB else {}))
 
 
 def create_denoising(tab: str, value: float = 0.75) -> gr.Slider:
-    return gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=value, label="Denoising strength",
-                     elem_id=f"{tab}_denoising_strength")
+    return widgets.create("denoising_strength", tab, value=value)
 
 
 def wire_size_from_image(settings: generation.GenerationSettings, inputs: list, pick_image) -> None:

@@ -12,24 +12,13 @@ from PIL import Image, ImageChops
 
 from sdui.imaging import masking
 from sdui.errors import UserError
-from sdui.core.request import Img2ImgRequest
-from sdui.ui import common, generation
+from sdui.request import Img2ImgRequest
+from sdui.ui import common, generation, widgets
 from sdui.ui.tabs import img2img
 
 TAB = "inpaint"
 
-# radio labels, in the order of the request's values (inpainting_mask_invert, inpainting_fill, inpaint_full_res)
-MASK_MODES = ("Inpaint masked", "Inpaint not masked")
-MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
-INPAINT_AREAS = ("Whole picture", "Only masked")
 SOURCES = ("draw", "upload")     # which sub-tab the image and mask come from
-
-# what ↙️ may put into the radios: request value -> label
-PASTE_CHOICES = {
-    "inpainting_mask_invert": ("mask mode", dict(enumerate(MASK_MODES))),
-    "inpainting_fill": ("masked content", dict(enumerate(MASKED_CONTENT))),
-    "inpaint_full_res": ("inpaint area", {False: INPAINT_AREAS[0], True: INPAINT_AREAS[1]}),
-}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,13 +85,12 @@ def build_request(editor, base_image, base_mask, source, resize_mode, mask_blur,
     if mask is None:
         raise UserError("No mask: upload a mask next to the image (white = repaint), "
                         "or paint one over the image on the Draw mask tab.")
-    invert = generation.choice_index(mask_mode if mask_mode is not None else MASK_MODES[0], MASK_MODES,
-                                     "mask mode")
+    invert = widgets.to_request("inpainting_mask_invert", mask_mode, 0)
     if _nothing_to_change(mask, bool(invert)):
         raise UserError("The mask marks nothing to change: paint over the part of the image to repaint "
                         "(or upload a mask where white marks it)" +
                         (", or switch the mask mode to \"Inpaint masked\"." if invert else "."))
-    blur = generation.to_int(mask_blur, 4)
+    blur = widgets.to_request("mask_blur_x", mask_blur, 4)
     return Img2ImgRequest(
         **generation.request_fields(*values, **named),
         init_images=[image], mask=mask,
@@ -110,30 +98,15 @@ def build_request(editor, base_image, base_mask, source, resize_mode, mask_blur,
         denoising_strength=img2img.denoising_value(denoising_strength),
         mask_blur_x=blur, mask_blur_y=blur,
         inpainting_mask_invert=invert,
-        inpainting_fill=masked_content_index(masked_content),
-        inpaint_full_res=generation.choice_index(inpaint_area if inpaint_area is not None else INPAINT_AREAS[0],
-                                                 INPAINT_AREAS, "inpaint area") == 1,
-        inpaint_full_res_padding=generation.to_int(padding, 32),
+        inpainting_fill=widgets.to_request("inpainting_fill", masked_content, 1),
+        inpaint_full_res=widgets.to_request("inpaint_full_res", inpaint_area, False),
+        inpaint_full_res_padding=widgets.to_request("inpaint_full_res_padding", padding, 32),
         mode=img2img.MODE)
-
-
-def masked_content_index(value) -> int:
-    return generation.choice_index(value if value is not None else MASKED_CONTENT[1], MASKED_CONTENT,
-                                   "masked content")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Widgets the mask tabs share
 # ---------------------------------------------------------------------------------------------------------------
-def create_mask_blur(tab: str) -> gr.Slider:
-    return gr.Slider(minimum=0, maximum=64, step=1, value=4, label="Mask blur", elem_id=f"{tab}_mask_blur")
-
-
-def create_masked_content(tab: str, value: str = "original") -> gr.Radio:
-    return gr.Radio(choices=list(MASKED_CONTENT), value=value, label="Masked content",
-                    elem_id=f"{tab}_inpainting_fill")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The tab
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,15 +131,12 @@ def create_tab(ctx) -> generation.GenerationTab:
                                          elem_id="img_inpaint_mask", height=300)
             source = gr.State(SOURCES[0])
             resize_mode = img2img.create_resize_mode(TAB)
-            mask_blur = create_mask_blur(TAB)
-            mask_mode = gr.Radio(choices=list(MASK_MODES), value=MASK_MODES[0], label="Mask mode",
-                                 elem_id=f"{TAB}_mask_mode")
-            masked_content = create_masked_content(TAB)
+            mask_blur = widgets.create("mask_blur_x", TAB)
+            mask_mode = widgets.create("inpainting_mask_invert", TAB)
+            masked_content = widgets.create("inpainting_fill", TAB)
             with gr.Row():
-                inpaint_area = gr.Radio(choices=list(INPAINT_AREAS), value=INPAINT_AREAS[0], label="Inpaint area",
-                                        elem_id=f"{TAB}_inpaint_full_res")
-                padding = gr.Slider(minimum=0, maximum=256, step=4, value=32, label="Only masked padding, pixels",
-                                    elem_id=f"{TAB}_inpaint_full_res_padding")
+                inpaint_area = widgets.create("inpaint_full_res", TAB)
+                padding = widgets.create("inpaint_full_res_padding", TAB)
             settings = generation.create_settings(TAB, size_from_image=True)
             denoising = img2img.create_denoising(TAB)
             seed = common.create_seed_row(TAB)
@@ -175,10 +145,10 @@ def create_tab(ctx) -> generation.GenerationTab:
     own_inputs = [editor, base_image, base_mask, source, resize_mode, mask_blur, mask_mode, masked_content,
                   inpaint_area, padding, denoising]
     tab = generation.GenerationTab(TAB, row, settings, seed, panel, own_inputs=own_inputs, own_paste_fields={
-        "denoising_strength": denoising, "mask_blur": mask_blur, "inpainting_mask_invert": mask_mode,
+        "denoising_strength": denoising, "mask_blur_x": mask_blur, "inpainting_mask_invert": mask_mode,
         "inpainting_fill": masked_content, "inpaint_full_res": inpaint_area, "inpaint_full_res_padding": padding})
     generation.wire_generation(ctx, tab, build_request)
-    generation.wire_paste(tab, mode=img2img.MODE, choices=PASTE_CHOICES)
+    generation.wire_paste(tab, mode=img2img.MODE)
     draw_tab.select(lambda: SOURCES[0], inputs=[], outputs=[source], queue=False, api_visibility="private")
     upload_tab.select(lambda: SOURCES[1], inputs=[], outputs=[source], queue=False, api_visibility="private")
     img2img.wire_size_from_image(settings, [editor, base_image, base_mask, source],

@@ -1,7 +1,7 @@
 """The outpaint tab: grow an image on the chosen sides and paint the new area -> Img2ImgRequest with a mask.
 
 The canvas (the image placed on a bigger one, the new area pre-filled) and its mask come from
-modules.masking.outpaint_canvas; the request then inpaints that canvas at its own size, "Whole picture".
+sdui.imaging.masking.outpaint_canvas; the request then inpaints that canvas at its own size, "Whole picture".
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.modes import outpaint
-from sdui.core.request import Img2ImgRequest
-from sdui.ui import common, generation
-from sdui.ui.tabs import img2img, inpaint
+from sdui.request import MASKED_CONTENT, Img2ImgRequest
+from sdui.ui import common, generation, widgets
+from sdui.ui.tabs import img2img
 
 TAB = "outpaint"
 SIDES = ("left", "right", "up", "down")
@@ -24,7 +24,7 @@ def canvas_size(image, left, right, up, down, pixels) -> tuple[int, int] | None:
     """The size the result will have: the image grown by `pixels` on each checked side, up to a multiple of 8."""
     if image is None:
         return None
-    grow = _grow({"left": left, "right": right, "up": up, "down": down}, generation.to_int(pixels, 128))
+    grow = _grow({"left": left, "right": right, "up": up, "down": down}, widgets.whole(pixels, 128))
     return outpaint.canvas_size(image.size, **grow)
 
 
@@ -42,20 +42,20 @@ def build_request(image, left, right, up, down, pixels, mask_blur, masked_conten
 
     The mask reaches twice the mask blur into the original on every grown side, so the blur fades the seam over
     original pixels (A1111's outpainting does the same). A canvas whose sides are not multiples of 8 grows by the
-    few extra pixels that make them so (modules.outpaint): the original stays pixel-exact."""
+    few extra pixels that make them so (sdui.modes.outpaint): the original stays pixel-exact."""
     if image is None:
         raise UserError("No image to outpaint: drop an image into the outpaint image box, check the sides to grow, "
                         "then press Generate.")
     checked = {"left": left, "right": right, "up": up, "down": down}
     if not any(checked.values()):
         raise UserError("No side to grow: check at least one of left, right, up, down.")
-    blur = generation.to_int(mask_blur, 4)
+    blur = widgets.to_request("mask_blur_x", mask_blur, 4)
     fields = generation.request_fields(*values, **named)
     base = Img2ImgRequest(**fields, init_images=[image], mode=img2img.MODE,
                           denoising_strength=img2img.denoising_value(denoising_strength, 0.8),
                           mask_blur_x=blur, mask_blur_y=blur,
-                          inpainting_fill=inpaint.masked_content_index(masked_content))
-    return outpaint.outpaint_request(base, **_grow(checked, generation.to_int(pixels, 128)))
+                          inpainting_fill=widgets.to_request("inpainting_fill", masked_content, 0))
+    return outpaint.outpaint_request(base, **_grow(checked, widgets.whole(pixels, 128)))
 
 
 def create_tab(ctx) -> generation.GenerationTab:
@@ -71,8 +71,8 @@ def create_tab(ctx) -> generation.GenerationTab:
             pixels = gr.Slider(minimum=8, maximum=256, step=8, value=128, label="Pixels to expand",
                                elem_id=f"{TAB}_pixels")
             note = gr.HTML(size_note(None, *[True] * 4, 128), elem_id=f"{TAB}_size_note", js_on_load=None)
-            mask_blur = inpaint.create_mask_blur(TAB)
-            masked_content = inpaint.create_masked_content(TAB, "fill")
+            mask_blur = widgets.create("mask_blur_x", TAB)
+            masked_content = widgets.create("inpainting_fill", TAB, value=MASKED_CONTENT[0])
             # the size follows from the image: the sliders stay (hidden) so the build function gets the same inputs
             settings = generation.create_settings(TAB, show_size=False)
             denoising = img2img.create_denoising(TAB, 0.8)
@@ -81,11 +81,10 @@ def create_tab(ctx) -> generation.GenerationTab:
 
     tab = generation.GenerationTab(TAB, row, settings, seed, panel,
                                    own_inputs=[image, *sides, pixels, mask_blur, masked_content, denoising],
-                                   own_paste_fields={"denoising_strength": denoising, "mask_blur": mask_blur,
+                                   own_paste_fields={"denoising_strength": denoising, "mask_blur_x": mask_blur,
                                                      "inpainting_fill": masked_content})
     generation.wire_generation(ctx, tab, build_request)
-    generation.wire_paste(tab, mode=img2img.MODE, targets=tab.widget_for_field(size=False),
-                          choices={"inpainting_fill": inpaint.PASTE_CHOICES["inpainting_fill"]})
+    generation.wire_paste(tab, mode=img2img.MODE, targets=tab.widget_for_field(size=False))
     gr.on([image.change, *(s.change for s in sides), pixels.change], size_note, inputs=[image, *sides, pixels],
           outputs=[note], queue=False, api_visibility="private")
     return tab

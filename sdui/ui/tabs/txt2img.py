@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import gradio as gr
 
 from sdui.errors import UserError
-from sdui.core.request import GenerationRequest
-from sdui.ui import common, generation
+from sdui.request import GenerationRequest
+from sdui.ui import common, generation, widgets
 
 TAB = "txt2img"
 
 # the first choice of the hires sampler / schedule dropdowns: the second pass uses the first pass's
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
+HIRES_DENOISING = 0.7      # A1111's txt2img starts the hires denoising slider lower than img2img's
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -43,9 +44,9 @@ def hires_size(width, height, hr_scale, hr_resize_x, hr_resize_y) -> tuple[int, 
     """The size of the final image (the core's arithmetic: resize-to wins over the scale, the latent grid floors
     it, an aspect ratio change is cover-cropped). Raises UserError for a size the core would refuse."""
     from sdui.upscalers.upscaling import hires_image_size, hires_target_size
-    target = hires_target_size(generation.to_int(width, 512), generation.to_int(height, 512),
-                               float(generation.to_number(hr_scale, 2)), generation.to_int(hr_resize_x, 0),
-                               generation.to_int(hr_resize_y, 0))
+    target = hires_target_size(widgets.whole(width, 512), widgets.whole(height, 512),
+                               float(widgets.number(hr_scale, 2)), widgets.whole(hr_resize_x, 0),
+                               widgets.whole(hr_resize_y, 0))
     return hires_image_size(*target)
 
 
@@ -57,7 +58,7 @@ def hires_size_note(enable_hr, width, height, hr_scale, hr_resize_x, hr_resize_y
         final_w, final_h = hires_size(width, height, hr_scale, hr_resize_x, hr_resize_y)
     except UserError as e:
         return common.error_html(e.message)
-    return common.note_html(f"from {generation.to_int(width, 512)}x{generation.to_int(height, 512)} "
+    return common.note_html(f"from {widgets.whole(width, 512)}x{widgets.whole(height, 512)} "
                             f"to {final_w}x{final_h}")
 
 
@@ -72,11 +73,11 @@ def hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strengt
     return {
         "enable_hr": bool(enable_hr),
         "hr_upscaler": hr_upscaler or None,
-        "hr_second_pass_steps": generation.to_int(hr_second_pass_steps, 0),
-        "denoising_strength": generation.to_number(denoising_strength, 0.7),
-        "hr_scale": generation.to_number(hr_scale, 2),
-        "hr_resize_x": generation.to_int(hr_resize_x, 0),
-        "hr_resize_y": generation.to_int(hr_resize_y, 0),
+        "hr_second_pass_steps": widgets.to_request("hr_second_pass_steps", hr_second_pass_steps, 0),
+        "denoising_strength": widgets.to_request("denoising_strength", denoising_strength, HIRES_DENOISING),
+        "hr_scale": widgets.to_request("hr_scale", hr_scale, 2),
+        "hr_resize_x": widgets.to_request("hr_resize_x", hr_resize_x, 0),
+        "hr_resize_y": widgets.to_request("hr_resize_y", hr_resize_y, 0),
         "hr_sampler_name": _unless(hr_sampler_name, SAME_SAMPLER),
         "hr_scheduler": _unless(hr_scheduler, SAME_SCHEDULER),
         "hr_prompt": hr_prompt or "",
@@ -130,44 +131,34 @@ class HiresWidgets:
 
 def paste_choices() -> dict:
     """What ↙️ may put into the hires dropdowns (see generation.paste_values): a name this UI lacks is reported."""
-    return {"hr_upscaler": ("hires upscaler", {n: n for n in hires_upscaler_names()}),
-            "hr_sampler_name": ("hires sampler", {n: n for n in hires_sampler_names()}),
-            "hr_scheduler": ("hires schedule type", {n: n for n in hires_scheduler_labels()})}
+    return {"hr_upscaler": ("hires upscaler", hires_upscaler_names()),
+            "hr_sampler_name": ("hires sampler", hires_sampler_names()),
+            "hr_scheduler": ("hires schedule type", hires_scheduler_labels())}
 
 
 def create_hires_fix(settings: generation.GenerationSettings) -> HiresWidgets:
     """A1111's "Hires. fix" accordion; its size note follows the first-pass size sliders in `settings`."""
-    upscalers = hires_upscaler_names()
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr") as accordion:
-        enable_hr = gr.Checkbox(label="Enable hires. fix", value=False, elem_id=f"{TAB}_enable_hr")
+        enable_hr = widgets.create("enable_hr", TAB)
         with gr.Row(elem_id=f"{TAB}_hires_fix_row1"):
-            hr_upscaler = gr.Dropdown(choices=upscalers, value=upscalers[0], label="Upscaler",
-                                      elem_id=f"{TAB}_hr_upscaler")
-            hr_steps = gr.Slider(minimum=0, maximum=150, step=1, value=0, label="Hires steps",
-                                 elem_id=f"{TAB}_hires_steps")
-            denoising = gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=0.7, label="Denoising strength",
-                                  elem_id=f"{TAB}_denoising_strength")
+            hr_upscaler = widgets.create("hr_upscaler", TAB, choices=hires_upscaler_names())
+            hr_steps = widgets.create("hr_second_pass_steps", TAB)
+            denoising = widgets.create("denoising_strength", TAB, value=HIRES_DENOISING)
         with gr.Row(elem_id=f"{TAB}_hires_fix_row2"):
-            hr_scale = gr.Slider(minimum=1.0, maximum=4.0, step=0.05, value=2.0, label="Upscale by",
-                                 elem_id=f"{TAB}_hr_scale")
-            hr_resize_x = gr.Slider(minimum=0, maximum=2048, step=8, value=0, label="Resize width to",
-                                    elem_id=f"{TAB}_hr_resize_x")
-            hr_resize_y = gr.Slider(minimum=0, maximum=2048, step=8, value=0, label="Resize height to",
-                                    elem_id=f"{TAB}_hr_resize_y")
+            hr_scale = widgets.create("hr_scale", TAB)
+            hr_resize_x = widgets.create("hr_resize_x", TAB)
+            hr_resize_y = widgets.create("hr_resize_y", TAB)
         # A1111's id, typo included: extensions' JavaScript looks for it
         size_note = gr.HTML("", elem_id="txtimg_hr_finalres", js_on_load=None)
         with gr.Row(elem_id=f"{TAB}_hires_fix_row3"):
-            samplers, schedulers = hires_sampler_names(), hires_scheduler_labels()
-            hr_sampler = gr.Dropdown(choices=samplers, value=samplers[0], label="Hires sampling method",
-                                     elem_id="hr_sampler")
-            hr_scheduler = gr.Dropdown(choices=schedulers, value=schedulers[0], label="Hires schedule type",
-                                       elem_id="hr_scheduler")
+            hr_sampler = widgets.create("hr_sampler_name", TAB, choices=hires_sampler_names())
+            hr_scheduler = widgets.create("hr_scheduler", TAB, choices=hires_scheduler_labels())
         with gr.Row(elem_id=f"{TAB}_hires_fix_row4"):
-            hr_prompt = gr.Textbox(label="Hires prompt", lines=3, elem_id="hires_prompt",
-                                   placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt.")
-            hr_negative = gr.Textbox(label="Hires negative prompt", lines=3, elem_id="hires_neg_prompt",
-                                     placeholder="Negative prompt for hires fix pass.\n"
-                                                 "Leave empty to use the same negative prompt.")
+            hr_prompt = widgets.create("hr_prompt", TAB,
+                                       placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt.")
+            hr_negative = widgets.create("hr_negative_prompt", TAB,
+                                         placeholder="Negative prompt for hires fix pass.\n"
+                                                     "Leave empty to use the same negative prompt.")
 
     size_inputs = [enable_hr, settings.width, settings.height, hr_scale, hr_resize_x, hr_resize_y]
     gr.on([w.change for w in size_inputs], hires_size_note, inputs=size_inputs, outputs=[size_note], queue=False,
