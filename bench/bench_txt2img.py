@@ -93,7 +93,7 @@ def run_ours(model, policy, size, steps):
     from sdui.request import GenerationRequest
     request = GenerationRequest(prompt="a photo of a red fox in the snow", negative_prompt="blurry", seed=1,
                                 sampler_name="Euler", scheduler="Automatic", steps=steps, width=size, height=size)
-    process(request, model, policy=policy, options={"samples_save": False})
+    process(request, model, policy=policy)   # no data_dir: nothing is saved
 
 
 def run_diffusers(model, policy, size, steps):

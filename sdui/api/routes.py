@@ -1,4 +1,4 @@
-"""The /sdapi/v1 routes A1111 clients use (reference §3.2), on top of the app context.
+"""The /sdapi/v1 routes A1111 clients use (the route table of A1111 1.10's API), on top of the app context.
 
 Generation and model switches go through the shared job queue (ctx.jobs), so API and UI requests run one at a
 time in arrival order. With --api-auth every route here needs HTTP Basic credentials.
@@ -219,7 +219,8 @@ def create_api_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/progress", response_model=ProgressResponse)
     def progress(skip_current_image: bool = False):
-        return ctx.jobs.progress_info(skip_current_image=skip_current_image)
+        return ctx.jobs.progress_info(skip_current_image=skip_current_image,
+                                      image_format=ctx.options.live_previews_image_format)
 
     @router.post("/interrupt")
     def interrupt():

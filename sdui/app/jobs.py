@@ -220,7 +220,7 @@ class JobQueue:
         self._queue.put(None)
         self._worker.join(timeout)
 
-    def progress_info(self, skip_current_image: bool = False) -> dict:
+    def progress_info(self, skip_current_image: bool = False, image_format: str = "png") -> dict:
         """A1111's /sdapi/v1/progress answer for the running job (or an idle answer)."""
         job = self.current
         pending = len(self.pending())
@@ -231,7 +231,7 @@ class JobQueue:
         eta = job.eta
         current_image = None
         if not skip_current_image and job.current_image is not None:
-            current_image = _png_b64(job.current_image)
+            current_image = _image_b64(job.current_image, image_format)
         return {"progress": progress, "eta_relative": eta if eta is not None else 0.0,
                 "state": _state_dict(job, pending), "current_image": current_image, "textinfo": job.textinfo}
 
@@ -271,7 +271,8 @@ def _state_dict(job: Job | None, pending: int) -> dict:
             "queued": pending}
 
 
-def _png_b64(image) -> str:
+def _image_b64(image: Image.Image, image_format: str) -> str:
+    """The live preview as A1111's progress route sends it: base64 in the live_previews_image_format."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=image_format.upper())
     return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -70,7 +70,8 @@ def _unquote(value: str) -> str:
     return value
 
 
-# Absent keys mean the A1111 default was used (§2.7); types as A1111 returns them.
+# Absent keys mean the A1111 default was used (A1111 parse_generation_parameters fills these); types as A1111
+# returns them.
 _DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("Hires sampler", "Use same sampler"),
     ("Hires schedule type", "Use same scheduler"),

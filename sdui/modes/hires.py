@@ -1,6 +1,6 @@
 """Hires fix (A1111): the first pass's result, upscaled in latent space or in pixels, is the init of a second,
 img2img-like pass at the larger size with fresh noise from the same seeds. This file plans it and upscales;
-the passes themselves run through the same loop as everything else (modules/processing.py)."""
+the passes themselves run through the same loop as everything else (sdui/core/processing.py)."""
 from __future__ import annotations
 
 import dataclasses

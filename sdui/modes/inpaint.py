@@ -1,5 +1,6 @@
 """What a mask adds to img2img: the work image and mask, the inpainting model's extra UNet channels, the latent
-blend for ordinary checkpoints, and pasting the result back. Pixel work is in modules.masking (A1111's recipe).
+blend for ordinary checkpoints, and pasting the result back. Pixel work is in sdui.imaging.masking (A1111's
+recipe).
 
 Inpainting checkpoints (9 UNet input channels) see [mask, masked-image latents] beside the latents, as in
 A1111 and diffusers' StableDiffusionInpaintPipeline. Ordinary checkpoints get the unmasked area put back after every

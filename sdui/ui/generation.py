@@ -421,7 +421,9 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
             yield (*skip_all, common.error_html(str(e)))
             return
         shown_preview, shown_progress = None, None
-        for item in iter_generation(ctx, request, generate=generate):
+        # the page's update period: A1111's live_preview_refresh_period (ms)
+        poll = max(0.1, ctx.options.live_preview_refresh_period / 1000)
+        for item in iter_generation(ctx, request, generate=generate, poll=poll):
             if isinstance(item, GenerationResult):
                 yield (item.images, item.infotexts, item.seeds, item.subseeds, None, item.info, status_html(item))
                 return

@@ -141,3 +141,20 @@ def test_half_precision_vae_that_overflows_is_decoded_in_float32_for_the_job(tmp
     assert model.vae.dtype == torch.float16
     with JobVae(model, auto_upcast=False) as vae:   # auto_vae_precision off: A1111's black image
         assert not torch.isfinite(vae.decode(latents)).all()
+
+
+def test_a_failing_job_leaves_the_cached_model_as_it_was_loaded(model):
+    """Per-job patches (tiling's circular padding, the VAE's precision) are undone even when the job fails."""
+    from sdui.core.hooks import ProcessingHooks
+
+    class Boom(ProcessingHooks):
+        def post_sample(self, run, batch, args):
+            assert {c.padding_mode for c in model.unet.modules() if isinstance(c, torch.nn.Conv2d)} >= {"circular"}
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        process(GenerationRequest(prompt="x", seed=1, steps=1, width=64, height=64, sampler_name="Euler",
+                                  tiling=True), model, policy=CPU32, hooks=[Boom()])
+    convs = [c for m in (model.unet, model.vae) for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert {c.padding_mode for c in convs} == {"zeros"}
+    assert model.vae.dtype == torch.float32

@@ -1,9 +1,9 @@
 """The txt2img tab: widgets -> GenerationRequest -> the shared job queue -> gallery + infotext.
 
 The wiring is thin on purpose: `build_request` turns widget values into a request; the runner, the widget groups
-and their wiring are shared with the other generating tabs (modules/ui/generation.py). Its own part is the
-"Hires. fix" accordion (a second, img2img-like pass at a larger size). Element ids follow A1111 (reference §5.5):
-extensions' JavaScript finds the widgets by them.
+and their wiring are shared with the other generating tabs (sdui/ui/generation.py). Its own part is the
+"Hires. fix" accordion (a second, img2img-like pass at a larger size). Element ids are A1111's (txt2img_*, hr_*,
+hires_*): extensions' JavaScript finds the widgets by them.
 """
 from __future__ import annotations
 
