@@ -18,7 +18,7 @@ CFG denoiser callbacks), passing what A1111 passes there:
         for each image:
             postprocess_image(run, PostprocessImage)   may replace the image
             before_image_saved(ImageSaveParams) / image_saved(ImageSaveParams)   when it is saved
-    (the grid: before_image_saved / image_saved when it is saved)
+    (also through before_image_saved / image_saved: the grid after the batches, init images before them)
     postprocess(run, processed)             the finished result
 
 Nothing is patched: a hook changes what the core uses only through these arguments.

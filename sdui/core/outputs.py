@@ -13,15 +13,18 @@ from PIL import Image
 
 from sdui.core.hooks import ImageSaveParams, ProcessingHooks
 from sdui.core.run import Run
-from sdui.imaging.saving import SaveOptions, plan_save, save_text_beside, write_image
+from sdui.imaging.saving import SaveOptions, SavePlan, plan_save, save_text_beside, write_image
 from sdui.settings.snapshot import Settings
 
 log = logging.getLogger(__name__)
 
 
 def save_options(settings: Settings, *, grid: bool = False) -> SaveOptions:
+    pattern = settings.samples_filename_pattern
+    if grid and not pattern:    # A1111 picks the default by save_to_dirs (the images'), for grids too
+        pattern = "[seed]" if settings.save_to_dirs else "[seed]-[prompt_spaces]"
     return SaveOptions(fmt=settings.grid_format if grid else settings.samples_format,
-                       pattern=settings.samples_filename_pattern, add_number=settings.save_images_add_number,
+                       pattern=pattern, add_number=settings.save_images_add_number,
                        replace_existing=settings.save_images_replace_action == "Replace",
                        save_to_dirs=settings.grid_save_to_dirs if grid else settings.save_to_dirs,
                        dir_pattern=settings.directories_filename_pattern,
@@ -72,17 +75,15 @@ class OutputWriter:
             seed = None                                     # short grid names: grid-0001.png
         plan = plan_save(image, self.folder(kind), options, seed=seed, basename=basename, prompt=prompt,
                          tags=filename_tags(self.run), suffix=suffix)
-        pnginfo = {"parameters": infotext} if infotext is not None and self.settings.enable_pnginfo else {}
-        params = ImageSaveParams(image=image, run=self.run, filename=plan.predicted(), pnginfo=pnginfo)
-        self.hooks.before_image_saved(params)
-        text = params.pnginfo.get("parameters")
-        path = write_image(plan, params.image, text, options)
+        # as A1111: hooks, .txt and log get the infotext either way; enable_pnginfo only keeps it out of the file
+        saved = self._write(plan, image, options, {"parameters": infotext} if infotext is not None else {})
+        text = saved.pnginfo.get("parameters")
         if self.settings.save_txt and text:
-            save_text_beside(path, text)
+            save_text_beside(saved.filename, text)
         if self.settings.samples_log_stdout and text:
-            log.info("Saved %s:\n%s", path, text)
-        self.hooks.image_saved(ImageSaveParams(image=params.image, run=self.run, filename=path, pnginfo=params.pnginfo))
-        return path
+            log.info("Saved %s:\n%s", saved.filename, text)
+        self.hooks.image_saved(saved)
+        return saved.filename
 
     def save_init_image(self, image: Image.Image) -> str:
         """A1111's save_init_img: the init image under its md5, in outdir_init_images; returns the hash (the
@@ -90,5 +91,16 @@ class OutputWriter:
         digest = hashlib.md5(image.tobytes()).hexdigest()
         options = SaveOptions(fmt="png", pattern=digest, add_number=False, replace_existing=True, save_to_dirs=False)
         plan = plan_save(image, self.folder("init-images"), options, seed=0)
-        write_image(plan, image, None, options)
+        info = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}  # A1111 keeps them
+        self.hooks.image_saved(self._write(plan, image, options, info))
         return digest
+
+    def _write(self, plan: SavePlan, image: Image.Image, options: SaveOptions, pnginfo: dict) -> ImageSaveParams:
+        """before_image_saved, then the file; the params for image_saved. As A1111, every pnginfo entry the hooks
+        leave is a PNG text chunk, and none is written when enable_pnginfo is off."""
+        params = ImageSaveParams(image=image, run=self.run, filename=plan.predicted(), pnginfo=pnginfo)
+        self.hooks.before_image_saved(params)
+        keep = self.settings.enable_pnginfo
+        path = write_image(plan, params.image, params.pnginfo.get("parameters") if keep else None, options,
+                           chunks=params.pnginfo if keep else {})
+        return ImageSaveParams(image=params.image, run=self.run, filename=path, pnginfo=params.pnginfo)

@@ -262,8 +262,9 @@ def _prepare_init(request, model, policy, vae: JobVae, settings: Settings, write
     init = img2img.prepare_init(request, model, policy, vae, background=settings.img2img_background_color)
     for note in init.notes:
         log.warning("%s", note)
-    if settings.save_init_img and writer is not None:
-        init.infotext["Init image hash"] = writer.save_init_image(request.init_images[0])
+    if settings.save_init_img and writer is not None:    # A1111 saves each one; the infotext names the last
+        for image in request.init_images:
+            init.infotext["Init image hash"] = writer.save_init_image(image)
     return init
 
 

@@ -22,8 +22,12 @@ def exif_user_comment(text: str) -> bytes:
     return piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
 
 
-def text_chunks(image: Image.Image, infotext: str | None) -> PngImagePlugin.PngInfo | None:
-    entries = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+def text_chunks(image: Image.Image, infotext: str | None,
+                entries: Mapping[str, Any] | None = None) -> PngImagePlugin.PngInfo | None:
+    """`entries` (default: the image's own text entries) and `infotext` as `parameters`, as PNG text chunks."""
+    if entries is None:
+        entries = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+    entries = dict(entries)
     if infotext is not None:
         entries["parameters"] = infotext
     if not entries:

@@ -109,10 +109,12 @@ def plan_save(image: Image.Image, out_dir: str | os.PathLike, options: SaveOptio
                     max_stem=_max_name_length(folder) - len(fmt) - 1)
 
 
-def write_image(plan: SavePlan, image: Image.Image, infotext: str | None, options: SaveOptions) -> Path:
-    """Encode `image` (with `infotext` as its parameters) and publish it under the plan's next free name."""
-    temp = _write_temp(plan.folder,
-                       lambda f: _encode(image, f, plan.fmt, infotext, options.jpeg_quality, options.webp_lossless))
+def write_image(plan: SavePlan, image: Image.Image, infotext: str | None, options: SaveOptions, *,
+                chunks: Mapping[str, Any] | None = None) -> Path:
+    """Encode `image` (with `infotext` as its parameters) and publish it under the plan's next free name.
+    `chunks`: the PNG text entries to write instead of the image's own (A1111's ImageSaveParams.pnginfo)."""
+    temp = _write_temp(plan.folder, lambda f: _encode(image, f, plan.fmt, infotext, options.jpeg_quality,
+                                                      options.webp_lossless, chunks))
     try:
         with _publish_lock:
             if plan.add_number:
@@ -140,7 +142,7 @@ def save_image(image: Image.Image, out_dir: str | os.PathLike, *, seed: Any, inf
 
 def save_text_beside(image_path: Path, text: str) -> Path:
     """The parameters as a .txt file of the same name (A1111's save_txt), written atomically."""
-    return write_text_atomic(image_path.with_suffix(".txt"), text)
+    return write_text_atomic(image_path.with_suffix(".txt"), text + "\n")    # A1111 ends the file with a newline
 
 
 def _chain(first: Path, rest: Iterator[Path]) -> Iterator[Path]:
@@ -193,10 +195,11 @@ def _link_first_free(temp: Path, candidates: Iterator[Path]) -> Path:
                           "move old images out of that folder.")
 
 
-def _encode(image: Image.Image, f, fmt: str, infotext: str | None, jpeg_quality: int, webp_lossless: bool) -> None:
+def _encode(image: Image.Image, f, fmt: str, infotext: str | None, jpeg_quality: int, webp_lossless: bool,
+            chunks: Mapping[str, Any] | None = None) -> None:
     kind = FORMATS[fmt]
     if kind == "PNG":
-        image.save(f, format=kind, pnginfo=text_chunks(image, infotext))
+        image.save(f, format=kind, pnginfo=text_chunks(image, infotext, chunks))
         return
     exif = exif_user_comment(infotext) if infotext is not None else None
     if kind in ("JPEG", "WEBP"):
