@@ -9,6 +9,7 @@
 Only the standard library is imported before the installs. Extensions' install.py files do `import launch` and
 call is_installed(), run_pip(), run(): those names (and python, git, index_url) are kept as module-level names.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -37,7 +38,8 @@ dir_repos = "repositories"
 TORCH_PINS = "torch==2.14.1 torchvision==0.29.1"
 torch_index_url = os.environ.get("TORCH_INDEX_URL", "")
 torch_command = os.environ.get(
-    "TORCH_COMMAND", f"pip install {TORCH_PINS}" + (f" --extra-index-url {torch_index_url}" if torch_index_url else ""))
+    "TORCH_COMMAND", f"pip install {TORCH_PINS}" + (f" --extra-index-url {torch_index_url}" if torch_index_url else "")
+)
 xformers_package = os.environ.get("XFORMERS_PACKAGE", "xformers==0.0.35")
 requirements_file = os.environ.get("REQS_FILE", str(repo_dir / "requirements.txt"))
 test_requirements_file = str(repo_dir / "requirements-test.txt")
@@ -51,8 +53,14 @@ _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s
 
 # ---------------------------------------------------------------------------------------- helpers for install.py
 
-def run(command, desc: str | None = None, errdesc: str | None = None, custom_env: dict | None = None,
-        live: bool | None = None) -> str:
+
+def run(
+    command,
+    desc: str | None = None,
+    errdesc: str | None = None,
+    custom_env: dict | None = None,
+    live: bool | None = None,
+) -> str:
     """Run a shell command (string) or argv (list); return its output. On failure raise RuntimeError with the
     command, its exit code and output."""
     if desc:
@@ -60,12 +68,16 @@ def run(command, desc: str | None = None, errdesc: str | None = None, custom_env
     if live is None:
         live = bool(os.environ.get("WEBUI_LAUNCH_LIVE_OUTPUT"))
     shell = isinstance(command, str)
-    result = subprocess.run(command, shell=shell, env=os.environ if custom_env is None else custom_env,
-                            cwd=repo_dir, **({} if live else {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}))
+    result = subprocess.run(
+        command,
+        shell=shell,
+        env=os.environ if custom_env is None else custom_env,
+        cwd=repo_dir,
+        **({} if live else {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}),
+    )
     if result.returncode != 0:
         shown = command if shell else shlex.join(command)
-        message = [f"{errdesc or 'Error running command'}.", f"Command: {shown}",
-                   f"Error code: {result.returncode}"]
+        message = [f"{errdesc or 'Error running command'}.", f"Command: {shown}", f"Error code: {result.returncode}"]
         if not live:
             out = (result.stdout or b"").decode("utf8", errors="ignore").strip()
             err = (result.stderr or b"").decode("utf8", errors="ignore").strip()
@@ -95,8 +107,12 @@ def run_pip(command: str, desc: str | None = None, live: bool | None = None) -> 
     if skip_install:
         return ""
     extra = f" --index-url {index_url}" if index_url else ""
-    return run(f'"{python}" -m pip {command} --prefer-binary{extra}', desc=f"Installing {desc}" if desc else None,
-               errdesc=f"Couldn't install {desc or command}", live=live)
+    return run(
+        f'"{python}" -m pip {command} --prefer-binary{extra}',
+        desc=f"Installing {desc}" if desc else None,
+        errdesc=f"Couldn't install {desc or command}",
+        live=live,
+    )
 
 
 def check_run_python(code: str) -> bool:
@@ -105,12 +121,13 @@ def check_run_python(code: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ requirement checks
 
+
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _base_version(version: str) -> str:
-    return version.split("+", 1)[0]      # torch "2.14.1+cu128" satisfies a "2.14.1" pin
+    return version.split("+", 1)[0]  # torch "2.14.1+cu128" satisfies a "2.14.1" pin
 
 
 def installed_version(name: str) -> str | None:
@@ -142,14 +159,18 @@ def unmet(pins: list[tuple[str, str, str]]) -> list[str]:
 
 def torch_needs_install() -> bool:
     """torch/torchvision missing, or not the versions TORCH_COMMAND pins (a command without pins: missing only)."""
-    pins = [(n, v, f"{n}=={v}") for n, v, _ in read_pins("\n".join(shlex.split(torch_command)))
-            if _normalize(n) in ("torch", "torchvision")]
+    pins = [
+        (n, v, f"{n}=={v}")
+        for n, v, _ in read_pins("\n".join(shlex.split(torch_command)))
+        if _normalize(n) in ("torch", "torchvision")
+    ]
     if not pins:
         return any(installed_version(name) is None for name in ("torch", "torchvision"))
     return bool(unmet(pins)) or any(installed_version(name) is None for name in ("torch", "torchvision"))
 
 
 # ------------------------------------------------------------------------------------------ prepare_environment
+
 
 def prepare_environment(args: Flags) -> None:
     """Install what is missing; warn about the device. Fast when everything is in place: no pip call at all."""
@@ -158,30 +179,47 @@ def prepare_environment(args: Flags) -> None:
 
     if not args.skip_install:
         if args.reinstall_torch or torch_needs_install():
-            run(f'"{python}" -m {torch_command}', "Installing torch and torchvision", "Couldn't install torch",
-                live=True)
+            run(
+                f'"{python}" -m {torch_command}',
+                "Installing torch and torchvision",
+                "Couldn't install torch",
+                live=True,
+            )
 
-        pins = [p for p in read_pins(Path(requirements_file).read_text(encoding="utf-8"))
-                if _normalize(p[0]) not in ("torch", "torchvision")]   # TORCH_COMMAND owns those two
+        pins = [
+            p
+            for p in read_pins(Path(requirements_file).read_text(encoding="utf-8"))
+            if _normalize(p[0]) not in ("torch", "torchvision")
+        ]  # TORCH_COMMAND owns those two
         missing = unmet(pins)
         if missing:
             print(f"Installing requirements: {', '.join(missing)}", flush=True)
-            run([python, "-m", "pip", "install", "--prefer-binary", *_index_args(), *(line for _, _, line in pins)],
-                errdesc="Couldn't install requirements", live=True)
+            run(
+                [python, "-m", "pip", "install", "--prefer-binary", *_index_args(), *(line for _, _, line in pins)],
+                errdesc="Couldn't install requirements",
+                live=True,
+            )
 
     wants_xformers = args.xformers or args.reinstall_xformers
     if wants_xformers or not args.skip_torch_cuda_test:
         import torch  # installed by now; webui imports it next anyway, so this costs nothing extra
+
         has_cuda = torch.cuda.is_available()
         if not has_cuda and not args.skip_torch_cuda_test:
-            log.warning("CUDA is not available: generating on the %s (slow). Pass --skip-torch-cuda-test to hide "
-                        "this message.", "Apple GPU (MPS)" if _has_mps(torch) else "CPU")
+            log.warning(
+                "CUDA is not available: generating on the %s (slow). Pass --skip-torch-cuda-test to hide this message.",
+                "Apple GPU (MPS)" if _has_mps(torch) else "CPU",
+            )
         if wants_xformers and not args.skip_install:
             if not has_cuda:
                 log.warning("--xformers: not installing xformers, it needs CUDA.")
             elif args.reinstall_xformers or not is_installed("xformers"):
-                run([python, "-m", "pip", "install", "--prefer-binary", *_index_args(), xformers_package],
-                    "Installing xformers", "Couldn't install xformers", live=True)
+                run(
+                    [python, "-m", "pip", "install", "--prefer-binary", *_index_args(), xformers_package],
+                    "Installing xformers",
+                    "Couldn't install xformers",
+                    live=True,
+                )
 
 
 def _has_mps(torch) -> bool:
@@ -195,6 +233,7 @@ def _index_args() -> list[str]:
 
 # ------------------------------------------------------------------------------------------------------- tests
 
+
 def install_test_requirements() -> None:
     """requirements-test.txt: lines marked `# --no-deps` are installed without their dependencies (open-clip-torch
     is there only as a data source for the tokenizer test, never imported)."""
@@ -206,9 +245,12 @@ def install_test_requirements() -> None:
     for group, extra in ((with_deps, []), (without_deps, ["--no-deps"])):
         missing = unmet(group)
         if missing:
-            run([python, "-m", "pip", "install", "--prefer-binary", *extra, *_index_args(), *missing],
-                f"Installing test requirements: {', '.join(missing)}", "Couldn't install test requirements",
-                live=True)
+            run(
+                [python, "-m", "pip", "install", "--prefer-binary", *extra, *_index_args(), *missing],
+                f"Installing test requirements: {', '.join(missing)}",
+                "Couldn't install test requirements",
+                live=True,
+            )
 
 
 def run_tests(extra_args: list[str] | None = None) -> int:
@@ -216,7 +258,7 @@ def run_tests(extra_args: list[str] | None = None) -> int:
     if not skip_install:
         install_test_requirements()
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    env.pop("COMMANDLINE_ARGS", None)   # the server the tests start must see only the flags the tests give it
+    env.pop("COMMANDLINE_ARGS", None)  # the server the tests start must see only the flags the tests give it
     command = [python, "-m", "pytest", "tests", "-q", *(extra_args or [])]
     print(f"Running tests: {shlex.join(command)}", flush=True)
     code = subprocess.run(command, cwd=repo_dir, env=env).returncode
@@ -227,18 +269,21 @@ def run_tests(extra_args: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------------------- main
 
+
 def start(args: Flags) -> None:
     import webui
+
     webui.start(args)
 
 
 def main(argv: list[str] | None = None) -> None:
     global skip_install
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s", datefmt="%H:%M:%S"
+    )
     args = parse_flags(argv)
     skip_install = bool(args.skip_install)
-    restart_file.unlink(missing_ok=True)   # webui.sh loops while it exists: a restart request is used up here
+    restart_file.unlink(missing_ok=True)  # webui.sh loops while it exists: a restart request is used up here
 
     if not args.skip_prepare_environment:
         prepare_environment(args)

@@ -10,13 +10,19 @@ Start-up order, so the port opens a few seconds after the imports whatever the s
 Run it through the launcher (`./webui.sh`, which prepares the venv) or directly:
     venv/bin/python webui.py --data-dir DIR --port N
 """
+
 from __future__ import annotations
 
 import os
 
 # Offline by design: no library may reach the Hugging Face hub or phone home (set before they are imported).
-for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"),
-                     ("GRADIO_ANALYTICS_ENABLED", "False"), ("DO_NOT_TRACK", "1")):
+for _key, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ("GRADIO_ANALYTICS_ENABLED", "False"),
+    ("DO_NOT_TRACK", "1"),
+):
     os.environ.setdefault(_key, _value)
 
 import functools  # noqa: E402
@@ -31,9 +37,8 @@ REPO_DIR = Path(__file__).resolve().parent
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
 
+from sdui.app.context import AppContext, apply_ckpt_flag, register_option_hooks, remember_model, startup_checkpoint  # noqa: E402
 from sdui.app.flags import Flags, parse_flags  # noqa: E402
-from sdui.app.context import (AppContext, apply_ckpt_flag, register_option_hooks, remember_model,  # noqa: E402
-                              startup_checkpoint)
 
 log = logging.getLogger("webui")
 _started_at = time.perf_counter()
@@ -43,8 +48,9 @@ MAX_TITLES_LOGGED = 20
 def setup_logging(level: str | None = None) -> None:
     """Log to stderr with times (a no-op for the format when launch.py configured logging already)."""
     level_name = (level or os.environ.get("SD_WEBUI_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger().setLevel(getattr(logging, level_name, logging.INFO))
     # one line per progress poll is noise; --api-log gives a request log when wanted
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
@@ -53,6 +59,7 @@ def setup_logging(level: str | None = None) -> None:
 
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
+
     parts = [f"python {platform.python_version()}"]
     for package in ("torch", "diffusers", "transformers", "gradio", "fastapi"):
         try:
@@ -65,10 +72,12 @@ def _versions() -> str:
 def _load_sd_model(path, policy, depth_dir=None):
     # imported on first use: diffusers and the loaders are not needed to open the port
     from sdui.models.loading import load_sd_model
+
     return load_sd_model(path, policy, depth_dir=depth_dir)
 
 
 # ------------------------------------------------------------------------------------------------- 1-2. context
+
 
 def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     """Everything the app needs, built once: folders, settings, device policy, model store, job queue."""
@@ -82,12 +91,23 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     paths = DataPaths.from_flags(flags, repo_dir)
     paths.ensure_dirs()
     options = Options(paths.config_file, frozen=flags.freeze_settings)
-    policy = policy_from_flags(use_cpu=flags.uses_cpu_for("sd"), no_half=flags.no_half, no_half_vae=flags.no_half_vae,
-                               precision=flags.precision, xformers=flags.xformers)
+    policy = policy_from_flags(
+        use_cpu=flags.uses_cpu_for("sd"),
+        no_half=flags.no_half,
+        no_half_vae=flags.no_half_vae,
+        precision=flags.precision,
+        xformers=flags.xformers,
+    )
     loader = functools.partial(_load_sd_model, depth_dir=paths.models_dir / "depth")
-    store = ModelStore(paths, policy, loader, hash_cache=HashCache(paths.cache_dir),
-                       cache_size=options.sd_checkpoint_cache, no_hashing=flags.no_hashing,
-                       preferred=lambda: options.get("sd_model_checkpoint") or None)
+    store = ModelStore(
+        paths,
+        policy,
+        loader,
+        hash_cache=HashCache(paths.cache_dir),
+        cache_size=options.sd_checkpoint_cache,
+        no_hashing=flags.no_hashing,
+        preferred=lambda: options.get("sd_model_checkpoint") or None,
+    )
     store.refresh()
     ctx = AppContext(flags=flags, paths=paths, options=options, policy=policy, store=store, jobs=JobQueue())
     apply_ckpt_flag(ctx)
@@ -105,11 +125,15 @@ def log_summary(ctx: AppContext) -> None:
         shown = ", ".join(titles[:MAX_TITLES_LOGGED]) + (", ..." if len(titles) > MAX_TITLES_LOGGED else "")
         log.info("Checkpoints found: %d (%s)", len(titles), shown)
     else:
-        log.warning("No checkpoint found. Put a .safetensors or .ckpt file into %s, then press the refresh button "
-                    "next to the checkpoint list (or POST /sdapi/v1/refresh-checkpoints).", ctx.paths.sd_models_dir)
+        log.warning(
+            "No checkpoint found. Put a .safetensors or .ckpt file into %s, then press the refresh button "
+            "next to the checkpoint list (or POST /sdapi/v1/refresh-checkpoints).",
+            ctx.paths.sd_models_dir,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------- 3. app
+
 
 def create_app(ctx: AppContext):
     """The FastAPI app: /sdapi/v1 API, /internal/ping, middleware, and the UI at "/" unless --nowebui."""
@@ -129,8 +153,14 @@ def create_app(ctx: AppContext):
     origins = split_origins(flags.cors_allow_origins)
     origins_regex = flags.cors_allow_origins_regex
     if origins or origins_regex:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=origins_regex,
-                           allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_origin_regex=origins_regex,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=True,
+        )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=origins, allowed_regex=origins_regex)
     if flags.api_log:
         app.add_middleware(ApiLogMiddleware)
@@ -142,10 +172,10 @@ def create_app(ctx: AppContext):
 
 def mount_ui(app, ctx: AppContext) -> None:
     """Mount the Gradio UI at "/"."""
-    from sdui.ui import app as ui_app
     import gradio as gr
 
     from sdui.api.routes import parse_credentials
+    from sdui.ui import app as ui_app
 
     flags = ctx.flags
     demo = ui_app.create_ui(ctx)
@@ -155,8 +185,16 @@ def mount_ui(app, ctx: AppContext) -> None:
         kwargs["auth"] = credentials
     allowed = [str(p) for p in flags.gradio_allowed_path]
     allowed.append(str(ctx.paths.outputs_dir))
-    gr.mount_gradio_app(app, demo, path="/", allowed_paths=allowed, root_path=flags.subpath,
-                        server_name=flags.server_host, server_port=flags.server_port, **kwargs)
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        allowed_paths=allowed,
+        root_path=flags.subpath,
+        server_name=flags.server_host,
+        server_port=flags.server_port,
+        **kwargs,
+    )
 
 
 def _gradio_credentials(flags: Flags, parse) -> list[tuple[str, str]]:
@@ -167,12 +205,14 @@ def _gradio_credentials(flags: Flags, parse) -> list[tuple[str, str]]:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             from sdui.errors import UserError
+
             raise UserError(f"--gradio-auth-path {path}: cannot read it ({e.strerror}).") from None
         text = ",".join([text, *lines]) if text else ",".join(lines)
     return list(parse(text).items())
 
 
 # ----------------------------------------------------------------------------------------------------- 4. serve
+
 
 def load_model_when_up(ctx: AppContext, server) -> threading.Thread | None:
     """Once the server listens, load the start-up checkpoint in the background (A1111 does the same)."""
@@ -206,6 +246,7 @@ def _announce_when_up(server, url: str) -> None:
         # the same line Gradio prints: wrappers that start A1111 wait for it
         print(f"Running on local URL:  {url}", flush=True)
         log.info("Startup time: %.1f s", time.perf_counter() - _started_at)
+
     threading.Thread(target=announce, name="announce", daemon=True).start()
 
 
@@ -215,12 +256,18 @@ def serve(ctx: AppContext, app) -> None:
     flags = ctx.flags
     host, port = flags.server_host, flags.server_port
     tls = bool(flags.tls_keyfile and flags.tls_certfile)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            timeout_keep_alive=flags.timeout_keep_alive or 30,
-                            timeout_graceful_shutdown=3,
-                            ssl_keyfile=flags.tls_keyfile if tls else None,
-                            ssl_certfile=flags.tls_certfile if tls else None,
-                            root_path=flags.subpath or "")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=flags.timeout_keep_alive or 30,
+        timeout_graceful_shutdown=3,
+        ssl_keyfile=flags.tls_keyfile if tls else None,
+        ssl_certfile=flags.tls_certfile if tls else None,
+        root_path=flags.subpath or "",
+    )
     server = uvicorn.Server(config)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
@@ -232,12 +279,13 @@ def serve(ctx: AppContext, app) -> None:
         threading.Thread(target=_open_browser_when_up, args=(server, url), daemon=True).start()
     try:
         server.run()
-    except KeyboardInterrupt:    # Ctrl+C: uvicorn has shut down gracefully and re-raised the signal
+    except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down gracefully and re-raised the signal
         log.info("Stopped.")
     except SystemExit:
-        if not server.started:   # uvicorn exits when it cannot bind
-            log.error("The server could not start on %s:%d. Is the port in use? Choose another with --port.",
-                      host, port)
+        if not server.started:  # uvicorn exits when it cannot bind
+            log.error(
+                "The server could not start on %s:%d. Is the port in use? Choose another with --port.", host, port
+            )
         raise
     finally:
         ctx.jobs.interrupt()
@@ -245,6 +293,7 @@ def serve(ctx: AppContext, app) -> None:
 
 def _open_browser_when_up(server, url: str) -> None:
     import webbrowser
+
     while not server.started and not server.should_exit:
         time.sleep(0.1)
     if server.started:
@@ -255,11 +304,12 @@ def start(flags: Flags) -> None:
     """Entry point used by launch.py (and by `python webui.py`)."""
     setup_logging(flags.loglevel)
     from sdui.errors import UserError
+
     try:
         ctx = build_context(flags)
         log_summary(ctx)
         app = create_app(ctx)
-    except UserError as e:   # e.g. malformed --api-auth: say what to fix, no traceback
+    except UserError as e:  # e.g. malformed --api-auth: say what to fix, no traceback
         log.error("%s", e.message)
         sys.exit(2)
     serve(ctx, app)

@@ -9,6 +9,7 @@ Everything is measured in this one process (plus one server subprocess), so the 
 
     venv/bin/python bench/bench_txt2img.py [--size 256] [--steps 4] [--workdir DIR] [--skip-server]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,6 +78,7 @@ def build_checkpoint(path: Path) -> None:
 
 def _config(path: Path) -> dict:
     import json
+
     return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
 
@@ -91,9 +93,18 @@ def time_read(path: Path) -> float:
 def run_ours(model, policy, size, steps):
     from sdui.core.processing import process
     from sdui.request import GenerationRequest
-    request = GenerationRequest(prompt="a photo of a red fox in the snow", negative_prompt="blurry", seed=1,
-                                sampler_name="Euler", scheduler="Automatic", steps=steps, width=size, height=size)
-    process(request, model, policy=policy)   # no data_dir: nothing is saved
+
+    request = GenerationRequest(
+        prompt="a photo of a red fox in the snow",
+        negative_prompt="blurry",
+        seed=1,
+        sampler_name="Euler",
+        scheduler="Automatic",
+        steps=steps,
+        width=size,
+        height=size,
+    )
+    process(request, model, policy=policy)  # no data_dir: nothing is saved
 
 
 def run_diffusers(model, policy, size, steps):
@@ -101,15 +112,29 @@ def run_diffusers(model, policy, size, steps):
 
     from sdui.core import rng
     from sdui.core.samplers import build_scheduler
+
     setup = build_scheduler("Euler", "Automatic", steps, model.scheduler_config)
-    pipe = StableDiffusionPipeline(vae=model.vae, unet=model.unet, text_encoder=model.text_encoders[0],
-                                   tokenizer=model.tokenizers[0], safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False,
-                                   scheduler=EulerDiscreteScheduler.from_config(setup.scheduler.config))
+    pipe = StableDiffusionPipeline(
+        vae=model.vae,
+        unet=model.unet,
+        text_encoder=model.text_encoders[0],
+        tokenizer=model.tokenizers[0],
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        scheduler=EulerDiscreteScheduler.from_config(setup.scheduler.config),
+    )
     pipe.set_progress_bar_config(disable=True)
     noise = rng.create_noise((4, size // 8, size // 8), [1], [1], 0.0, -1, -1, source="CPU", device=policy.device)
-    pipe(prompt="a photo of a red fox in the snow", negative_prompt="blurry", height=size, width=size,
-         guidance_scale=7.0, latents=noise.to(policy.device, policy.dtype), **setup.pipeline_kwargs)
+    pipe(
+        prompt="a photo of a red fox in the snow",
+        negative_prompt="blurry",
+        height=size,
+        width=size,
+        guidance_scale=7.0,
+        latents=noise.to(policy.device, policy.dtype),
+        **setup.pipeline_kwargs,
+    )
 
 
 def measure_pair(ours, baseline, *args, repeats=3):
@@ -137,8 +162,12 @@ def free_port() -> int:
 def time_to_first_200(data_dir: Path) -> float:
     port = free_port()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(REPO / "webui.py"), "--data-dir", str(data_dir), "--port", str(port),
-                             "--skip-install"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "webui.py"), "--data-dir", str(data_dir), "--port", str(port), "--skip-install"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while time.perf_counter() - start < 120:
             try:
@@ -172,8 +201,10 @@ def main():
         build_checkpoint(ckpt)
         print(f"built {ckpt} ({ckpt.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, {args.steps} steps, "
-          f"Euler, CFG 7, batch 1")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, {args.steps} steps, "
+        f"Euler, CFG 7, batch 1"
+    )
     read_s = time_read(ckpt)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtypes = [torch.float16] if device.type == "cuda" else [torch.float32, torch.bfloat16]
@@ -182,13 +213,18 @@ def main():
         start = time.perf_counter()
         model = load_sd_model(ckpt, policy)
         load_s = time.perf_counter() - start
-        print(f"[{device.type} {str(dtype)[6:]}] load {load_s:.2f} s vs reading the file {read_s:.2f} s "
-              f"(ratio {load_s / read_s:.2f})")
-        (ours_s, ours_mb), (base_s, base_mb) = measure_pair(run_ours, run_diffusers, model, policy, args.size,
-                                                            args.steps)
-        print(f"[{device.type} {str(dtype)[6:]}] s/it ours {ours_s / args.steps:.3f} vs diffusers "
-              f"{base_s / args.steps:.3f} (ratio {ours_s / base_s:.3f}); peak RSS growth ours {ours_mb:.0f} MiB vs "
-              f"diffusers {base_mb:.0f} MiB")
+        print(
+            f"[{device.type} {str(dtype)[6:]}] load {load_s:.2f} s vs reading the file {read_s:.2f} s "
+            f"(ratio {load_s / read_s:.2f})"
+        )
+        (ours_s, ours_mb), (base_s, base_mb) = measure_pair(
+            run_ours, run_diffusers, model, policy, args.size, args.steps
+        )
+        print(
+            f"[{device.type} {str(dtype)[6:]}] s/it ours {ours_s / args.steps:.3f} vs diffusers "
+            f"{base_s / args.steps:.3f} (ratio {ours_s / base_s:.3f}); peak RSS growth ours {ours_mb:.0f} MiB vs "
+            f"diffusers {base_mb:.0f} MiB"
+        )
         del model
     if not args.skip_server:
         print(f"webui.py start to first HTTP 200: {time_to_first_200(work):.2f} s (checkpoint present, loads after)")

@@ -2,6 +2,7 @@
 
 A crash or an exception mid-write leaves the previous file intact and no temp file behind.
 """
+
 from __future__ import annotations
 
 import os

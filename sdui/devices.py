@@ -1,4 +1,5 @@
 """Device and dtype policy: decided once from the flags, handed to whoever needs it."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,13 +14,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DevicePolicy:
     device: torch.device
-    dtype: torch.dtype        # UNet and text encoders
+    dtype: torch.dtype  # UNet and text encoders
     vae_dtype: torch.dtype
-    attention: str = "sdpa"   # "sdpa" (torch scaled_dot_product_attention, diffusers' default) or "xformers"
+    attention: str = "sdpa"  # "sdpa" (torch scaled_dot_product_attention, diffusers' default) or "xformers"
 
     def describe(self) -> str:
-        return (f"device={self.device.type} dtype={str(self.dtype).removeprefix('torch.')} "
-                f"vae={str(self.vae_dtype).removeprefix('torch.')} attention={self.attention}")
+        return (
+            f"device={self.device.type} dtype={str(self.dtype).removeprefix('torch.')} "
+            f"vae={str(self.vae_dtype).removeprefix('torch.')} attention={self.attention}"
+        )
 
 
 def pick_device(use_cpu: bool = False) -> torch.device:
@@ -30,8 +33,9 @@ def pick_device(use_cpu: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
-def pick_dtypes(device_type: str, *, no_half: bool = False, no_half_vae: bool = False,
-                precision: str = "autocast") -> tuple[torch.dtype, torch.dtype]:
+def pick_dtypes(
+    device_type: str, *, no_half: bool = False, no_half_vae: bool = False, precision: str = "autocast"
+) -> tuple[torch.dtype, torch.dtype]:
     """(model dtype, VAE dtype): fp16 on CUDA/MPS unless told otherwise, fp32 on the CPU."""
     half = device_type in ("cuda", "mps") and not no_half and precision != "full"
     dtype = torch.float16 if half else torch.float32
@@ -43,8 +47,9 @@ def pick_attention(device: torch.device, xformers: bool) -> str:
     if not xformers:
         return "sdpa"
     if device.type != "cuda":
-        log.warning("--xformers ignored: xformers needs a CUDA GPU (running on %s); using torch SDPA attention",
-                    device.type)
+        log.warning(
+            "--xformers ignored: xformers needs a CUDA GPU (running on %s); using torch SDPA attention", device.type
+        )
         return "sdpa"
     if importlib.util.find_spec("xformers") is None:
         log.warning("--xformers ignored: the xformers package is not installed; using torch SDPA attention")
@@ -52,8 +57,14 @@ def pick_attention(device: torch.device, xformers: bool) -> str:
     return "xformers"
 
 
-def policy_from_flags(*, use_cpu: bool = False, no_half: bool = False, no_half_vae: bool = False,
-                      precision: str = "autocast", xformers: bool = False) -> DevicePolicy:
+def policy_from_flags(
+    *,
+    use_cpu: bool = False,
+    no_half: bool = False,
+    no_half_vae: bool = False,
+    precision: str = "autocast",
+    xformers: bool = False,
+) -> DevicePolicy:
     """CUDA/MPS default to fp16 (A1111); the CPU runs fp32; --no-half / --precision full force fp32."""
     device = pick_device(use_cpu)
     dtype, vae_dtype = pick_dtypes(device.type, no_half=no_half, no_half_vae=no_half_vae, precision=precision)

@@ -11,7 +11,7 @@ class UserError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.api_extra: dict = {}      # more fields for the API's JSON answer (e.g. the titles to choose from)
+        self.api_extra: dict = {}  # more fields for the API's JSON answer (e.g. the titles to choose from)
 
 
 class InvalidRequestError(UserError):

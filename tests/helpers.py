@@ -1,5 +1,6 @@
 """Helpers shared by the test modules (which never import each other): policies, settings, contexts, runs that
 also hand back their final latents, progress-event receivers, and Gradio handler look-ups."""
+
 from __future__ import annotations
 
 import shutil
@@ -33,6 +34,7 @@ def make_ctx(data_dir: Path, *flags: str):
     """The app context webui.py builds, on `data_dir` (no model load at start, no progress bars)."""
     import webui
     from sdui.app.flags import parse_flags
+
     parsed = parse_flags(["--data-dir", str(data_dir), "--skip-load-model-at-start", *flags], environ={})
     ctx = webui.build_context(parsed, repo_dir=REPO_DIR)
     ctx.jobs.show_progress_bars = False
@@ -56,6 +58,7 @@ class LatentRecorder(ProcessingHooks):
 def process_with_latents(request, model, **kwargs):
     """process() that also returns the final latents of all batches: (processed, latents)."""
     from sdui.core.processing import process
+
     recorder = LatentRecorder()
     kwargs.setdefault("policy", CPU32)
     kwargs["hooks"] = [*kwargs.get("hooks", ()), recorder]
@@ -67,7 +70,8 @@ def process_with_latents(request, model, **kwargs):
 class Events:
     """A progress-event receiver for process(): records what the core reports; asks to interrupt or skip once
     `stop_after` steps of the whole job have run."""
-    stop: str | None = None              # "interrupt" or "skip"
+
+    stop: str | None = None  # "interrupt" or "skip"
     stop_after: int = 0
     steps: list[tuple[int, int]] = field(default_factory=list)
     batches_announced: list[tuple[int, int]] = field(default_factory=list)
@@ -116,7 +120,7 @@ def handler(demo, elem_id: str, event: str):
 
 
 def outputs_by_id(fn, values) -> dict:
-    return {block.elem_id or block._id: value for block, value in zip(fn.outputs, values)}
+    return {block.elem_id or block._id: value for block, value in zip(fn.outputs, values, strict=False)}
 
 
 # ---- API ---------------------------------------------------------------------------------------------------------
@@ -125,8 +129,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def small(**fields):
     """A quick valid txt2img body: 64x64, 2 steps."""
-    body = {"prompt": "a red cube", "negative_prompt": "blurry", "seed": 1234, "steps": 2, "width": 64,
-            "height": 64, "sampler_name": "Euler", "cfg_scale": 5}
+    body = {
+        "prompt": "a red cube",
+        "negative_prompt": "blurry",
+        "seed": 1234,
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "sampler_name": "Euler",
+        "cfg_scale": 5,
+    }
     body.update(fields)
     return body
 
@@ -136,6 +148,7 @@ def decode_png(b64: str):
     import io
 
     from PIL import Image
+
     raw = base64.b64decode(b64)
     assert raw.startswith(PNG_SIGNATURE)
     image = Image.open(io.BytesIO(raw))

@@ -1,4 +1,5 @@
 """Device policy from A1111's flags, on this CPU-only machine."""
+
 import logging
 
 import torch
@@ -8,8 +9,12 @@ from sdui.devices import pick_dtypes, policy_from_flags
 
 def test_cpu_runs_fp32_and_sdpa():
     policy = policy_from_flags(use_cpu=True)
-    assert (policy.device.type, policy.dtype, policy.vae_dtype, policy.attention) == \
-        ("cpu", torch.float32, torch.float32, "sdpa")
+    assert (policy.device.type, policy.dtype, policy.vae_dtype, policy.attention) == (
+        "cpu",
+        torch.float32,
+        torch.float32,
+        "sdpa",
+    )
 
 
 def test_xformers_refused_off_cuda_with_a_reason(caplog):

@@ -8,6 +8,7 @@ and OpenCLIP use. Ids follow the original tokenizer's construction, so no downlo
   512..49405  one token per merge, in merge order (48894 merges)
   49406       <|startoftext|>    49407  <|endoftext|>
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "configs" / "tokenizer"
-N_MERGES = 49152 - 256 - 2     # the original tokenizer keeps this many merges of the file
+N_MERGES = 49152 - 256 - 2  # the original tokenizer keeps this many merges of the file
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -41,7 +42,7 @@ def byte_symbols() -> list[str]:
 
 def read_merges(source: Path) -> list[tuple[str, str]]:
     lines = gzip.decompress(source.read_bytes()).decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:1 + N_MERGES]]   # line 0 is a version header
+    merges = [tuple(line.split()) for line in lines[1 : 1 + N_MERGES]]  # line 0 is a version header
     if len(merges) != N_MERGES or any(len(m) != 2 for m in merges):
         raise ValueError(f"{source} is not the expected CLIP merge list")
     return merges

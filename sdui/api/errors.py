@@ -3,10 +3,12 @@
 A UserError (the client's or the user's to fix) keeps its status code and message; a validation failure is 422;
 an HTTPException keeps its code; anything else is our bug: 500, with the traceback in the log.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -21,17 +23,30 @@ from sdui.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def error_response(status_code: int, error: str, detail: Any, *, body: Any = "", errors: str | None = None,
-                   headers: dict | None = None, **extra: Any) -> JSONResponse:
-    content = {"error": error, "detail": detail, "body": body,
-               "errors": errors if errors is not None else (detail if isinstance(detail, str) else str(detail)),
-               **extra}
+def error_response(
+    status_code: int,
+    error: str,
+    detail: Any,
+    *,
+    body: Any = "",
+    errors: str | None = None,
+    headers: dict | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    content = {
+        "error": error,
+        "detail": detail,
+        "body": body,
+        "errors": errors if errors is not None else (detail if isinstance(detail, str) else str(detail)),
+        **extra,
+    }
     return JSONResponse(status_code=status_code, content=jsonable_encoder(content), headers=headers)
 
 
 def user_error_response(request: Request, exc: UserError) -> JSONResponse:
-    log.warning("%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, type(exc).__name__,
-                exc.message)
+    log.warning(
+        "%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, type(exc).__name__, exc.message
+    )
     return error_response(exc.status_code, type(exc).__name__, exc.message, **exc.api_extra)
 
 
@@ -43,8 +58,10 @@ def unexpected_error_response(request: Request, exc: BaseException) -> JSONRespo
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = jsonable_encoder(exc.errors())
-    summary = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
-                        for e in errors) or "invalid request"
+    summary = (
+        "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in errors)
+        or "invalid request"
+    )
     log.warning("%s %s -> 422 invalid request: %s", request.method, request.url.path, summary)
     return error_response(422, "RequestValidationError", errors, errors=summary)
 

@@ -5,6 +5,7 @@ send an Origin header with such requests, so a state-changing request whose Orig
 origin the user allowed with --cors-allow-origins) is answered 403. Clients that are not browsers (curl, Python)
 send no Origin and are unaffected.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ class OriginCheckMiddleware:
             return True
         if self.allowed_regex is not None and self.allowed_regex.fullmatch(origin):
             return True
-        if origin == "null":                       # sandboxed frames, file:// pages
+        if origin == "null":  # sandboxed frames, file:// pages
             return False
         parts = urlsplit(origin)
         if not parts.scheme or not parts.netloc:
@@ -63,14 +64,22 @@ class OriginCheckMiddleware:
         origin = headers.get("origin")
         if origin is None or self._allowed(origin, headers, scope.get("scheme", "http")):
             return await self.app(scope, receive, send)
-        message = (f"Cross-origin request refused: a page from {origin} may not send {scope['method']} requests to "
-                   f"this server ({headers.get('host', '?')}). If you trust that site, start the server with "
-                   f"--cors-allow-origins {origin}")
+        message = (
+            f"Cross-origin request refused: a page from {origin} may not send {scope['method']} requests to "
+            f"this server ({headers.get('host', '?')}). If you trust that site, start the server with "
+            f"--cors-allow-origins {origin}"
+        )
         log.warning("%s %s from origin %s refused (cross-site request)", scope["method"], scope.get("path"), origin)
-        body = json.dumps({"error": "CrossOriginRequestRefused", "detail": message, "body": "",
-                           "errors": message}).encode()
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {"error": "CrossOriginRequestRefused", "detail": message, "body": "", "errors": message}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -96,5 +105,12 @@ class ApiLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             client = scope.get("client") or ("?", 0)
-            log.info("API %s %s %s client=%s:%s %.3fs", scope["method"], scope["path"], status["code"],
-                     client[0], client[1], time.perf_counter() - started)
+            log.info(
+                "API %s %s %s client=%s:%s %.3fs",
+                scope["method"],
+                scope["path"],
+                status["code"],
+                client[0],
+                client[1],
+                time.perf_counter() - started,
+            )

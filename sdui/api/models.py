@@ -4,12 +4,13 @@ The generation bodies are made from the request declarations (sdui.request) plus
 Every field is optional; unknown keys are ignored (A1111 clients send fields we do not use). A body becomes a
 GenerationRequest in `to_generation_request`.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import typing
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -30,41 +31,53 @@ _NOT_IN_BODY = {"extra_generation_params", "mode", "init_images", "mask", "depth
 
 # A1111 API fields that are not generation fields of ours: accepted with A1111's defaults.
 _API_FIELDS: dict[str, tuple[Any, Any]] = {
-    "restore_faces": (Optional[bool], None),
-    "s_min_uncond": (Optional[float], None),
-    "s_churn": (Optional[float], None),
-    "s_tmax": (Optional[float], None),
-    "s_tmin": (Optional[float], None),
-    "s_noise": (Optional[float], None),
-    "refiner_checkpoint": (Optional[str], None),
-    "refiner_switch_at": (Optional[float], None),
-    "disable_extra_networks": (Optional[bool], False),
-    "firstpass_image": (Optional[str], None),
-    "comments": (Optional[dict[str, Any]], None),
-    "firstphase_width": (Optional[int], 0),
-    "firstphase_height": (Optional[int], 0),
-    "hr_checkpoint_name": (Optional[str], None),
-    "force_task_id": (Optional[str], None),
-    "sampler_index": (Optional[str], "Euler"),
-    "script_name": (Optional[str], None),
+    "restore_faces": (bool | None, None),
+    "s_min_uncond": (float | None, None),
+    "s_churn": (float | None, None),
+    "s_tmax": (float | None, None),
+    "s_tmin": (float | None, None),
+    "s_noise": (float | None, None),
+    "refiner_checkpoint": (str | None, None),
+    "refiner_switch_at": (float | None, None),
+    "disable_extra_networks": (bool | None, False),
+    "firstpass_image": (str | None, None),
+    "comments": (dict[str, Any] | None, None),
+    "firstphase_width": (int | None, 0),
+    "firstphase_height": (int | None, 0),
+    "hr_checkpoint_name": (str | None, None),
+    "force_task_id": (str | None, None),
+    "sampler_index": (str | None, "Euler"),
+    "script_name": (str | None, None),
     "script_args": (list[Any], Field(default_factory=list)),
     "send_images": (bool, True),
     "save_images": (bool, False),
     "alwayson_scripts": (dict[str, Any], Field(default_factory=dict)),
-    "infotext": (Optional[str], None),
+    "infotext": (str | None, None),
 }
 _IMG2IMG_API_FIELDS: dict[str, tuple[Any, Any]] = {
-    "init_images": (Optional[list[str]], None),
-    "mask": (Optional[str], None),
-    "mask_blur": (Optional[int], None),
-    "latent_mask": (Optional[str], None),
+    "init_images": (list[str] | None, None),
+    "mask": (str | None, None),
+    "mask_blur": (int | None, None),
+    "latent_mask": (str | None, None),
     "include_init_images": (bool, False),
     # our additions (A1111 clients never send them): depth2img's depth map, and outpaint by growing the canvas
-    "depth_map": (Optional[str], Field(None, description="depth2img: base64 depth image (brighter = nearer); "
-                                                         "default: the depth checkpoint's own MiDaS estimate")),
-    **{f"outpaint_{side}": (int, Field(0, ge=0, description=f"outpaint: pixels to add {where} (multiple of 8)"))
-       for side, where in (("left", "on the left"), ("right", "on the right"), ("up", "at the top"),
-                           ("down", "at the bottom"))},
+    "depth_map": (
+        str | None,
+        Field(
+            None,
+            description="depth2img: base64 depth image (brighter = nearer); "
+            "default: the depth checkpoint's own MiDaS estimate",
+        ),
+    ),
+    **{
+        f"outpaint_{side}": (int, Field(0, ge=0, description=f"outpaint: pixels to add {where} (multiple of 8)"))
+        for side, where in (
+            ("left", "on the left"),
+            ("right", "on the right"),
+            ("up", "at the top"),
+            ("down", "at the bottom"),
+        )
+    },
 }
 
 
@@ -77,21 +90,29 @@ def _body_fields(cls: type[GenerationRequest], skip: set[str]) -> dict[str, tupl
             continue
         api = field_spec(cls, f.name).api
         default = api if api is not SAME else (f.default if f.default is not dataclasses.MISSING else None)
-        fields[f.name] = (Optional[hints[f.name]], default)
+        fields[f.name] = (hints[f.name] | None, default)
     return fields
 
 
 # POST /sdapi/v1/txt2img and /img2img bodies (A1111's StableDiffusionTxt2ImgProcessingAPI and
 # StableDiffusionImg2ImgProcessingAPI): built from the request declarations, so a field is declared once.
-Txt2ImgRequest = create_model("StableDiffusionProcessingTxt2Img", __base__=_Lenient,
-                              **_body_fields(GenerationRequest, set()), **_API_FIELDS)
-Img2ImgRequest = create_model("StableDiffusionProcessingImg2Img", __base__=_Lenient,
-                              **_body_fields(ProcessingImg2ImgRequest, set()), **_API_FIELDS, **_IMG2IMG_API_FIELDS)
+Txt2ImgRequest = create_model(
+    "StableDiffusionProcessingTxt2Img", __base__=_Lenient, **_body_fields(GenerationRequest, set()), **_API_FIELDS
+)
+Img2ImgRequest = create_model(
+    "StableDiffusionProcessingImg2Img",
+    __base__=_Lenient,
+    **_body_fields(ProcessingImg2ImgRequest, set()),
+    **_API_FIELDS,
+    **_IMG2IMG_API_FIELDS,
+)
 
 # Fields a client may send with a non-default value that this server does not act on yet: logged, not silent.
 _NOT_IMPLEMENTED = {
-    "restore_faces": (None, False), "refiner_checkpoint": (None, "", "None"),
-    "firstpass_image": (None, ""), "hr_checkpoint_name": (None, ""),
+    "restore_faces": (None, False),
+    "refiner_checkpoint": (None, "", "None"),
+    "firstpass_image": (None, ""),
+    "hr_checkpoint_name": (None, ""),
 }
 
 
@@ -121,14 +142,14 @@ def to_generation_request(body: BaseModel, mode: str = "txt2img") -> GenerationR
 def to_img2img_request(body: BaseModel) -> ProcessingImg2ImgRequest:
     """Decode the images and build the processing request; the txt2img fields go through to_generation_request."""
     from sdui.imaging.encoding import decode_base64_image
+
     if not body.init_images:
         raise NotFoundError("Init image not found: send init_images as a list of base64-encoded images.")
     if body.latent_mask:
         raise InvalidRequestError("latent_mask is not supported; send the mask in `mask` (white = repaint).")
     base = to_generation_request(body, mode="img2img")
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(GenerationRequest)}
-    extra = {name: value for name, value in body.model_dump().items()
-             if name in _IMG2IMG_FIELDS and value is not None}
+    extra = {name: value for name, value in body.model_dump().items() if name in _IMG2IMG_FIELDS and value is not None}
     if body.mask_blur is not None:
         extra["mask_blur_x"] = extra["mask_blur_y"] = body.mask_blur
     extra["init_images"] = [decode_base64_image(data) for data in body.init_images]
@@ -145,8 +166,11 @@ def to_img2img_request(body: BaseModel) -> ProcessingImg2ImgRequest:
     return request
 
 
-_IMG2IMG_FIELDS = {f.name for f in dataclasses.fields(ProcessingImg2ImgRequest)} - \
-    {f.name for f in dataclasses.fields(GenerationRequest)} - _NOT_IN_BODY
+_IMG2IMG_FIELDS = (
+    {f.name for f in dataclasses.fields(ProcessingImg2ImgRequest)}
+    - {f.name for f in dataclasses.fields(GenerationRequest)}
+    - _NOT_IN_BODY
+)
 
 
 class GenerationResponse(BaseModel):
@@ -169,10 +193,10 @@ class SDModelItem(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     title: str
     model_name: str
-    hash: Optional[str] = None
-    sha256: Optional[str] = None
+    hash: str | None = None
+    sha256: str | None = None
     filename: str
-    config: Optional[str] = None
+    config: str | None = None
 
 
 class SamplerItem(BaseModel):
@@ -184,9 +208,9 @@ class SamplerItem(BaseModel):
 class SchedulerItem(BaseModel):
     name: str
     label: str
-    aliases: Optional[list[str]] = None
-    default_rho: Optional[float] = None
-    need_inner_model: Optional[bool] = None
+    aliases: list[str] | None = None
+    default_rho: float | None = None
+    need_inner_model: bool | None = None
 
 
 class ProgressState(BaseModel):
@@ -206,5 +230,5 @@ class ProgressResponse(BaseModel):
     progress: float
     eta_relative: float
     state: ProgressState
-    current_image: Optional[str] = None
-    textinfo: Optional[str] = None
+    current_image: str | None = None
+    textinfo: str | None = None

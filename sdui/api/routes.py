@@ -3,6 +3,7 @@
 Generation and model switches go through the shared job queue (ctx.jobs), so API and UI requests run one at a
 time in arrival order. With --api-auth every route here needs HTTP Basic credentials.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,9 +18,19 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from sdui.api.errors import ApiRoute
-from sdui.api.models import (GenerationResponse, Img2ImgRequest, PngInfoRequest, PngInfoResponse,
-                                ProgressResponse, SamplerItem, SchedulerItem, SDModelItem, Txt2ImgRequest,
-                                to_generation_request, to_img2img_request)
+from sdui.api.models import (
+    GenerationResponse,
+    Img2ImgRequest,
+    PngInfoRequest,
+    PngInfoResponse,
+    ProgressResponse,
+    SamplerItem,
+    SchedulerItem,
+    SDModelItem,
+    Txt2ImgRequest,
+    to_generation_request,
+    to_img2img_request,
+)
 from sdui.app.context import AppContext, generate, switch_model
 from sdui.errors import CheckpointError, InvalidRequestError, UserError
 
@@ -28,6 +39,7 @@ log = logging.getLogger(__name__)
 
 class CheckpointNotFoundError(CheckpointError):
     """An API client named a checkpoint that is not in the list: 404, with the titles it can choose from."""
+
     status_code = 404
 
     def __init__(self, message: str, titles: list[str]):
@@ -37,8 +49,9 @@ class CheckpointNotFoundError(CheckpointError):
 
 # ---------------------------------------------------------------------------------------------------------- auth
 
+
 def parse_credentials(text: str | None) -> dict[str, str]:
-    """"user:pass[,user2:pass2]" -> {user: pass}. Split on the first colon only, so a password may hold colons."""
+    """ "user:pass[,user2:pass2]" -> {user: pass}. Split on the first colon only, so a password may hold colons."""
     credentials: dict[str, str] = {}
     for item in (text or "").split(","):
         item = item.strip()
@@ -61,7 +74,7 @@ def basic_auth_dependency(credentials: dict[str, str]):
             raise HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Basic"})
         user, password = given.username.encode(), given.password.encode()
         ok = False
-        for u, p in expected:   # every pair is compared: the time taken does not tell which part was wrong
+        for u, p in expected:  # every pair is compared: the time taken does not tell which part was wrong
             ok |= secrets.compare_digest(u, user) & secrets.compare_digest(p, password)
         if not ok:
             raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
@@ -72,6 +85,7 @@ def basic_auth_dependency(credentials: dict[str, str]):
 
 # ------------------------------------------------------------------------------------------------------- helpers
 
+
 def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") -> Txt2ImgRequest:
     """Fill the fields the client did not set from body.infotext (A1111: explicit fields win); setting-backed
     values go into override_settings, under the client's own overrides."""
@@ -79,6 +93,7 @@ def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") ->
         return body
     from sdui.core.infotext_fields import request_fields
     from sdui.infotext import parse_infotext
+
     fields = request_fields(parse_infotext(body.infotext), mode=mode, current=options)
     updates: dict[str, Any] = {}
     for name, value in fields.items():
@@ -92,16 +107,21 @@ def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") ->
 def check_scripts(body: Txt2ImgRequest) -> None:
     """No selectable or always-on scripts are served through the API yet: say so instead of ignoring them."""
     if body.script_name:
-        raise InvalidRequestError(f"Script {body.script_name!r} not found: this server offers no selectable scripts "
-                                  "through the API yet. Leave script_name empty.")
+        raise InvalidRequestError(
+            f"Script {body.script_name!r} not found: this server offers no selectable scripts "
+            "through the API yet. Leave script_name empty."
+        )
     if body.alwayson_scripts:
         names = ", ".join(map(repr, body.alwayson_scripts))
-        raise InvalidRequestError(f"Always-on script(s) {names} not found: this server offers none through the API "
-                                  "yet. Send an empty alwayson_scripts.")
+        raise InvalidRequestError(
+            f"Always-on script(s) {names} not found: this server offers none through the API "
+            "yet. Send an empty alwayson_scripts."
+        )
 
 
 def encode_image(image) -> str:
     from sdui.imaging.encoding import image_to_png_bytes
+
     return base64.b64encode(image_to_png_bytes(image, image.info.get("parameters"))).decode("ascii")
 
 
@@ -115,6 +135,7 @@ def _jsonable(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------------- routes
+
 
 def create_api_router(ctx: AppContext) -> APIRouter:
     credentials = parse_credentials(ctx.flags.api_auth)
@@ -140,7 +161,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
         check_scripts(body)
         result = run(body, to_img2img_request(body), "img2img")
         echo = body.model_dump()
-        if not body.include_init_images:      # A1111 does not echo the images back unless asked
+        if not body.include_init_images:  # A1111 does not echo the images back unless asked
             echo["init_images"] = echo["mask"] = None
         return {**result, "parameters": _jsonable(echo)}
 
@@ -179,12 +200,12 @@ def create_api_router(ctx: AppContext) -> APIRouter:
                 if not titles:
                     raise
                 raise CheckpointNotFoundError(e.message, titles) from None
-        for key, value in settings.items():   # validate everything before changing anything
+        for key, value in settings.items():  # validate everything before changing anything
             ctx.options.cast_value(key, value)
         for key, value in settings.items():
             ctx.options.set(key, value, is_api=True)
         if checkpoint:
-            switch_model(ctx, checkpoint)     # loads through the queue, then saves the choice
+            switch_model(ctx, checkpoint)  # loads through the queue, then saves the choice
         ctx.options.save()
         return None
 
@@ -195,11 +216,13 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     @router.get("/samplers", response_model=list[SamplerItem])
     def samplers():
         from sdui.core.samplers import SAMPLERS
+
         return [s.to_api() for s in SAMPLERS]
 
     @router.get("/schedulers", response_model=list[SchedulerItem])
     def schedulers():
         from sdui.core.schedules import SCHEDULERS
+
         return [s.to_api() for s in SCHEDULERS]
 
     @router.get("/scripts")
@@ -213,14 +236,16 @@ def create_api_router(ctx: AppContext) -> APIRouter:
         from sdui.imaging.encoding import decode_base64_image
         from sdui.imaging.pnginfo import read_info_from_image
         from sdui.infotext import parse_infotext
+
         text, items = read_info_from_image(decode_base64_image(body.image))
         parameters = parse_infotext(text) if text else {}
         return {"info": text or "", "items": {k: _jsonable(v) for k, v in items.items()}, "parameters": parameters}
 
     @router.get("/progress", response_model=ProgressResponse)
     def progress(skip_current_image: bool = False):
-        return ctx.jobs.progress_info(skip_current_image=skip_current_image,
-                                      image_format=ctx.options.live_previews_image_format)
+        return ctx.jobs.progress_info(
+            skip_current_image=skip_current_image, image_format=ctx.options.live_previews_image_format
+        )
 
     @router.post("/interrupt")
     def interrupt():

@@ -5,6 +5,7 @@ snapshot of the settings with the request's `override_settings` on top (the shar
 running job), picks the model, and calls the processing core. It runs inside a job of `ctx.jobs` (the worker passes
 `job=`), so generations and model switches never overlap.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,12 +17,12 @@ from sdui.app.options import Options
 from sdui.app.paths import DataPaths
 from sdui.core.hooks import ProcessingHooks
 from sdui.core.processed import Processed
-from sdui.request import GenerationRequest
 from sdui.devices import DevicePolicy
 from sdui.errors import UserError
 from sdui.models.discovery import CheckpointInfo
 from sdui.models.sd_model import SDModel
 from sdui.models.store import ModelStore
+from sdui.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +38,30 @@ class AppContext:
     policy: DevicePolicy
     store: ModelStore
     jobs: JobQueue
-    hooks: list[ProcessingHooks] = field(default_factory=list)   # called by every generation, in this order
+    hooks: list[ProcessingHooks] = field(default_factory=list)  # called by every generation, in this order
 
 
 def generate(ctx: AppContext, request: GenerationRequest, *, job: Job) -> Processed:
     """Run one generation request with the selected model (or the one `override_settings` names)."""
-    from sdui.core.processing import process   # late: importing torch/diffusers is not needed to build the app
+    from sdui.core.processing import process  # late: importing torch/diffusers is not needed to build the app
 
     overrides = dict(request.override_settings or {})
     checkpoint = overrides.pop(CHECKPOINT_KEY, None) or None
-    settings = ctx.options.snapshot(overrides)          # a bad override is refused here, before any work
+    settings = ctx.options.snapshot(overrides)  # a bad override is refused here, before any work
     model = ctx.store.get(checkpoint)
     if checkpoint is None:
         remember_model(ctx, model)
     # A1111 saves under outputs/ unless both do_not_save flags are set; processing honours each flag itself
     save = not (request.do_not_save_samples and request.do_not_save_grid)
-    processed = process(request, model, policy=ctx.policy, settings=settings, hooks=ctx.hooks, events=job,
-                        data_dir=ctx.paths.data_dir if save else None)
+    processed = process(
+        request,
+        model,
+        policy=ctx.policy,
+        settings=settings,
+        hooks=ctx.hooks,
+        events=job,
+        data_dir=ctx.paths.data_dir if save else None,
+    )
     if overrides and not request.override_settings_restore_afterwards:
         keep_overrides(ctx, overrides, model if checkpoint else None)
     return processed
@@ -67,7 +75,7 @@ def keep_overrides(ctx: AppContext, overrides: dict, model: SDModel | None) -> N
         remember_model(ctx, model)
     try:
         ctx.options.save()
-    except OSError as e:   # a settings file we cannot write must not fail a finished generation
+    except OSError as e:  # a settings file we cannot write must not fail a finished generation
         log.warning("Could not save settings: %s", e)
 
 
@@ -94,9 +102,9 @@ def switch_model(ctx: AppContext, name: str) -> SDModel:
 def register_option_hooks(ctx: AppContext) -> None:
     """Settings that act at once: sd_model_checkpoint (Settings, an extension's opts.set) loads that model through
     the job queue; sd_checkpoint_cache resizes the RAM cache."""
+
     def load_selected():
-        model = ctx.jobs.run(lambda job: ctx.store.get(ctx.options.sd_model_checkpoint or None),
-                             name="load checkpoint")
+        model = ctx.jobs.run(lambda job: ctx.store.get(ctx.options.sd_model_checkpoint or None), name="load checkpoint")
         remember_model(ctx, model)
 
     def resize_cache():

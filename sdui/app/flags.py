@@ -5,6 +5,7 @@ opens a public tunnel), and A1111 flags kept only so an old `COMMANDLINE_ARGS` l
 "no effect"). Extensions' `preload.py` may add flags to the parser before parsing (`conflict_handler="resolve"`,
 so an extension re-declaring one of ours replaces it instead of crashing the start).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 7860          # UI + API
+DEFAULT_PORT = 7860  # UI + API
 DEFAULT_API_ONLY_PORT = 7861  # --nowebui, as A1111
 
 NO_EFFECT = "(accepted for compatibility with A1111 launch scripts; no effect here)"
@@ -50,17 +51,25 @@ def _json_dict(text: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="launch.py", description="Local Stable Diffusion web UI (A1111-compatible flags).",
-        allow_abbrev=False,            # an abbreviation silently picking a flag is worse than a suggestion
-        conflict_handler="resolve",    # extensions' preload.py may re-declare flags
+        prog="launch.py",
+        description="Local Stable Diffusion web UI (A1111-compatible flags).",
+        allow_abbrev=False,  # an abbreviation silently picking a flag is worse than a suggestion
+        conflict_handler="resolve",  # extensions' preload.py may re-declare flags
     )
 
     g = parser.add_argument_group("server")
-    g.add_argument("--listen", action="store_true",
-                   help="bind 0.0.0.0 so other machines can connect; disables extension installs unless "
-                        "--enable-insecure-extension-access")
-    g.add_argument("--port", type=_port, default=None,
-                   help=f"server port (default {DEFAULT_PORT}; {DEFAULT_API_ONLY_PORT} with --nowebui)")
+    g.add_argument(
+        "--listen",
+        action="store_true",
+        help="bind 0.0.0.0 so other machines can connect; disables extension installs unless "
+        "--enable-insecure-extension-access",
+    )
+    g.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help=f"server port (default {DEFAULT_PORT}; {DEFAULT_API_ONLY_PORT} with --nowebui)",
+    )
     g.add_argument("--server-name", type=str, default=None, help="bind this host name or address (overrides --listen)")
     g.add_argument("--share", action="store_true", help="not supported: this program never opens a public tunnel")
     g.add_argument("--ngrok", type=str, default=None, help="not supported: this program never opens a public tunnel")
@@ -68,13 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ngrok-options", type=_json_dict, default={}, help=NO_EFFECT)
     g.add_argument("--api", action="store_true", help="accepted; the /sdapi/v1 API is always on")
     g.add_argument("--nowebui", action="store_true", help="serve only the API, no UI")
-    g.add_argument("--api-auth", type=str, default=None, help='HTTP Basic credentials for the API, "user:pass[,user2:pass2]"')
+    g.add_argument(
+        "--api-auth", type=str, default=None, help='HTTP Basic credentials for the API, "user:pass[,user2:pass2]"'
+    )
     g.add_argument("--api-log", action="store_true", help="log every API request")
-    g.add_argument("--api-server-stop", action="store_true", help="add /sdapi/v1/server-kill, -restart and -stop routes")
+    g.add_argument(
+        "--api-server-stop", action="store_true", help="add /sdapi/v1/server-kill, -restart and -stop routes"
+    )
     g.add_argument("--gradio-auth", type=str, default=None, help='UI login credentials, "user:pass[,user2:pass2]"')
-    g.add_argument("--gradio-auth-path", type=str, default=None, help="file with UI credentials in the --gradio-auth format")
-    g.add_argument("--enable-insecure-extension-access", action="store_true",
-                   help="allow installing extensions even when the server is reachable from other machines")
+    g.add_argument(
+        "--gradio-auth-path", type=str, default=None, help="file with UI credentials in the --gradio-auth format"
+    )
+    g.add_argument(
+        "--enable-insecure-extension-access",
+        action="store_true",
+        help="allow installing extensions even when the server is reachable from other machines",
+    )
     g.add_argument("--autolaunch", action="store_true", help="open the UI in the default browser at start")
     g.add_argument("--subpath", type=str, default=None, help="serve under this URL prefix (reverse proxies)")
     g.add_argument("--cors-allow-origins", type=str, default=None, help="comma-separated origins allowed by CORS")
@@ -83,40 +101,80 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tls-keyfile", type=str, default=None, help="TLS key file (enables HTTPS with --tls-certfile)")
     g.add_argument("--tls-certfile", type=str, default=None, help="TLS certificate file")
     g.add_argument("--disable-tls-verify", action="store_true", help="accept a self-signed --tls-certfile")
-    g.add_argument("--gradio-allowed-path", action="append", default=[], help="extra folder the UI may serve files from")
+    g.add_argument(
+        "--gradio-allowed-path", action="append", default=[], help="extra folder the UI may serve files from"
+    )
     g.add_argument("--theme", type=str, default=None, help="UI theme: light or dark")
 
     g = parser.add_argument_group("paths")
-    g.add_argument("--data-dir", type=str, default=None,
-                   help="base folder for user data: config.json, models/, outputs/, extensions/, cache/ (default: the program folder)")
+    g.add_argument(
+        "--data-dir",
+        type=str,
+        default=None,
+        help="base folder for user data: config.json, models/, outputs/, extensions/, cache/ "
+        "(default: the program folder)",
+    )
     g.add_argument("--models-dir", type=str, default=None, help="base folder for models (default: <data-dir>/models)")
-    g.add_argument("--ckpt-dir", type=str, default=None, help="extra checkpoint folder, listed before models/Stable-diffusion")
-    g.add_argument("--ckpt", type=str, default=None,
-                   help="checkpoint to list first and load at start (default: model.ckpt in the program folder if present)")
+    g.add_argument(
+        "--ckpt-dir", type=str, default=None, help="extra checkpoint folder, listed before models/Stable-diffusion"
+    )
+    g.add_argument(
+        "--ckpt",
+        type=str,
+        default=None,
+        help="checkpoint to list first and load at start (default: model.ckpt in the program folder if present)",
+    )
     g.add_argument("--vae-dir", type=str, default=None, help="VAE folder (default: <models-dir>/VAE)")
     g.add_argument("--vae-path", type=str, default=None, help="always use this VAE file")
     g.add_argument("--lora-dir", type=str, default=None, help="LoRA folder (default: <models-dir>/Lora)")
-    g.add_argument("--embeddings-dir", type=str, default=None, help="textual inversion folder (default: <data-dir>/embeddings)")
+    g.add_argument(
+        "--embeddings-dir", type=str, default=None, help="textual inversion folder (default: <data-dir>/embeddings)"
+    )
     g.add_argument("--ui-settings-file", type=str, default=None, help="settings file (default: <data-dir>/config.json)")
-    g.add_argument("--ui-config-file", type=str, default=None, help="UI defaults file (default: <data-dir>/ui-config.json)")
-    g.add_argument("--styles-file", action="append", default=[], help="styles csv file (repeatable; default: <data-dir>/styles.csv)")
-    g.add_argument("--config", type=str, default=None, help=NO_EFFECT + " (model configs are detected from the weights; "
-                   "a same-name .yaml next to a checkpoint still wins)")
+    g.add_argument(
+        "--ui-config-file", type=str, default=None, help="UI defaults file (default: <data-dir>/ui-config.json)"
+    )
+    g.add_argument(
+        "--styles-file",
+        action="append",
+        default=[],
+        help="styles csv file (repeatable; default: <data-dir>/styles.csv)",
+    )
+    g.add_argument(
+        "--config",
+        type=str,
+        default=None,
+        help=NO_EFFECT + " (model configs are detected from the weights; "
+        "a same-name .yaml next to a checkpoint still wins)",
+    )
 
     g = parser.add_argument_group("device and precision")
     g.add_argument("--no-half", action="store_true", help="keep model weights in float32")
     g.add_argument("--no-half-vae", action="store_true", help="keep the VAE in float32")
-    g.add_argument("--precision", type=str, choices=("full", "half", "autocast"), default="autocast",
-                   help="full = float32 everywhere; half/autocast = float16 on GPUs")
+    g.add_argument(
+        "--precision",
+        type=str,
+        choices=("full", "half", "autocast"),
+        default="autocast",
+        help="full = float32 everywhere; half/autocast = float16 on GPUs",
+    )
     g.add_argument("--upcast-sampling", action="store_true", help="compute attention in float32 with float16 weights")
-    g.add_argument("--use-cpu", type=str.lower, nargs="+", default=[],
-                   help='run these parts on the CPU: "all", "sd", "interrogate", ...')
+    g.add_argument(
+        "--use-cpu",
+        type=str.lower,
+        nargs="+",
+        default=[],
+        help='run these parts on the CPU: "all", "sd", "interrogate", ...',
+    )
     g.add_argument("--device-id", type=str, default=None, help="CUDA device index")
     g.add_argument("--xformers", action="store_true", help="prefer xformers attention when installed")
     g.add_argument("--force-enable-xformers", action="store_true", help="prefer xformers attention when installed")
     g.add_argument("--opt-sdp-attention", action="store_true", help="use torch scaled-dot-product attention")
-    g.add_argument("--opt-sdp-no-mem-attention", action="store_true",
-                   help="torch scaled-dot-product attention without the memory-efficient kernel (deterministic)")
+    g.add_argument(
+        "--opt-sdp-no-mem-attention",
+        action="store_true",
+        help="torch scaled-dot-product attention without the memory-efficient kernel (deterministic)",
+    )
     g.add_argument("--medvram", action="store_true", help="reduce VRAM use (accepted; no effect yet)")
     g.add_argument("--medvram-sdxl", action="store_true", help="--medvram for SDXL only (accepted; no effect yet)")
     g.add_argument("--lowvram", action="store_true", help="reduce VRAM use further (accepted; no effect yet)")
@@ -125,11 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("models")
     g.add_argument("--no-hashing", action="store_true", help="never compute the full sha256 of checkpoints")
-    g.add_argument("--skip-load-model-at-start", action="store_true", help="load the checkpoint on first use, not at start")
+    g.add_argument(
+        "--skip-load-model-at-start", action="store_true", help="load the checkpoint on first use, not at start"
+    )
     g.add_argument("--no-download-sd-model", action="store_true", help="accepted; nothing is ever downloaded")
     g.add_argument("--do-not-download-clip", action="store_true", help="accepted; nothing is ever downloaded")
-    g.add_argument("--disable-safe-unpickle", action="store_true",
-                   help="refused: .ckpt/.pt files are always loaded weights-only (no code runs from them)")
+    g.add_argument(
+        "--disable-safe-unpickle",
+        action="store_true",
+        help="refused: .ckpt/.pt files are always loaded weights-only (no code runs from them)",
+    )
 
     g = parser.add_argument_group("launcher")
     g.add_argument("--skip-torch-cuda-test", action="store_true", help="start even when CUDA is not available")
@@ -156,21 +219,62 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ui-debug-mode", action="store_true", help="start without loading a model")
 
     g = parser.add_argument_group("compatibility (no effect)")
-    for flag in ("--test-server", "--dump-sysinfo", "--always-batch-cond-uncond", "--unload-gfpgan", "--deepdanbooru",
-                 "--show-negative-prompt", "--gradio-queue", "--no-gradio-queue", "--gradio-debug", "--add-stop-route",
-                 "--enable-console-prompts", "--opt-split-attention", "--opt-sub-quad-attention",
-                 "--opt-split-attention-invokeai", "--opt-split-attention-v1", "--disable-opt-split-attention",
-                 "--opt-channelslast", "--xformers-flash-attention", "--use-ipex", "--administrator",
-                 "--use-textbox-seed", "--disable-console-progressbars", "--no-progressbar-hiding",
-                 "--disable-model-loading-ram-optimization", "--freeze-settings-in-sections", "--lyco-dir-backcompat"):
+    for flag in (
+        "--test-server",
+        "--dump-sysinfo",
+        "--always-batch-cond-uncond",
+        "--unload-gfpgan",
+        "--deepdanbooru",
+        "--show-negative-prompt",
+        "--gradio-queue",
+        "--no-gradio-queue",
+        "--gradio-debug",
+        "--add-stop-route",
+        "--enable-console-prompts",
+        "--opt-split-attention",
+        "--opt-sub-quad-attention",
+        "--opt-split-attention-invokeai",
+        "--opt-split-attention-v1",
+        "--disable-opt-split-attention",
+        "--opt-channelslast",
+        "--xformers-flash-attention",
+        "--use-ipex",
+        "--administrator",
+        "--use-textbox-seed",
+        "--disable-console-progressbars",
+        "--no-progressbar-hiding",
+        "--disable-model-loading-ram-optimization",
+        "--freeze-settings-in-sections",
+        "--lyco-dir-backcompat",
+    ):
         g.add_argument(flag, action="store_true", help=NO_EFFECT)
-    for flag in ("--max-batch-count", "--sub-quad-q-chunk-size", "--sub-quad-kv-chunk-size", "--sub-quad-chunk-threshold"):
+    for flag in (
+        "--max-batch-count",
+        "--sub-quad-q-chunk-size",
+        "--sub-quad-kv-chunk-size",
+        "--sub-quad-chunk-threshold",
+    ):
         g.add_argument(flag, type=int, default=None, help=NO_EFFECT)
-    for flag in ("--gradio-img2img-tool", "--gradio-inpaint-tool", "--freeze-specific-settings", "--hypernetwork-dir",
-                 "--textual-inversion-templates-dir", "--localizations-dir", "--gfpgan-dir", "--gfpgan-model",
-                 "--codeformer-models-path", "--gfpgan-models-path", "--esrgan-models-path", "--bsrgan-models-path",
-                 "--realesrgan-models-path", "--dat-models-path", "--clip-models-path", "--ldsr-models-path",
-                 "--swinir-models-path", "--scunet-models-path"):
+    for flag in (
+        "--gradio-img2img-tool",
+        "--gradio-inpaint-tool",
+        "--freeze-specific-settings",
+        "--hypernetwork-dir",
+        "--textual-inversion-templates-dir",
+        "--localizations-dir",
+        "--gfpgan-dir",
+        "--gfpgan-model",
+        "--codeformer-models-path",
+        "--gfpgan-models-path",
+        "--esrgan-models-path",
+        "--bsrgan-models-path",
+        "--realesrgan-models-path",
+        "--dat-models-path",
+        "--clip-models-path",
+        "--ldsr-models-path",
+        "--swinir-models-path",
+        "--scunet-models-path",
+    ):
         g.add_argument(flag, type=str, default=None, help=NO_EFFECT)
 
     return parser
@@ -195,9 +299,9 @@ def _unknown_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
 
 _REFUSED = {
     "share": "--share is not supported: this web UI works offline and never opens a public link. "
-             "To reach it from other machines on your network use --listen (with --gradio-auth / --api-auth).",
+    "To reach it from other machines on your network use --listen (with --gradio-auth / --api-auth).",
     "ngrok": "--ngrok is not supported: this web UI works offline and never opens a public tunnel. "
-             "To reach it from other machines on your network use --listen (with --gradio-auth / --api-auth).",
+    "To reach it from other machines on your network use --listen (with --gradio-auth / --api-auth).",
 }
 
 
@@ -205,16 +309,23 @@ def compat_notices(args: argparse.Namespace) -> list[str]:
     """Flags that parse but are ignored on purpose; the start-up log shows these lines."""
     notes = []
     if getattr(args, "disable_safe_unpickle", False):
-        notes.append("--disable-safe-unpickle is ignored: .ckpt/.pt files are always loaded weights-only, so no code "
-                     "hidden in a checkpoint can run. Convert old checkpoints to .safetensors if one fails to load.")
+        notes.append(
+            "--disable-safe-unpickle is ignored: .ckpt/.pt files are always loaded weights-only, so no code "
+            "hidden in a checkpoint can run. Convert old checkpoints to .safetensors if one fails to load."
+        )
     for flag in ("medvram", "medvram_sdxl", "lowvram"):
         if getattr(args, flag, False):
             notes.append(f"--{flag.replace('_', '-')} has no effect yet; models stay fully on the GPU.")
     return notes
 
 
-def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None, *,
-               environ: dict | None = None, allow_unknown: bool = False) -> argparse.Namespace:
+def parse_args(
+    argv: list[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+    *,
+    environ: dict | None = None,
+    allow_unknown: bool = False,
+) -> argparse.Namespace:
     """Parse argv (default sys.argv[1:]) plus $COMMANDLINE_ARGS (appended, as A1111 does).
 
     An unknown flag exits with status 2 and names the closest known flags, unless allow_unknown (the early parse
@@ -252,6 +363,7 @@ class Flags:
 
     `raw` keeps every flag by its argparse name, extensions' included: what /sdapi/v1/cmd-flags answers and what
     A1111's `shared.cmd_opts` offers extensions."""
+
     # server
     listen: bool = False
     port: int | None = None
@@ -342,8 +454,9 @@ class Flags:
         return "all" in self.use_cpu or part.lower() in self.use_cpu
 
 
-def parse_flags(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None, *,
-                environ: dict | None = None) -> Flags:
+def parse_flags(
+    argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None, *, environ: dict | None = None
+) -> Flags:
     """parse_args, as the typed Flags the program uses."""
     return Flags.from_namespace(parse_args(argv, parser, environ=environ))
 

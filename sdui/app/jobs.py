@@ -2,9 +2,10 @@
 
 A single worker thread runs jobs in the order they were submitted, so two generations never fight over the model
 or the GPU. A job is the processing core's progress-event receiver (it implements sdui.core.events.ProgressEvents):
-the core reports batches and steps to it and asks it, between steps, whether to stop. `progress_info()` answers in the shape of A1111's
-GET /sdapi/v1/progress so existing clients can poll it.
+the core reports batches and steps to it and asks it, between steps, whether to stop. `progress_info()` answers in
+the shape of A1111's GET /sdapi/v1/progress so existing clients can poll it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,9 @@ import random
 import string
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 from tqdm import tqdm
@@ -36,8 +38,16 @@ class Job:
     Progress fields are written by the worker thread and read by pollers, with A1111's meaning: `job_no` of
     `job_count` batches is running, at `sampling_step` of its `sampling_steps`."""
 
-    def __init__(self, fn: Callable, args: tuple, kwargs: dict, *, name: str, task_id: str | None = None,
-                 show_progress_bar: bool = True):
+    def __init__(
+        self,
+        fn: Callable,
+        args: tuple,
+        kwargs: dict,
+        *,
+        name: str,
+        task_id: str | None = None,
+        show_progress_bar: bool = True,
+    ):
         self.id = task_id or new_task_id()
         self.name = name
         self._fn, self._args, self._kwargs = fn, args, kwargs
@@ -52,7 +62,7 @@ class Job:
         self.job_count = 0
         self.interrupt_requested = False
         self.skip_requested = False
-        self.current_image: Image.Image | None = None   # the latest live preview
+        self.current_image: Image.Image | None = None  # the latest live preview
         self.textinfo: str | None = None
         self.result: Any = None
         self.exception: BaseException | None = None
@@ -83,7 +93,7 @@ class Job:
     def batch_done(self) -> None:
         self.job_no += 1
         self.sampling_step = 0
-        self.skip_requested = False          # a skip applies to one batch
+        self.skip_requested = False  # a skip applies to one batch
 
     def preview(self, image: Image.Image) -> None:
         self.current_image = image
@@ -119,7 +129,7 @@ class Job:
         return max(0.0, elapsed / progress - elapsed)
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the job ends; return its result or re-raise its exception. TimeoutError if it does not end in time."""
+        """Block until the job ends; return its result or re-raise its exception (TimeoutError: not in time)."""
         if not self._done.wait(timeout):
             raise TimeoutError(f"{self.id} did not finish within {timeout} s")
         if self.exception is not None:
@@ -158,7 +168,7 @@ class JobQueue:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._pending: list[Job] = []
-        self._jobs: dict[str, Job] = {}       # recent jobs by id, for progress look-ups
+        self._jobs: dict[str, Job] = {}  # recent jobs by id, for progress look-ups
         self.current: Job | None = None
         self.last: Job | None = None
         self.show_progress_bars = show_progress_bars
@@ -225,15 +235,25 @@ class JobQueue:
         job = self.current
         pending = len(self.pending())
         if job is None:
-            return {"progress": 0.0, "eta_relative": 0.0, "state": _state_dict(None, pending),
-                    "current_image": None, "textinfo": None}
+            return {
+                "progress": 0.0,
+                "eta_relative": 0.0,
+                "state": _state_dict(None, pending),
+                "current_image": None,
+                "textinfo": None,
+            }
         progress = job.progress
         eta = job.eta
         current_image = None
         if not skip_current_image and job.current_image is not None:
             current_image = _image_b64(job.current_image, image_format)
-        return {"progress": progress, "eta_relative": eta if eta is not None else 0.0,
-                "state": _state_dict(job, pending), "current_image": current_image, "textinfo": job.textinfo}
+        return {
+            "progress": progress,
+            "eta_relative": eta if eta is not None else 0.0,
+            "state": _state_dict(job, pending),
+            "current_image": current_image,
+            "textinfo": job.textinfo,
+        }
 
     # ---- worker ----
     def _work(self) -> None:
@@ -262,13 +282,30 @@ class JobQueue:
 
 def _state_dict(job: Job | None, pending: int) -> dict:
     if job is None:
-        return {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "",
-                "job_count": 0, "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0,
-                "queued": pending}
-    return {"skipped": job.skip_requested, "interrupted": job.interrupt_requested, "stopping_generation": False,
-            "job": job.name, "job_count": job.job_count, "job_timestamp": job.job_timestamp or "0",
-            "job_no": job.job_no, "sampling_step": job.sampling_step, "sampling_steps": job.sampling_steps,
-            "queued": pending}
+        return {
+            "skipped": False,
+            "interrupted": False,
+            "stopping_generation": False,
+            "job": "",
+            "job_count": 0,
+            "job_timestamp": "0",
+            "job_no": 0,
+            "sampling_step": 0,
+            "sampling_steps": 0,
+            "queued": pending,
+        }
+    return {
+        "skipped": job.skip_requested,
+        "interrupted": job.interrupt_requested,
+        "stopping_generation": False,
+        "job": job.name,
+        "job_count": job.job_count,
+        "job_timestamp": job.job_timestamp or "0",
+        "job_no": job.job_no,
+        "sampling_step": job.sampling_step,
+        "sampling_steps": job.sampling_steps,
+        "queued": pending,
+    }
 
 
 def _image_b64(image: Image.Image, image_format: str) -> str:

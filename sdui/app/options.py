@@ -8,6 +8,7 @@ saved as they are. `null` for a known key resets it to its default.
 
 A job never reads this object: it gets `snapshot(overrides)`, a frozen copy taken when it starts.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,14 @@ log = logging.getLogger(__name__)
 class Options:
     _INTERNAL = frozenset({"data", "registry", "config_file", "frozen"})
 
-    def __init__(self, config_file: str | os.PathLike | None = None, *, frozen: bool = False,
-                 registry: Registry | None = None):
+    def __init__(
+        self, config_file: str | os.PathLike | None = None, *, frozen: bool = False, registry: Registry | None = None
+    ):
         self.config_file = Path(config_file) if config_file is not None else None
-        self.frozen = frozen                     # --freeze-settings
+        self.frozen = frozen  # --freeze-settings
         self.registry = registry if registry is not None else builtin_registry()
         self.data: dict[str, Any] = self.registry.defaults()
-        self._explicit: set[str] = set()         # keys loaded from the file or set since: always saved
+        self._explicit: set[str] = set()  # keys loaded from the file or set since: always saved
         self._callbacks: dict[str, list[Callable[[], Any]]] = {}
         self._lock = threading.RLock()
         for key, info in self.registry.items():
@@ -98,8 +100,10 @@ class Options:
     def set(self, key: str, value: Any, *, run_callbacks: bool = True, is_api: bool = False) -> bool:
         """Store a setting; True when it changed. Raises InvalidRequestError for a bad value."""
         if self.frozen:
-            raise UserError(f"Settings are frozen (--freeze-settings); {key!r} was not changed. "
-                            "Restart without --freeze-settings to change settings.")
+            raise UserError(
+                f"Settings are frozen (--freeze-settings); {key!r} was not changed. "
+                "Restart without --freeze-settings to change settings."
+            )
         info = self.registry.get(key)
         if is_api and info is not None and info.restrict_api:
             raise InvalidRequestError(f"Setting {key!r} cannot be changed through the API.")
@@ -137,7 +141,7 @@ class Options:
             if key not in self.data:
                 self.data[key] = copy_value(info.default)
             elif key in self._explicit:
-                try:   # a value loaded before the option existed is validated now
+                try:  # a value loaded before the option existed is validated now
                     self.data[key] = info.validate(key, self.data[key])
                 except UserError as e:
                     log.warning("Setting %s: %s Using the default.", key, e.message)
@@ -186,10 +190,15 @@ class Options:
         if path is None:
             raise ValueError("Options.save() needs a path: this Options object has no config_file")
         with self._lock:
-            out = {k: v for k, v in self.data.items()
-                   if (k in self._explicit or k not in self.registry or v != self.registry[k].default)
-                   and not (k in self.registry and self.registry[k].do_not_save)}
-            text = json.dumps(out, indent=4, ensure_ascii=False, default=str)  # an odd extension value must not stop the save
+            out = {
+                k: v
+                for k, v in self.data.items()
+                if (k in self._explicit or k not in self.registry or v != self.registry[k].default)
+                and not (k in self.registry and self.registry[k].do_not_save)
+            }
+            text = json.dumps(
+                out, indent=4, ensure_ascii=False, default=str
+            )  # an odd extension value must not stop the save
             # still under the lock: an older snapshot must never replace a newer one
             write_text_atomic(path, text)
         return path

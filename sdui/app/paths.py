@@ -3,6 +3,7 @@
 The program folder (repo_dir) holds code and shipped configs; the data folder (--data-dir, default: the program
 folder) holds everything the user owns. Relative output settings (outdir_*) resolve against the data folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,21 +25,21 @@ class DataPaths:
     repo_dir: Path
     data_dir: Path
     models_dir: Path
-    sd_models_dir: Path            # models/Stable-diffusion
-    ckpt_dirs: tuple[Path, ...]    # scanned in this order: --ckpt-dir, then models/Stable-diffusion
-    ckpt_file: Path                # --ckpt, else <repo>/model.ckpt (listed first when it exists)
-    ckpt_from_flag: bool           # --ckpt was given: it is also the checkpoint selected at start
+    sd_models_dir: Path  # models/Stable-diffusion
+    ckpt_dirs: tuple[Path, ...]  # scanned in this order: --ckpt-dir, then models/Stable-diffusion
+    ckpt_file: Path  # --ckpt, else <repo>/model.ckpt (listed first when it exists)
+    ckpt_from_flag: bool  # --ckpt was given: it is also the checkpoint selected at start
     vae_dir: Path
     lora_dir: Path
     embeddings_dir: Path
     outputs_dir: Path
-    config_file: Path              # settings (config.json)
+    config_file: Path  # settings (config.json)
     ui_config_file: Path
     styles_files: tuple[Path, ...]
-    cache_dir: Path                # hashes.json lives here
+    cache_dir: Path  # hashes.json lives here
     extensions_dir: Path
     extensions_builtin_dir: Path
-    configs_dir: Path              # shipped model/component configs (program folder)
+    configs_dir: Path  # shipped model/component configs (program folder)
     log_dir: Path
     tmp_dir: Path
 
@@ -83,10 +84,19 @@ class DataPaths:
 
     def ensure_dirs(self) -> None:
         """Create the folders a user is told to drop files into, with A1111's placeholder files."""
-        for folder in (self.sd_models_dir, self.vae_dir, self.lora_dir, self.embeddings_dir, self.outputs_dir,
-                       self.extensions_dir):
+        for folder in (
+            self.sd_models_dir,
+            self.vae_dir,
+            self.lora_dir,
+            self.embeddings_dir,
+            self.outputs_dir,
+            self.extensions_dir,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
-        for folder, name in ((self.sd_models_dir, SD_MODELS_PLACEHOLDER), (self.extensions_dir, EXTENSIONS_PLACEHOLDER)):
+        for folder, name in (
+            (self.sd_models_dir, SD_MODELS_PLACEHOLDER),
+            (self.extensions_dir, EXTENSIONS_PLACEHOLDER),
+        ):
             placeholder = folder / name
             if not placeholder.exists():
                 placeholder.touch()

@@ -12,6 +12,7 @@
      (on_denoised), combines them with classifier-free guidance, and lets hooks see the result (after_cfg).
 The arithmetic around the UNet runs in float32 whatever the model's dtype, as A1111's samplers do.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ class ScheduledConditioning:
     """Conditioning that changes during sampling (prompt editing `[a:b:0.5]`): per image, a list of
     (last step it applies to, tensor (T, D)), in step order. Image i at step s uses its first entry with
     last step >= s (the last entry beyond that)."""
+
     schedules: list[list[tuple[int, torch.Tensor]]]
 
     def at(self, step: int) -> torch.Tensor:
@@ -55,16 +57,18 @@ def cond_at(cond: Cond, step: int) -> torch.Tensor:
 @dataclass
 class TextConditioning:
     """A batch's text conditioning (A1111's c and uc); SDXL adds pooled embeddings and time ids."""
-    cond: Cond                              # (B, T, D)
-    uncond: Cond                            # (B, T', D); T' may differ from T (long prompts)
-    added_cond: dict | None = None          # SDXL: {"text_embeds": (B, P), "time_ids": (B, 6)}
+
+    cond: Cond  # (B, T, D)
+    uncond: Cond  # (B, T', D); T' may differ from T (long prompts)
+    added_cond: dict | None = None  # SDXL: {"text_embeds": (B, P), "time_ids": (B, 6)}
     added_uncond: dict | None = None
 
 
 @dataclass
 class UNetCall:
     """What a residual contributor sees of one UNet call (cond and uncond batched together when they are)."""
-    sample: torch.Tensor                    # the scaled latent input, without extra image channels
+
+    sample: torch.Tensor  # the scaled latent input, without extra image channels
     timestep: torch.Tensor
     encoder_hidden_states: torch.Tensor
     added_cond_kwargs: dict | None
@@ -76,11 +80,12 @@ class UNetCall:
 class Residuals:
     """Additions to the UNet's skip connections (diffusers' down_block_additional_residuals and
     mid_block_additional_residual), as a ControlNet produces them."""
+
     down: tuple[torch.Tensor, ...]
     mid: torch.Tensor
 
     def __add__(self, other: Residuals) -> Residuals:
-        return Residuals(tuple(a + b for a, b in zip(self.down, other.down)), self.mid + other.mid)
+        return Residuals(tuple(a + b for a, b in zip(self.down, other.down, strict=False)), self.mid + other.mid)
 
 
 class ResidualContributor(Protocol):
@@ -89,15 +94,17 @@ class ResidualContributor(Protocol):
 
 
 def scalings(sigma: torch.Tensor, prediction_type: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(c_skip, c_out, c_in) of k-diffusion's discrete DDPM denoisers: denoised = c_skip * x + c_out * model(c_in * x)."""
-    c_in = 1 / (sigma ** 2 + 1) ** 0.5
+    """(c_skip, c_out, c_in) of k-diffusion's discrete DDPM denoisers:
+    denoised = c_skip * x + c_out * model(c_in * x)."""
+    c_in = 1 / (sigma**2 + 1) ** 0.5
     if prediction_type == "v_prediction":
-        return 1 / (sigma ** 2 + 1), -sigma * c_in, c_in
+        return 1 / (sigma**2 + 1), -sigma * c_in, c_in
     return torch.ones_like(sigma), -sigma, c_in
 
 
-def model_output_from_denoised(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor,
-                               prediction_type: str) -> torch.Tensor:
+def model_output_from_denoised(
+    x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
     """The inverse of the scalings: the epsilon or v that gives `denoised` from `x` at `sigma`."""
     c_skip, c_out, _ = (_per_sample(c, x) for c in scalings(sigma, prediction_type))
     return (denoised - c_skip * x) / c_out
@@ -111,9 +118,18 @@ def _per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class Denoiser:
-    def __init__(self, unet, text: TextConditioning, *, cfg_scale: float, prediction_type: str,
-                 train_sigmas: torch.Tensor, image_cond: torch.Tensor | None = None,
-                 hooks: ProcessingHooks | None = None, contributors: Sequence[ResidualContributor] = ()):
+    def __init__(
+        self,
+        unet,
+        text: TextConditioning,
+        *,
+        cfg_scale: float,
+        prediction_type: str,
+        train_sigmas: torch.Tensor,
+        image_cond: torch.Tensor | None = None,
+        hooks: ProcessingHooks | None = None,
+        contributors: Sequence[ResidualContributor] = (),
+    ):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
         self.unet = unet
@@ -133,13 +149,27 @@ class Denoiser:
         return self.cfg_scale != 1.0
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, *, step: int, total: int,
-                 timestep: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float,
+        *,
+        step: int,
+        total: int,
+        timestep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         # 1-2. this step's conditioning; hooks may replace any input
         sigma = _per_sample(torch.as_tensor(sigma), x).flatten()
-        params = DenoiserParams(x=x.float(), image_cond=self.image_cond, sigma=sigma, sampling_step=step,
-                                total_sampling_steps=total, text_cond=cond_at(self.text.cond, step),
-                                text_uncond=cond_at(self.text.uncond, step), denoiser=self)
+        params = DenoiserParams(
+            x=x.float(),
+            image_cond=self.image_cond,
+            sigma=sigma,
+            sampling_step=step,
+            total_sampling_steps=total,
+            text_cond=cond_at(self.text.cond, step),
+            text_uncond=cond_at(self.text.uncond, step),
+            denoiser=self,
+        )
         self.hooks.on_denoiser(params)
         x, sigma = params.x.float(), _per_sample(params.sigma, params.x).flatten()
 
@@ -168,8 +198,15 @@ class Denoiser:
         self.last["combined"] = after.x
         return after.x
 
-    def _model(self, x_in: torch.Tensor, timestep: torch.Tensor, image_cond: torch.Tensor | None,
-               conds: list[tuple[torch.Tensor, dict | None]], step: int, total: int) -> list[torch.Tensor]:
+    def _model(
+        self,
+        x_in: torch.Tensor,
+        timestep: torch.Tensor,
+        image_cond: torch.Tensor | None,
+        conds: list[tuple[torch.Tensor, dict | None]],
+        step: int,
+        total: int,
+    ) -> list[torch.Tensor]:
         """UNet outputs for each (text, added) conditioning, in one batched call when the token counts match."""
         dtype = self.unet.dtype
         sample = x_in.to(dtype)
@@ -178,12 +215,30 @@ class Denoiser:
             added = None
             if conds[0][1] is not None:
                 added = {k: torch.cat([a[k] for _, a in conds]).to(dtype) for k in conds[0][1]}
-            out = self._unet(sample.repeat(n, 1, 1, 1), _repeat(timestep, n), image_cond, n,
-                             torch.cat([text for text, _ in conds]).to(dtype), added, step, total)
+            out = self._unet(
+                sample.repeat(n, 1, 1, 1),
+                _repeat(timestep, n),
+                image_cond,
+                n,
+                torch.cat([text for text, _ in conds]).to(dtype),
+                added,
+                step,
+                total,
+            )
             return list(out.chunk(n))
-        return [self._unet(sample, timestep, image_cond, 1, text.to(dtype),
-                           {k: v.to(dtype) for k, v in a.items()} if a is not None else None, step, total)
-                for text, a in conds]
+        return [
+            self._unet(
+                sample,
+                timestep,
+                image_cond,
+                1,
+                text.to(dtype),
+                {k: v.to(dtype) for k, v in a.items()} if a is not None else None,
+                step,
+                total,
+            )
+            for text, a in conds
+        ]
 
     def _unet(self, sample, timestep, image_cond, repeats, hidden, added, step, total) -> torch.Tensor:
         residuals = None
@@ -197,10 +252,8 @@ class Denoiser:
             model_input = torch.cat([sample, image_cond.to(sample.dtype).repeat(repeats, 1, 1, 1)], dim=1)
         extra = {}
         if residuals is not None:
-            extra = {"down_block_additional_residuals": residuals.down,
-                     "mid_block_additional_residual": residuals.mid}
-        return self.unet(model_input, timestep, encoder_hidden_states=hidden, added_cond_kwargs=added,
-                         **extra).sample
+            extra = {"down_block_additional_residuals": residuals.down, "mid_block_additional_residual": residuals.mid}
+        return self.unet(model_input, timestep, encoder_hidden_states=hidden, added_cond_kwargs=added, **extra).sample
 
 
 def _repeat(timestep: torch.Tensor, n: int) -> torch.Tensor:

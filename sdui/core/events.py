@@ -3,6 +3,7 @@
 The core never reads or writes a job's attributes: it calls these methods. `process()` announces its batches; a
 job that runs several requests (X/Y/Z, scripts) sees their batches add up, so "batch N of M" covers all of them.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -23,6 +23,7 @@ CFG denoiser callbacks), passing what A1111 passes there:
 
 Nothing is patched: a hook changes what the core uses only through these arguments.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -41,19 +42,21 @@ if TYPE_CHECKING:
 @dataclass
 class DenoiserParams:
     """A1111's CFGDenoiserParams: what one model evaluation is about to get."""
-    x: torch.Tensor                     # (B, C, h, w) latents at noise level sigma (k-diffusion scaling)
-    image_cond: torch.Tensor | None     # extra UNet input channels (inpainting: 5, depth: 1), or None
-    sigma: torch.Tensor                 # (B,)
+
+    x: torch.Tensor  # (B, C, h, w) latents at noise level sigma (k-diffusion scaling)
+    image_cond: torch.Tensor | None  # extra UNet input channels (inpainting: 5, depth: 1), or None
+    sigma: torch.Tensor  # (B,)
     sampling_step: int
     total_sampling_steps: int
-    text_cond: torch.Tensor             # (B, T, D)
-    text_uncond: torch.Tensor           # (B, T', D)
-    denoiser: Any = None                # the Denoiser making the call
+    text_cond: torch.Tensor  # (B, T, D)
+    text_uncond: torch.Tensor  # (B, T', D)
+    denoiser: Any = None  # the Denoiser making the call
 
 
 @dataclass
 class DenoisedParams:
     """A1111's CFGDenoisedParams: the model's denoised predictions, uncond half first, before CFG combines them."""
+
     x: torch.Tensor
     sampling_step: int
     total_sampling_steps: int
@@ -63,6 +66,7 @@ class DenoisedParams:
 @dataclass
 class AfterCFGParams:
     """A1111's AfterCFGCallbackParams: the guided denoised prediction."""
+
     x: torch.Tensor
     sampling_step: int
     total_sampling_steps: int
@@ -71,24 +75,27 @@ class AfterCFGParams:
 @dataclass
 class PostSample:
     """A1111's PostSampleArgs: the batch's latents after sampling (and the hires second pass)."""
+
     samples: torch.Tensor
 
 
 @dataclass
 class PostprocessImage:
     """A1111's PostprocessImageArgs: one decoded image of a batch, before it is pasted back, described and saved."""
+
     image: Image.Image
     batch: Batch
-    index: int                          # within the batch
+    index: int  # within the batch
 
 
 @dataclass
 class ImageSaveParams:
     """A1111's ImageSaveParams: `filename` is where it goes (before_image_saved) or went (image_saved)."""
+
     image: Image.Image
     run: Run | None
     filename: Path
-    pnginfo: dict = field(default_factory=dict)   # {"parameters": infotext} and other text entries
+    pnginfo: dict = field(default_factory=dict)  # {"parameters": infotext} and other text entries
 
 
 class ProcessingHooks:
@@ -122,16 +129,41 @@ class HookSet(ProcessingHooks):
         for hook in self.hooks:
             getattr(hook, name)(*args)
 
-    def before_process(self, run): self._call("before_process", run)
-    def process(self, run): self._call("process", run)
-    def before_process_batch(self, run, batch): self._call("before_process_batch", run, batch)
-    def process_batch(self, run, batch): self._call("process_batch", run, batch)
-    def on_denoiser(self, params): self._call("on_denoiser", params)
-    def on_denoised(self, params): self._call("on_denoised", params)
-    def after_cfg(self, params): self._call("after_cfg", params)
-    def post_sample(self, run, batch, args): self._call("post_sample", run, batch, args)
-    def postprocess_batch(self, run, batch, images): self._call("postprocess_batch", run, batch, images)
-    def postprocess_image(self, run, args): self._call("postprocess_image", run, args)
-    def before_image_saved(self, params): self._call("before_image_saved", params)
-    def image_saved(self, params): self._call("image_saved", params)
-    def postprocess(self, run, processed): self._call("postprocess", run, processed)
+    def before_process(self, run):
+        self._call("before_process", run)
+
+    def process(self, run):
+        self._call("process", run)
+
+    def before_process_batch(self, run, batch):
+        self._call("before_process_batch", run, batch)
+
+    def process_batch(self, run, batch):
+        self._call("process_batch", run, batch)
+
+    def on_denoiser(self, params):
+        self._call("on_denoiser", params)
+
+    def on_denoised(self, params):
+        self._call("on_denoised", params)
+
+    def after_cfg(self, params):
+        self._call("after_cfg", params)
+
+    def post_sample(self, run, batch, args):
+        self._call("post_sample", run, batch, args)
+
+    def postprocess_batch(self, run, batch, images):
+        self._call("postprocess_batch", run, batch, images)
+
+    def postprocess_image(self, run, args):
+        self._call("postprocess_image", run, args)
+
+    def before_image_saved(self, params):
+        self._call("before_image_saved", params)
+
+    def image_saved(self, params):
+        self._call("image_saved", params)
+
+    def postprocess(self, run, processed):
+        self._call("postprocess", run, processed)

@@ -3,6 +3,7 @@
 Which key fills which field comes from the request's own field declarations (sdui.request: `infotext`, `choices`),
 and which key sets which setting from the settings registry (`OptionInfo.infotext`): nothing here lists them again.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,12 +16,29 @@ from sdui.request import GenerationRequest, Img2ImgRequest, field_specs, field_t
 from sdui.settings.definitions import builtin_registry
 from sdui.settings.registry import Registry
 
-HIRES_FIELDS = frozenset({"enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x",
-                          "hr_resize_y", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt"})
+HIRES_FIELDS = frozenset(
+    {
+        "enable_hr",
+        "hr_scale",
+        "hr_upscaler",
+        "hr_second_pass_steps",
+        "hr_resize_x",
+        "hr_resize_y",
+        "hr_sampler_name",
+        "hr_scheduler",
+        "hr_prompt",
+        "hr_negative_prompt",
+    }
+)
 
 
-def request_fields(params: Mapping[str, Any], *, mode: str = "txt2img", current: Mapping[str, Any] | None = None,
-                   registry: Registry | None = None) -> dict:
+def request_fields(
+    params: Mapping[str, Any],
+    *,
+    mode: str = "txt2img",
+    current: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> dict:
     """Request fields from a parsed infotext (sdui.infotext.parse_infotext), plus `override_settings` for the keys
     that belong to settings. `mode` "txt2img" reads the hires fix keys, "img2img" the image and mask ones.
 
@@ -30,7 +48,11 @@ def request_fields(params: Mapping[str, Any], *, mode: str = "txt2img", current:
     cls = Img2ImgRequest if mode == "img2img" else GenerationRequest
     fields: dict[str, Any] = {}
     for spec in field_specs(cls):
-        if spec.infotext is None or params.get(spec.infotext) is None or (mode != "txt2img" and spec.name in HIRES_FIELDS):
+        if (
+            spec.infotext is None
+            or params.get(spec.infotext) is None
+            or (mode != "txt2img" and spec.name in HIRES_FIELDS)
+        ):
             continue
         raw = params[spec.infotext]
         value = spec.value_of(raw) if spec.choices else convert(raw, field_type(cls, spec.name))
@@ -46,8 +68,9 @@ def request_fields(params: Mapping[str, Any], *, mode: str = "txt2img", current:
     if mode == "txt2img":
         hires_resize = convert(params.get("Hires resize-1", 0), int)
         fields["enable_hr"] = "Denoising strength" in params and (
-            "Hires upscale" in params or "Hires upscaler" in params or bool(hires_resize))
-    elif "Mask blur" in params:         # A1111 writes one blur for both axes
+            "Hires upscale" in params or "Hires upscaler" in params or bool(hires_resize)
+        )
+    elif "Mask blur" in params:  # A1111 writes one blur for both axes
         blur = convert(params["Mask blur"], int)
         if blur is not None:
             fields.setdefault("mask_blur_x", blur)
@@ -59,8 +82,9 @@ def request_fields(params: Mapping[str, Any], *, mode: str = "txt2img", current:
     return fields
 
 
-def setting_overrides(params: Mapping[str, Any], *, current: Mapping[str, Any] | None = None,
-                      registry: Registry | None = None) -> dict:
+def setting_overrides(
+    params: Mapping[str, Any], *, current: Mapping[str, Any] | None = None, registry: Registry | None = None
+) -> dict:
     """Settings an infotext sets (A1111's OptionInfo(..., infotext=...)), validated; unconvertible values skipped."""
     registry = registry if registry is not None else builtin_registry()
     overrides: dict[str, Any] = {}
@@ -87,7 +111,7 @@ def convert(value: Any, kind: type) -> Any:
             return value if isinstance(value, bool) else str(value).strip() not in ("False", "false", "0", "")
         if kind is int:
             try:
-                return int(str(value).strip())     # exact for seeds beyond float precision
+                return int(str(value).strip())  # exact for seeds beyond float precision
             except ValueError:
                 number = float(value)
                 return int(number) if math.isfinite(number) else None

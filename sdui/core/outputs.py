@@ -3,6 +3,7 @@
 The folders are settings (outdir_*), relative to the data folder; a request with do_not_save_samples writes
 nothing. Every save goes through the before_image_saved / image_saved hooks with A1111's parameters.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,15 +22,19 @@ log = logging.getLogger(__name__)
 
 def save_options(settings: Settings, *, grid: bool = False) -> SaveOptions:
     pattern = settings.samples_filename_pattern
-    if grid and not pattern:    # A1111 picks the default by save_to_dirs (the images'), for grids too
+    if grid and not pattern:  # A1111 picks the default by save_to_dirs (the images'), for grids too
         pattern = "[seed]" if settings.save_to_dirs else "[seed]-[prompt_spaces]"
-    return SaveOptions(fmt=settings.grid_format if grid else settings.samples_format,
-                       pattern=pattern, add_number=settings.save_images_add_number,
-                       replace_existing=settings.save_images_replace_action == "Replace",
-                       save_to_dirs=settings.grid_save_to_dirs if grid else settings.save_to_dirs,
-                       dir_pattern=settings.directories_filename_pattern,
-                       max_prompt_words=int(settings.directories_max_prompt_words),
-                       jpeg_quality=int(settings.jpeg_quality), webp_lossless=bool(settings.webp_lossless))
+    return SaveOptions(
+        fmt=settings.grid_format if grid else settings.samples_format,
+        pattern=pattern,
+        add_number=settings.save_images_add_number,
+        replace_existing=settings.save_images_replace_action == "Replace",
+        save_to_dirs=settings.grid_save_to_dirs if grid else settings.save_to_dirs,
+        dir_pattern=settings.directories_filename_pattern,
+        max_prompt_words=int(settings.directories_max_prompt_words),
+        jpeg_quality=int(settings.jpeg_quality),
+        webp_lossless=bool(settings.webp_lossless),
+    )
 
 
 def filename_tags(run: Run) -> dict:
@@ -37,11 +42,20 @@ def filename_tags(run: Run) -> dict:
     r = run.request
     model = run.model.checkpoint
     return {
-        "steps": r.steps, "cfg": r.cfg_scale, "width": r.width, "height": r.height, "sampler": r.sampler_name,
-        "scheduler": r.scheduler, "styles": ", ".join(r.styles) or "None", "batch_size": r.batch_size,
-        "seed_first": run.all_seeds[0] if run.all_seeds else "", "seed_last": run.all_seeds[-1] if run.all_seeds else "",
-        "job_timestamp": run.job_timestamp, "clip_skip": run.settings.CLIP_stop_at_last_layers,
-        "model_hash": model.shorthash if model is not None else "", "model_name": model.model_name if model else "",
+        "steps": r.steps,
+        "cfg": r.cfg_scale,
+        "width": r.width,
+        "height": r.height,
+        "sampler": r.sampler_name,
+        "scheduler": r.scheduler,
+        "styles": ", ".join(r.styles) or "None",
+        "batch_size": r.batch_size,
+        "seed_first": run.all_seeds[0] if run.all_seeds else "",
+        "seed_last": run.all_seeds[-1] if run.all_seeds else "",
+        "job_timestamp": run.job_timestamp,
+        "clip_skip": run.settings.CLIP_stop_at_last_layers,
+        "model_hash": model.shorthash if model is not None else "",
+        "model_name": model.model_name if model else "",
         "denoising": r.denoising_strength,
     }
 
@@ -56,7 +70,7 @@ class OutputWriter:
         self.settings = run.settings
 
     def folder(self, kind: str) -> Path:
-        """"samples", "grids" or "init-images": A1111's outdir_* setting for the run's mode."""
+        """ "samples", "grids" or "init-images": A1111's outdir_* setting for the run's mode."""
         s, mode = self.settings, self.run.request.mode
         if kind == "init-images":
             path = s.outdir_init_images
@@ -67,14 +81,31 @@ class OutputWriter:
         path = Path(path).expanduser()
         return path if path.is_absolute() else self.data_dir / path
 
-    def save(self, image: Image.Image, *, infotext: str | None, seed: int | None, prompt: str | None,
-             kind: str = "samples", basename: str = "", suffix: str = "") -> Path:
+    def save(
+        self,
+        image: Image.Image,
+        *,
+        infotext: str | None,
+        seed: int | None,
+        prompt: str | None,
+        kind: str = "samples",
+        basename: str = "",
+        suffix: str = "",
+    ) -> Path:
         grid = kind == "grids"
         options = save_options(self.settings, grid=grid)
         if grid and not self.settings.grid_extended_filename:
-            seed = None                                     # short grid names: grid-0001.png
-        plan = plan_save(image, self.folder(kind), options, seed=seed, basename=basename, prompt=prompt,
-                         tags=filename_tags(self.run), suffix=suffix)
+            seed = None  # short grid names: grid-0001.png
+        plan = plan_save(
+            image,
+            self.folder(kind),
+            options,
+            seed=seed,
+            basename=basename,
+            prompt=prompt,
+            tags=filename_tags(self.run),
+            suffix=suffix,
+        )
         # as A1111: hooks, .txt and log get the infotext either way; enable_pnginfo only keeps it out of the file
         saved = self._write(plan, image, options, {"parameters": infotext} if infotext is not None else {})
         text = saved.pnginfo.get("parameters")
@@ -101,6 +132,11 @@ class OutputWriter:
         params = ImageSaveParams(image=image, run=self.run, filename=plan.predicted(), pnginfo=pnginfo)
         self.hooks.before_image_saved(params)
         keep = self.settings.enable_pnginfo
-        path = write_image(plan, params.image, params.pnginfo.get("parameters") if keep else None, options,
-                           chunks=params.pnginfo if keep else {})
+        path = write_image(
+            plan,
+            params.image,
+            params.pnginfo.get("parameters") if keep else None,
+            options,
+            chunks=params.pnginfo if keep else {},
+        )
         return ImageSaveParams(image=params.image, run=self.run, filename=path, pnginfo=params.pnginfo)

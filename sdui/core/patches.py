@@ -4,6 +4,7 @@ A model in the RAM cache is shared by every job. Whatever one job changes on it 
 VAE's dtype after an overflow; later LoRA weights and ControlNet) is a context manager entered on one ExitStack, so
 the next job sees the model as it was loaded, also when this one fails half-way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence

@@ -1,4 +1,5 @@
 """What a generation gives back: A1111's `Processed`, with the same names, plus what our UI shows beside it."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,15 @@ from sdui.settings.snapshot import Settings
 
 @dataclass
 class Processed:
-    images: list[Image.Image]             # each with .info["parameters"] (unless enable_pnginfo is off)
-    request: GenerationRequest            # as the job ran it (hooks may have changed it; "DPM++ 2M Karras" split)
-    settings: Settings                    # the job's frozen settings
-    infotexts: list[str]                  # one per entry of `images` (a grid gets the first image's)
+    images: list[Image.Image]  # each with .info["parameters"] (unless enable_pnginfo is off)
+    request: GenerationRequest  # as the job ran it (hooks may have changed it; "DPM++ 2M Karras" split)
+    settings: Settings  # the job's frozen settings
+    infotexts: list[str]  # one per entry of `images` (a grid gets the first image's)
     all_prompts: list[str]
     all_negative_prompts: list[str]
     all_seeds: list[int]
     all_subseeds: list[int]
-    index_of_first_image: int = 0         # 1 when images[0] is a grid
+    index_of_first_image: int = 0  # 1 when images[0] is a grid
     sd_model_name: str | None = None
     sd_model_hash: str | None = None
     job_timestamp: str = ""
@@ -31,7 +32,7 @@ class Processed:
     # ours, beyond A1111's
     saved_paths: list[Path] = field(default_factory=list)
     interrupted: bool = False
-    notes: list[str] = field(default_factory=list)           # things the user should know (e.g. a resized mask)
+    notes: list[str] = field(default_factory=list)  # things the user should know (e.g. a resized mask)
     depth_maps: list[Image.Image] = field(default_factory=list)  # depth2img: the maps used
 
     # ---- A1111's attribute names ------------------------------------------------------------------------------
@@ -72,19 +73,38 @@ class Processed:
         """A1111's Processed.js() keys, for the API's `info` JSON string."""
         r = self.request
         return {
-            "prompt": self.prompt, "all_prompts": self.all_prompts,
-            "negative_prompt": self.negative_prompt, "all_negative_prompts": self.all_negative_prompts,
-            "seed": self.seed, "all_seeds": self.all_seeds, "subseed": self.subseed, "all_subseeds": self.all_subseeds,
-            "subseed_strength": r.subseed_strength, "width": r.width, "height": r.height,
-            "sampler_name": r.sampler_name, "cfg_scale": r.cfg_scale, "steps": r.steps, "batch_size": r.batch_size,
-            "restore_faces": False, "face_restoration_model": None,
-            "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
-            "sd_vae_name": None, "sd_vae_hash": None,
-            "seed_resize_from_w": r.seed_resize_from_w, "seed_resize_from_h": r.seed_resize_from_h,
-            "denoising_strength": self.denoising_strength, "extra_generation_params": self.extra_generation_params,
-            "index_of_first_image": self.index_of_first_image, "infotexts": self.infotexts,
-            "styles": r.styles, "job_timestamp": self.job_timestamp, "clip_skip": self.clip_skip,
-            "is_using_inpainting_conditioning": self.is_using_inpainting_conditioning, "version": None,
+            "prompt": self.prompt,
+            "all_prompts": self.all_prompts,
+            "negative_prompt": self.negative_prompt,
+            "all_negative_prompts": self.all_negative_prompts,
+            "seed": self.seed,
+            "all_seeds": self.all_seeds,
+            "subseed": self.subseed,
+            "all_subseeds": self.all_subseeds,
+            "subseed_strength": r.subseed_strength,
+            "width": r.width,
+            "height": r.height,
+            "sampler_name": r.sampler_name,
+            "cfg_scale": r.cfg_scale,
+            "steps": r.steps,
+            "batch_size": r.batch_size,
+            "restore_faces": False,
+            "face_restoration_model": None,
+            "sd_model_name": self.sd_model_name,
+            "sd_model_hash": self.sd_model_hash,
+            "sd_vae_name": None,
+            "sd_vae_hash": None,
+            "seed_resize_from_w": r.seed_resize_from_w,
+            "seed_resize_from_h": r.seed_resize_from_h,
+            "denoising_strength": self.denoising_strength,
+            "extra_generation_params": self.extra_generation_params,
+            "index_of_first_image": self.index_of_first_image,
+            "infotexts": self.infotexts,
+            "styles": r.styles,
+            "job_timestamp": self.job_timestamp,
+            "clip_skip": self.clip_skip,
+            "is_using_inpainting_conditioning": self.is_using_inpainting_conditioning,
+            "version": None,
         }
 
     def js(self) -> str:

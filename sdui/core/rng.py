@@ -6,6 +6,7 @@ neighbours. Source "CPU" (our default) draws on a CPU generator and moves the re
 same noise on CUDA, MPS and CPU; "GPU" draws with a generator on the model's device (A1111's default
 there, device-dependent numbers).
 """
+
 from __future__ import annotations
 
 import random
@@ -15,7 +16,7 @@ import torch
 from sdui.errors import InvalidRequestError
 
 SOURCES = ("CPU", "GPU")
-LATENT_FACTOR = 8       # pixels per latent cell: "seed resize from" sizes are given in pixels
+LATENT_FACTOR = 8  # pixels per latent cell: "seed resize from" sizes are given in pixels
 
 
 def fix_seed(seed) -> int:
@@ -86,12 +87,21 @@ def _paste_centered(small: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
     tx, ty = max(dx, 0), max(dy, 0)
     sx, sy = max(-dx, 0), max(-dy, 0)
     out = big.clone()
-    out[:, ty:ty + h, tx:tx + w] = small[:, sy:sy + h, sx:sx + w]
+    out[:, ty : ty + h, tx : tx + w] = small[:, sy : sy + h, sx : sx + w]
     return out
 
 
-def create_noise(shape, seeds, subseeds=None, subseed_strength: float = 0.0, seed_resize_from_h: int = 0,
-                 seed_resize_from_w: int = 0, *, source: str = "CPU", device=None) -> torch.Tensor:
+def create_noise(
+    shape,
+    seeds,
+    subseeds=None,
+    subseed_strength: float = 0.0,
+    seed_resize_from_h: int = 0,
+    seed_resize_from_w: int = 0,
+    *,
+    source: str = "CPU",
+    device=None,
+) -> torch.Tensor:
     """Initial noise (B, C, H, W) float32 on `device`, one image per seed; shape is (C, H, W) in latent cells.
 
     subseeds + subseed_strength: "variation seed" noise slerp-mixed in (strength 0 = none, 1 = only it).
@@ -101,7 +111,9 @@ def create_noise(shape, seeds, subseeds=None, subseed_strength: float = 0.0, see
     draw_device = _draw_device(source, device)
     shape = tuple(int(s) for s in shape)
     resized = seed_resize_from_h > 0 and seed_resize_from_w > 0
-    noise_shape = (shape[0], seed_resize_from_h // LATENT_FACTOR, seed_resize_from_w // LATENT_FACTOR) if resized else shape
+    noise_shape = (
+        (shape[0], seed_resize_from_h // LATENT_FACTOR, seed_resize_from_w // LATENT_FACTOR) if resized else shape
+    )
     images = []
     for i, seed in enumerate(seeds):
         noise = _randn(noise_shape, _generator(seed, draw_device), draw_device)
@@ -117,8 +129,9 @@ def create_noise(shape, seeds, subseeds=None, subseed_strength: float = 0.0, see
     return out.to(torch.device(device)) if device is not None else out
 
 
-def make_generators(seeds, *, source: str = "CPU", device=None, skip_first: bool = True,
-                    shape=None) -> list[torch.Generator]:
+def make_generators(
+    seeds, *, source: str = "CPU", device=None, skip_first: bool = True, shape=None
+) -> list[torch.Generator]:
     """One generator per image for the sampler's later noise (diffusers' `generator=` list).
 
     skip_first: advance each past the initial noise draw of `shape` (C, H, W), so ancestral noise continues

@@ -4,13 +4,14 @@
 settings, the model, and the per-image lists the core fills in step 1 (prompts, seeds) and then uses as hooks left
 them. `Batch` is the slice of those lists one batch works on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdui.request import GenerationRequest
 from sdui.models.sd_model import SDModel
+from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
 
 
@@ -27,7 +28,7 @@ class Run:
     # infotext entries added by hooks (A1111's p.extra_generation_params); written after the core's own keys
     extra_generation_params: dict[str, Any] = field(default_factory=dict)
     comments: dict[str, str] = field(default_factory=dict)
-    iteration: int = 0                     # the batch being worked on
+    iteration: int = 0  # the batch being worked on
 
 
 @dataclass

@@ -17,6 +17,7 @@ pairs that work; nothing is swapped silently. Samplers without an honest diffuse
 Everything is built with `from_config(model config + overrides)` and public `set_timesteps` arguments, so
 a diffusers pipeline given the same scheduler config and `SamplerSetup.pipeline_kwargs` walks the same steps.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,23 +29,24 @@ from sdui.core import schedules
 from sdui.errors import UnsupportedSamplerError
 
 # k-diffusion-style classes' schedule support, by how the class is told
-_SPACING = ("uniform", "normal")            # timestep_spacing="linspace" (sigma interpolated linearly)
-_FLAGS = ("karras", "exponential")          # use_karras_sigmas / use_exponential_sigmas (exact sigmas)
-_WHOLE_TIMESTEPS = ("simple", "ddim")       # set_timesteps(timesteps=[ints]) (exact)
+_SPACING = ("uniform", "normal")  # timestep_spacing="linspace" (sigma interpolated linearly)
+_FLAGS = ("karras", "exponential")  # use_karras_sigmas / use_exponential_sigmas (exact sigmas)
+_WHOLE_TIMESTEPS = ("simple", "ddim")  # set_timesteps(timesteps=[ints]) (exact)
 _ALL = tuple(s.name for s in schedules.SCHEDULERS if s.name != "automatic")
 
 
 @dataclass(frozen=True)
 class SamplerInfo:
     """One A1111 sampler. name/aliases/options are what /sdapi/v1/samplers returns."""
+
     name: str
     aliases: tuple[str, ...]
-    options: dict                               # string values, as A1111's API shows them
-    scheduler_class: str | None = None          # diffusers class; None: refused
-    schedules: tuple[str, ...] = ()             # schedules honoured besides "automatic"
+    options: dict  # string values, as A1111's API shows them
+    scheduler_class: str | None = None  # diffusers class; None: refused
+    schedules: tuple[str, ...] = ()  # schedules honoured besides "automatic"
     config: dict = field(default_factory=dict)  # overrides on top of the model's scheduler config
-    refusal: str | None = None                  # why a refused sampler is refused
-    notes: tuple[str, ...] = ()                 # known differences from A1111's implementation
+    refusal: str | None = None  # why a refused sampler is refused
+    notes: tuple[str, ...] = ()  # known differences from A1111's implementation
 
     @property
     def supported(self) -> bool:
@@ -65,30 +67,54 @@ class SamplerInfo:
     @property
     def noise_is_fixed(self) -> bool:
         """Ancestral and SDE samplers: A1111 scales their noise by eta, their diffusers classes always use 1."""
-        return self.supported and self.scheduler_class != "DDIMScheduler" and (
-            self.uses_ensd or self.options.get("brownian_noise") == "True")
+        return (
+            self.supported
+            and self.scheduler_class != "DDIMScheduler"
+            and (self.uses_ensd or self.options.get("brownian_noise") == "True")
+        )
 
     def to_api(self) -> dict:
         return {"name": self.name, "aliases": list(self.aliases), "options": dict(self.options)}
 
 
 _OWN_TIMESTEPS = ("DDIMScheduler", "PNDMScheduler", "UniPCMultistepScheduler", "LCMScheduler")
-_K_BASE = {"timestep_spacing": "linspace", "use_karras_sigmas": False, "use_exponential_sigmas": False,
-           "use_beta_sigmas": False}
-_DPMPP = {**_K_BASE, "algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint",
-          # k-diffusion drops to first order only on the very last step (sigma_next == 0)
-          "lower_order_final": False, "euler_at_final": False, "final_sigmas_type": "zero",
-          "use_lu_lambdas": False, "use_flow_sigmas": False, "thresholding": False}
+_K_BASE = {
+    "timestep_spacing": "linspace",
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+}
+_DPMPP = {
+    **_K_BASE,
+    "algorithm_type": "dpmsolver++",
+    "solver_order": 2,
+    "solver_type": "midpoint",
+    # k-diffusion drops to first order only on the very last step (sigma_next == 0)
+    "lower_order_final": False,
+    "euler_at_final": False,
+    "final_sigmas_type": "zero",
+    "use_lu_lambdas": False,
+    "use_flow_sigmas": False,
+    "thresholding": False,
+}
 _TIMESTEP_GRID = {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}  # 1, 1+1000//n, ...
 
-_NOTE_LINEAR = ("Uniform/Normal: diffusers interpolates sigma linearly between training timesteps, "
-                "A1111 log-linearly (relative difference below 1e-3)")
-_NOTE_DISCARD = ("A1111 computes n+1 sigmas and drops the next-to-last one for this sampler; "
-                 "diffusers' class cannot, so the schedule has n points of the same family")
-_NOTE_VP_START = ("diffusers starts from unit-variance noise in its variance-preserving form "
-                  "(A1111: sigma_max/sqrt(1+sigma_max^2) = 0.998 of it)")
-_NOTE_ONE_SHORT = ("A1111 walks the timesteps 1, 1+1000//n, ... but stops one step short, at timestep 1; "
-                   "diffusers also takes the last step, to timestep 0")
+_NOTE_LINEAR = (
+    "Uniform/Normal: diffusers interpolates sigma linearly between training timesteps, "
+    "A1111 log-linearly (relative difference below 1e-3)"
+)
+_NOTE_DISCARD = (
+    "A1111 computes n+1 sigmas and drops the next-to-last one for this sampler; "
+    "diffusers' class cannot, so the schedule has n points of the same family"
+)
+_NOTE_VP_START = (
+    "diffusers starts from unit-variance noise in its variance-preserving form "
+    "(A1111: sigma_max/sqrt(1+sigma_max^2) = 0.998 of it)"
+)
+_NOTE_ONE_SHORT = (
+    "A1111 walks the timesteps 1, 1+1000//n, ... but stops one step short, at timestep 1; "
+    "diffusers also takes the last step, to timestep 0"
+)
 _NOTE_GAUSS = "SDE noise is fresh Gaussian noise per step from each image's generator (A1111: a Brownian tree)"
 
 
@@ -98,71 +124,166 @@ def _s(**options) -> dict:
 
 # A1111 v1.10.1 order (the UI's order; the first is the UI default).
 SAMPLERS: list[SamplerInfo] = [
-    SamplerInfo("DPM++ 2M", ("k_dpmpp_2m",), _s(scheduler="karras"),
-                "DPMSolverMultistepScheduler", _FLAGS + _WHOLE_TIMESTEPS, _DPMPP,
-                notes=(_NOTE_VP_START, "Karras timesteps are rounded to whole numbers by diffusers")),
-    SamplerInfo("DPM++ SDE", ("k_dpmpp_sde",), _s(scheduler="karras", second_order=True, brownian_noise=True),
-                "DPMSolverSDEScheduler", _SPACING + _FLAGS, dict(_K_BASE), notes=(_NOTE_LINEAR,)),
-    SamplerInfo("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), _s(scheduler="exponential", brownian_noise=True),
-                "DPMSolverMultistepScheduler", _FLAGS + _WHOLE_TIMESTEPS,
-                {**_DPMPP, "algorithm_type": "sde-dpmsolver++"}, notes=(_NOTE_VP_START, _NOTE_GAUSS)),
-    SamplerInfo("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",),
-                _s(scheduler="exponential", brownian_noise=True, solver_type="heun"),
-                "DPMSolverMultistepScheduler", _FLAGS + _WHOLE_TIMESTEPS,
-                {**_DPMPP, "algorithm_type": "sde-dpmsolver++", "solver_type": "heun"},
-                notes=(_NOTE_VP_START, _NOTE_GAUSS)),
-    SamplerInfo("DPM++ 2S a", ("k_dpmpp_2s_a",), _s(scheduler="karras", uses_ensd=True, second_order=True),
-                refusal="diffusers has no ancestral single-step DPM-Solver++ (DPMSolverSinglestepScheduler is "
-                        "not ancestral)"),
-    SamplerInfo("DPM++ 3M SDE", ("k_dpmpp_3m_sde",),
-                _s(scheduler="exponential", discard_next_to_last_sigma=True, brownian_noise=True),
-                refusal="diffusers' third-order SDE DPM-Solver++ update weighs the second difference differently "
-                        "from k-diffusion's DPM++ 3M SDE, so it would not be the same sampler"),
-    SamplerInfo("Euler a", ("k_euler_a", "k_euler_ancestral"), _s(uses_ensd=True),
-                "EulerAncestralDiscreteScheduler", _SPACING, {"timestep_spacing": "linspace"},
-                notes=(_NOTE_LINEAR,)),
-    SamplerInfo("Euler", ("k_euler",), {}, "EulerDiscreteScheduler", _ALL,
-                {**_K_BASE, "timestep_type": "discrete", "final_sigmas_type": "zero"}),
-    SamplerInfo("LMS", ("k_lms",), {}, "LMSDiscreteScheduler", _SPACING + _FLAGS, dict(_K_BASE),
-                notes=(_NOTE_LINEAR,)),
-    SamplerInfo("Heun", ("k_heun",), _s(second_order=True), "HeunDiscreteScheduler",
-                _SPACING + _FLAGS + ("sgm_uniform",) + _WHOLE_TIMESTEPS, dict(_K_BASE),
-                notes=(_NOTE_LINEAR.replace("Uniform/Normal", "Uniform/Normal/SGM Uniform"),)),
-    SamplerInfo("DPM2", ("k_dpm_2",), _s(scheduler="karras", discard_next_to_last_sigma=True, second_order=True),
-                "KDPM2DiscreteScheduler", _SPACING + _FLAGS, dict(_K_BASE), notes=(_NOTE_DISCARD, _NOTE_LINEAR)),
-    SamplerInfo("DPM2 a", ("k_dpm_2_a",),
-                _s(scheduler="karras", discard_next_to_last_sigma=True, uses_ensd=True, second_order=True),
-                "KDPM2AncestralDiscreteScheduler", _SPACING + _FLAGS, dict(_K_BASE),
-                notes=(_NOTE_DISCARD, _NOTE_LINEAR)),
-    SamplerInfo("DPM fast", ("k_dpm_fast",), _s(uses_ensd=True),
-                refusal="diffusers has no DPM-Solver-fast (fixed-order DPM-Solver over a log-SNR grid)"),
-    SamplerInfo("DPM adaptive", ("k_dpm_ad",), _s(uses_ensd=True),
-                refusal="diffusers has no adaptive-step DPM-Solver"),
-    SamplerInfo("Restart", ("restart",), _s(scheduler="karras", second_order=True),
-                refusal="diffusers has no Restart sampler"),
-    SamplerInfo("DDIM", ("ddim",), {}, "DDIMScheduler", (),
-                {**_TIMESTEP_GRID, "clip_sample": False, "thresholding": False},
-                notes=(_NOTE_ONE_SHORT,)),
-    SamplerInfo("DDIM CFG++", ("ddim_cfgpp",), {},
-                refusal="CFG++ re-noises with the unconditional prediction; no diffusers scheduler does that"),
-    SamplerInfo("PLMS", ("plms",), {}, "PNDMScheduler", (), {**_TIMESTEP_GRID, "skip_prk_steps": True},
-                notes=(_NOTE_ONE_SHORT,)),
-    SamplerInfo("UniPC", ("unipc",), {}, "UniPCMultistepScheduler", (),
-                # A1111's defaults: order 3, variant bh1, predict x0, time-uniform steps
-                {"solver_order": 3, "solver_type": "bh1", "predict_x0": True, "lower_order_final": True,
-                 "timestep_spacing": "linspace", "use_karras_sigmas": False, "use_exponential_sigmas": False,
-                 "use_beta_sigmas": False, "use_flow_sigmas": False,
-                 # A1111 ends UniPC at timestep 0 (sigma_min); a zero sigma would make bh1 divide by zero
-                 "final_sigmas_type": "sigma_min"},
-                notes=("diffusers rounds UniPC's time-uniform timesteps to whole numbers",)),
-    SamplerInfo("LCM", ("k_lcm",), {}, "LCMScheduler", (), {"original_inference_steps": 50, "timestep_scaling": 10.0},
-                notes=("A1111 re-noises to the interpolated sigma; diffusers to the quantized timestep's",)),
+    SamplerInfo(
+        "DPM++ 2M",
+        ("k_dpmpp_2m",),
+        _s(scheduler="karras"),
+        "DPMSolverMultistepScheduler",
+        _FLAGS + _WHOLE_TIMESTEPS,
+        _DPMPP,
+        notes=(_NOTE_VP_START, "Karras timesteps are rounded to whole numbers by diffusers"),
+    ),
+    SamplerInfo(
+        "DPM++ SDE",
+        ("k_dpmpp_sde",),
+        _s(scheduler="karras", second_order=True, brownian_noise=True),
+        "DPMSolverSDEScheduler",
+        _SPACING + _FLAGS,
+        dict(_K_BASE),
+        notes=(_NOTE_LINEAR,),
+    ),
+    SamplerInfo(
+        "DPM++ 2M SDE",
+        ("k_dpmpp_2m_sde",),
+        _s(scheduler="exponential", brownian_noise=True),
+        "DPMSolverMultistepScheduler",
+        _FLAGS + _WHOLE_TIMESTEPS,
+        {**_DPMPP, "algorithm_type": "sde-dpmsolver++"},
+        notes=(_NOTE_VP_START, _NOTE_GAUSS),
+    ),
+    SamplerInfo(
+        "DPM++ 2M SDE Heun",
+        ("k_dpmpp_2m_sde_heun",),
+        _s(scheduler="exponential", brownian_noise=True, solver_type="heun"),
+        "DPMSolverMultistepScheduler",
+        _FLAGS + _WHOLE_TIMESTEPS,
+        {**_DPMPP, "algorithm_type": "sde-dpmsolver++", "solver_type": "heun"},
+        notes=(_NOTE_VP_START, _NOTE_GAUSS),
+    ),
+    SamplerInfo(
+        "DPM++ 2S a",
+        ("k_dpmpp_2s_a",),
+        _s(scheduler="karras", uses_ensd=True, second_order=True),
+        refusal="diffusers has no ancestral single-step DPM-Solver++ (DPMSolverSinglestepScheduler is not ancestral)",
+    ),
+    SamplerInfo(
+        "DPM++ 3M SDE",
+        ("k_dpmpp_3m_sde",),
+        _s(scheduler="exponential", discard_next_to_last_sigma=True, brownian_noise=True),
+        refusal="diffusers' third-order SDE DPM-Solver++ update weighs the second difference differently "
+        "from k-diffusion's DPM++ 3M SDE, so it would not be the same sampler",
+    ),
+    SamplerInfo(
+        "Euler a",
+        ("k_euler_a", "k_euler_ancestral"),
+        _s(uses_ensd=True),
+        "EulerAncestralDiscreteScheduler",
+        _SPACING,
+        {"timestep_spacing": "linspace"},
+        notes=(_NOTE_LINEAR,),
+    ),
+    SamplerInfo(
+        "Euler",
+        ("k_euler",),
+        {},
+        "EulerDiscreteScheduler",
+        _ALL,
+        {**_K_BASE, "timestep_type": "discrete", "final_sigmas_type": "zero"},
+    ),
+    SamplerInfo("LMS", ("k_lms",), {}, "LMSDiscreteScheduler", _SPACING + _FLAGS, dict(_K_BASE), notes=(_NOTE_LINEAR,)),
+    SamplerInfo(
+        "Heun",
+        ("k_heun",),
+        _s(second_order=True),
+        "HeunDiscreteScheduler",
+        _SPACING + _FLAGS + ("sgm_uniform",) + _WHOLE_TIMESTEPS,
+        dict(_K_BASE),
+        notes=(_NOTE_LINEAR.replace("Uniform/Normal", "Uniform/Normal/SGM Uniform"),),
+    ),
+    SamplerInfo(
+        "DPM2",
+        ("k_dpm_2",),
+        _s(scheduler="karras", discard_next_to_last_sigma=True, second_order=True),
+        "KDPM2DiscreteScheduler",
+        _SPACING + _FLAGS,
+        dict(_K_BASE),
+        notes=(_NOTE_DISCARD, _NOTE_LINEAR),
+    ),
+    SamplerInfo(
+        "DPM2 a",
+        ("k_dpm_2_a",),
+        _s(scheduler="karras", discard_next_to_last_sigma=True, uses_ensd=True, second_order=True),
+        "KDPM2AncestralDiscreteScheduler",
+        _SPACING + _FLAGS,
+        dict(_K_BASE),
+        notes=(_NOTE_DISCARD, _NOTE_LINEAR),
+    ),
+    SamplerInfo(
+        "DPM fast",
+        ("k_dpm_fast",),
+        _s(uses_ensd=True),
+        refusal="diffusers has no DPM-Solver-fast (fixed-order DPM-Solver over a log-SNR grid)",
+    ),
+    SamplerInfo("DPM adaptive", ("k_dpm_ad",), _s(uses_ensd=True), refusal="diffusers has no adaptive-step DPM-Solver"),
+    SamplerInfo(
+        "Restart", ("restart",), _s(scheduler="karras", second_order=True), refusal="diffusers has no Restart sampler"
+    ),
+    SamplerInfo(
+        "DDIM",
+        ("ddim",),
+        {},
+        "DDIMScheduler",
+        (),
+        {**_TIMESTEP_GRID, "clip_sample": False, "thresholding": False},
+        notes=(_NOTE_ONE_SHORT,),
+    ),
+    SamplerInfo(
+        "DDIM CFG++",
+        ("ddim_cfgpp",),
+        {},
+        refusal="CFG++ re-noises with the unconditional prediction; no diffusers scheduler does that",
+    ),
+    SamplerInfo(
+        "PLMS", ("plms",), {}, "PNDMScheduler", (), {**_TIMESTEP_GRID, "skip_prk_steps": True}, notes=(_NOTE_ONE_SHORT,)
+    ),
+    SamplerInfo(
+        "UniPC",
+        ("unipc",),
+        {},
+        "UniPCMultistepScheduler",
+        (),
+        # A1111's defaults: order 3, variant bh1, predict x0, time-uniform steps
+        {
+            "solver_order": 3,
+            "solver_type": "bh1",
+            "predict_x0": True,
+            "lower_order_final": True,
+            "timestep_spacing": "linspace",
+            "use_karras_sigmas": False,
+            "use_exponential_sigmas": False,
+            "use_beta_sigmas": False,
+            "use_flow_sigmas": False,
+            # A1111 ends UniPC at timestep 0 (sigma_min); a zero sigma would make bh1 divide by zero
+            "final_sigmas_type": "sigma_min",
+        },
+        notes=("diffusers rounds UniPC's time-uniform timesteps to whole numbers",),
+    ),
+    SamplerInfo(
+        "LCM",
+        ("k_lcm",),
+        {},
+        "LCMScheduler",
+        (),
+        {"original_inference_steps": 50, "timestep_scaling": 10.0},
+        notes=("A1111 re-noises to the interpolated sigma; diffusers to the quantized timestep's",),
+    ),
 ]
 
 _SAMPLER_BY_KEY = {key.lower(): s for s in SAMPLERS for key in (s.name, *s.aliases)}
 
 
 # --- names ------------------------------------------------------------------------------------------------
+
 
 def _valid_samplers() -> str:
     return ", ".join(s.name for s in SAMPLERS if s.supported)
@@ -174,8 +295,10 @@ def find_sampler(name: str) -> SamplerInfo | None:
 
 # every way an old-style name ends with its schedule ("DPM++ 2M Karras", "Euler SGMUniform"), longest first so
 # that "Euler SGM Uniform" is not read as "Euler SGM" + "Uniform"
-_SCHEDULE_SUFFIXES = sorted(((key, info.label) for info in schedules.SCHEDULERS[1:]
-                             for key in (info.label, info.name, *(info.aliases or ()))), key=lambda kv: -len(kv[0]))
+_SCHEDULE_SUFFIXES = sorted(
+    ((key, info.label) for info in schedules.SCHEDULERS[1:] for key in (info.label, info.name, *(info.aliases or ()))),
+    key=lambda kv: -len(kv[0]),
+)
 
 
 def split_schedule_suffix(name: str) -> tuple[str, str | None]:
@@ -184,7 +307,7 @@ def split_schedule_suffix(name: str) -> tuple[str, str | None]:
     text = str(name or "").strip()
     for suffix, label in _SCHEDULE_SUFFIXES:
         if text.lower().endswith(" " + suffix.lower()) and len(text) > len(suffix) + 1:
-            return text[:-len(suffix) - 1], label
+            return text[: -len(suffix) - 1], label
     return text, None
 
 
@@ -244,20 +367,22 @@ def sampler_supports(sampler: str, scheduler: str | None) -> bool:
 
 # --- building ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class SamplerSetup:
-    scheduler: object               # a diffusers scheduler, set_timesteps already called
-    sampler_name: str               # canonical A1111 name ("DPM++ 2M" for "DPM++ 2M Karras")
-    schedule_label: str             # for infotext "Schedule type": the requested label ("Automatic" stays)
-    schedule_name: str | None       # the schedule actually walked ("karras"); None: the sampler's own timesteps
-    sigmas: torch.Tensor | None     # the sigma list walked (k-diffusion units), None for timestep samplers
-    pipeline_kwargs: dict           # what set_timesteps got: give the same to a diffusers pipeline call
+    scheduler: object  # a diffusers scheduler, set_timesteps already called
+    sampler_name: str  # canonical A1111 name ("DPM++ 2M" for "DPM++ 2M Karras")
+    schedule_label: str  # for infotext "Schedule type": the requested label ("Automatic" stays)
+    schedule_name: str | None  # the schedule actually walked ("karras"); None: the sampler's own timesteps
+    sigmas: torch.Tensor | None  # the sigma list walked (k-diffusion units), None for timestep samplers
+    pipeline_kwargs: dict  # what set_timesteps got: give the same to a diffusers pipeline call
     uses_ensd: bool = False
-    notes: tuple[str, ...] = ()     # known differences from A1111 for this sampler
+    notes: tuple[str, ...] = ()  # known differences from A1111 for this sampler
 
 
 def _diffusers_class(name: str):
     import diffusers
+
     return getattr(diffusers, name)
 
 
@@ -272,7 +397,8 @@ def _unsupported_pair(info: SamplerInfo, schedule: str) -> UnsupportedSamplerErr
     works = ", ".join(_label(s) for s in supported_schedules(info.name))
     return UnsupportedSamplerError(
         f"Sampler {info.name!r} cannot run with schedule type {_label(schedule)!r}. "
-        f"Schedule types that work with {info.name}: {works}.")
+        f"Schedule types that work with {info.name}: {works}."
+    )
 
 
 def _whole_timesteps(schedule: str, steps: int, train_sigmas: torch.Tensor) -> list[int]:
@@ -296,9 +422,17 @@ def _lcm_timesteps(steps: int, train_sigmas: torch.Tensor, original_steps: int =
     return [int(i) * skip + (skip - 1) for i in nearest]
 
 
-def build_scheduler(sampler_name: str, scheduler_name: str | None, steps: int, scheduler_config: dict, *,
-                    eta: float | None = None, seeds: list[int] | None = None, is_sdxl: bool = False,
-                    params: schedules.ScheduleParams | None = None) -> SamplerSetup:
+def build_scheduler(
+    sampler_name: str,
+    scheduler_name: str | None,
+    steps: int,
+    scheduler_config: dict,
+    *,
+    eta: float | None = None,
+    seeds: list[int] | None = None,
+    is_sdxl: bool = False,
+    params: schedules.ScheduleParams | None = None,
+) -> SamplerSetup:
     """A diffusers scheduler configured as A1111's `sampler_name` with schedule `scheduler_name`, timesteps set.
 
     eta: A1111's eta. DDIM reads it in `step(eta=...)`; ancestral samplers only support the default 1.
@@ -309,14 +443,16 @@ def build_scheduler(sampler_name: str, scheduler_name: str | None, steps: int, s
     requested = resolve_scheduler_name(suffix or scheduler_name)
     if not info.supported:
         raise UnsupportedSamplerError(
-            f"Sampler {info.name!r} is not available: {info.refusal}. Choose one of: {_valid_samplers()}.")
+            f"Sampler {info.name!r} is not available: {info.refusal}. Choose one of: {_valid_samplers()}."
+        )
     if requested not in supported_schedules(info.name):
         raise _unsupported_pair(info, requested)
     if steps < 1:
         raise UnsupportedSamplerError(f"Sampling steps must be at least 1, got {steps}.")
     if eta is not None and info.noise_is_fixed and float(eta) != 1.0:
         raise UnsupportedSamplerError(
-            f"Sampler {info.name!r} supports only eta 1 (its diffusers scheduler has no eta setting); got {eta}.")
+            f"Sampler {info.name!r} supports only eta 1 (its diffusers scheduler has no eta setting); got {eta}."
+        )
 
     params = params or schedules.ScheduleParams(is_sdxl=is_sdxl)
     schedule = info.default_schedule if requested == "automatic" else requested
@@ -328,7 +464,7 @@ def build_scheduler(sampler_name: str, scheduler_name: str | None, steps: int, s
     if info.scheduler_class == "EulerDiscreteScheduler":
         sigmas = schedules.get_sigmas(schedule, steps, train_sigmas, params)
         kwargs = {"sigmas": sigmas.tolist()}
-    elif schedule is None:                                   # the sampler's own timesteps
+    elif schedule is None:  # the sampler's own timesteps
         kwargs = {"num_inference_steps": steps}
         if info.scheduler_class == "LCMScheduler":
             timesteps = _lcm_timesteps(steps, train_sigmas)
@@ -342,22 +478,29 @@ def build_scheduler(sampler_name: str, scheduler_name: str | None, steps: int, s
         kwargs = {"num_inference_steps": steps}
     elif schedule in _WHOLE_TIMESTEPS:
         kwargs = {"timesteps": _whole_timesteps(schedule, steps, train_sigmas)}
-    elif schedule == "sgm_uniform":                          # Heun takes fractional timesteps
+    elif schedule == "sgm_uniform":  # Heun takes fractional timesteps
         kwargs = {"timesteps": torch.linspace(len(train_sigmas) - 1, 0, steps + 1)[:-1].tolist()}
     else:  # pragma: no cover - SamplerInfo.schedules lists only the cases above
         raise _unsupported_pair(info, schedule)
 
     if info.scheduler_class == "DPMSolverSDEScheduler":
-        overrides["noise_sampler_seed"] = list(seeds) if seeds else 0   # deterministic even without seeds
+        overrides["noise_sampler_seed"] = list(seeds) if seeds else 0  # deterministic even without seeds
     config = _config_for(cls, scheduler_config, overrides)
     scheduler = cls.from_config(config)
     scheduler.set_timesteps(**kwargs)
     if sigmas is None and schedule is not None:
         sigmas = walked_sigmas(scheduler)
 
-    return SamplerSetup(scheduler=scheduler, sampler_name=info.name,
-                        schedule_label=_infotext_label(info, requested), schedule_name=schedule, sigmas=sigmas,
-                        pipeline_kwargs=kwargs, uses_ensd=info.uses_ensd, notes=info.notes)
+    return SamplerSetup(
+        scheduler=scheduler,
+        sampler_name=info.name,
+        schedule_label=_infotext_label(info, requested),
+        schedule_name=schedule,
+        sigmas=sigmas,
+        pipeline_kwargs=kwargs,
+        uses_ensd=info.uses_ensd,
+        notes=info.notes,
+    )
 
 
 def walked_sigmas(scheduler) -> torch.Tensor:

@@ -7,6 +7,7 @@ turned into x and sigma, and the Denoiser's answer back into the epsilon or v th
 float rounding). The A1111 flavour lives in how the scheduler was configured (samplers.py) and how the noise was
 made (rng.py).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -23,9 +24,10 @@ from sdui.core.schedules import t_to_sigma
 class LatentBlend:
     """Inpainting with an ordinary checkpoint: after every step the area to keep is put back, noised to the level
     of the next step (clean after the last), as diffusers' inpaint pipeline does for 4-channel UNets."""
+
     init_latents: torch.Tensor
     noise: torch.Tensor
-    mask: torch.Tensor          # 1 = repaint
+    mask: torch.Tensor  # 1 = repaint
 
     def apply(self, scheduler, latents, next_timestep) -> torch.Tensor:
         keep = self.init_latents
@@ -45,10 +47,19 @@ def _step_kwargs(scheduler, generators, eta) -> dict:
 
 
 @torch.no_grad()
-def denoise(scheduler, latents: torch.Tensor, denoiser: Denoiser, *, train_sigmas: torch.Tensor, generators=None,
-            eta: float | None = None, begin_index: int = 0, blend: LatentBlend | None = None,
-            on_step: Callable[[int, int, torch.Tensor], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+def denoise(
+    scheduler,
+    latents: torch.Tensor,
+    denoiser: Denoiser,
+    *,
+    train_sigmas: torch.Tensor,
+    generators=None,
+    eta: float | None = None,
+    begin_index: int = 0,
+    blend: LatentBlend | None = None,
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
     """Run the timesteps of an already configured scheduler from `begin_index` on (img2img starts part-way;
     its latents are the noised init image, txt2img's the noise scaled by init_noise_sigma).
 
@@ -61,7 +72,7 @@ def denoise(scheduler, latents: torch.Tensor, denoiser: Denoiser, *, train_sigma
             break
         model_input = scheduler.scale_model_input(latents, t)
         sigma = t_to_sigma(t.cpu(), train_sigmas).to(latents.device)
-        x = model_input.float() * (sigma ** 2 + 1) ** 0.5        # the scheduler's latents in k-diffusion scaling
+        x = model_input.float() * (sigma**2 + 1) ** 0.5  # the scheduler's latents in k-diffusion scaling
         denoised = denoiser(x, sigma, step=i, total=total, timestep=t)
         output = model_output_from_denoised(x, denoised, sigma, denoiser.prediction_type)
         latents = scheduler.step(output.to(latents.dtype), t, latents, **kwargs, return_dict=True).prev_sample

@@ -11,6 +11,7 @@ depend on them:
 The model's training sigmas come from its scheduler config (betas -> alphas_cumprod), computed the way the
 original LDM code does (float64 cumulative product, stored as float32), which is what A1111 samples with.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,6 +23,7 @@ import torch
 @dataclass(frozen=True)
 class ScheduleInfo:
     """One entry of /sdapi/v1/schedulers."""
+
     name: str
     label: str
     aliases: tuple[str, ...] | None = None
@@ -29,9 +31,13 @@ class ScheduleInfo:
     need_inner_model: bool = False
 
     def to_api(self) -> dict:
-        return {"name": self.name, "label": self.label,
-                "aliases": list(self.aliases) if self.aliases is not None else None,
-                "default_rho": self.default_rho, "need_inner_model": self.need_inner_model}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "aliases": list(self.aliases) if self.aliases is not None else None,
+            "default_rho": self.default_rho,
+            "need_inner_model": self.need_inner_model,
+        }
 
 
 # Order and fields as A1111 v1.10.1 lists them.
@@ -65,6 +71,7 @@ def find_schedule(name_or_label: str | None) -> ScheduleInfo | None:
 
 # --- the model's own noise levels -------------------------------------------------------------------------
 
+
 def training_sigmas(scheduler_config: dict) -> torch.Tensor:
     """The model's 1000 (num_train_timesteps) training sigmas, ascending, float32."""
     n = int(scheduler_config.get("num_train_timesteps", 1000))
@@ -72,13 +79,14 @@ def training_sigmas(scheduler_config: dict) -> torch.Tensor:
     end = float(scheduler_config.get("beta_end", 0.012))
     kind = scheduler_config.get("beta_schedule", "scaled_linear")
     plain = scheduler_config.get("trained_betas") is None and not scheduler_config.get("rescale_betas_zero_snr")
-    if plain and kind == "scaled_linear":       # LDM calls this "linear"
-        betas = torch.linspace(start ** 0.5, end ** 0.5, n, dtype=torch.float64) ** 2
+    if plain and kind == "scaled_linear":  # LDM calls this "linear"
+        betas = torch.linspace(start**0.5, end**0.5, n, dtype=torch.float64) ** 2
     elif plain and kind == "linear":
         betas = torch.linspace(start, end, n, dtype=torch.float64)
     else:
         # anything unusual: take diffusers' own reading of the config
         from diffusers import DDPMScheduler
+
         acp = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.to(torch.float32)
         return ((1 - acp) / acp) ** 0.5
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
@@ -110,6 +118,7 @@ def _append_zero(x: torch.Tensor) -> torch.Tensor:
 
 
 # --- the schedules ----------------------------------------------------------------------------------------
+
 
 def uniform(n: int, train_sigmas: torch.Tensor) -> torch.Tensor:
     """The model's own discretization (k-diffusion get_sigmas): n timesteps evenly from the last to 0."""
@@ -200,6 +209,7 @@ def beta(n: int, sigma_min: float, sigma_max: float, alpha: float = 0.6, beta_: 
 
 # --- Beta distribution quantile (no scipy) ----------------------------------------------------------------
 
+
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the incomplete beta function, modified Lentz's method."""
     tiny = 1e-300
@@ -209,8 +219,10 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 500):
         m2 = 2 * m
-        for numerator in (m * (b - m) * x / ((qam + m2) * (a + m2)),
-                          -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+        for numerator in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -251,17 +263,25 @@ def beta_ppf(q: float, a: float, b: float) -> float:
 
 # --- one entry point --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ScheduleParams:
     """Settings A1111 keeps in options; defaults are A1111's."""
-    rho: float | None = None            # None: the schedule's default_rho
+
+    rho: float | None = None  # None: the schedule's default_rho
     beta_alpha: float = 0.6
     beta_beta: float = 0.6
-    is_sdxl: bool = False               # Align Your Steps has separate SD1 / SDXL lists
+    is_sdxl: bool = False  # Align Your Steps has separate SD1 / SDXL lists
 
 
-def get_sigmas(schedule: str, n: int, train_sigmas: torch.Tensor, params: ScheduleParams | None = None,
-               *, discard_penultimate: bool = False) -> torch.Tensor:
+def get_sigmas(
+    schedule: str,
+    n: int,
+    train_sigmas: torch.Tensor,
+    params: ScheduleParams | None = None,
+    *,
+    discard_penultimate: bool = False,
+) -> torch.Tensor:
     """The sigma schedule for `n` steps. `schedule` is a name/label; "automatic" means the model's own
     discretization (uniform). discard_penultimate: compute n + 1 steps and drop the next-to-last sigma
     (A1111 does this for DPM2, DPM2 a and DPM++ 3M SDE)."""

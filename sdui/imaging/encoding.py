@@ -1,4 +1,5 @@
 """Images to and from the API: PNG bytes that keep the parameters, base64 text from clients."""
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,9 @@ def decode_base64_image(data: str) -> Image.Image:
         raise InvalidRequestError("Invalid encoded image: no data. Send the image file as a base64 string.")
     text = data.strip()
     if text.startswith(("http://", "https://")):
-        raise InvalidRequestError("Invalid encoded image: URLs are not fetched. Send the image file itself, "
-                                  "base64-encoded.")
+        raise InvalidRequestError(
+            "Invalid encoded image: URLs are not fetched. Send the image file itself, base64-encoded."
+        )
     text = _DATA_URL.sub("", text, count=1)
     text = "".join(text.split())
     try:
@@ -35,6 +37,8 @@ def decode_base64_image(data: str) -> Image.Image:
         image = Image.open(io.BytesIO(raw))
         image.load()
         return ImageOps.exif_transpose(image)
-    except Exception as e:          # any failure to decode user data is a bad request, not our bug
-        raise InvalidRequestError(f"Invalid encoded image: {e}. Send a PNG, JPEG or WebP file as base64 "
-                                  "(a data:image/...;base64, prefix is allowed).") from None
+    except Exception as e:  # noqa: BLE001 - any failure to decode user data is a bad request, not our bug
+        raise InvalidRequestError(
+            f"Invalid encoded image: {e}. Send a PNG, JPEG or WebP file as base64 "
+            "(a data:image/...;base64, prefix is allowed)."
+        ) from None

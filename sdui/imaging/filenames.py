@@ -1,4 +1,5 @@
 """File names of saved images, as A1111 makes them: sanitising, `[tag]` patterns, sequence numbers."""
+
 from __future__ import annotations
 
 import datetime
@@ -16,7 +17,7 @@ INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
 MAX_FILENAME_PART_LENGTH = 128
 MAX_PROMPT_WORDS = 8
 
-SKIP_PREVIOUS_TEXT = object()    # a tag value meaning: write nothing, and drop the literal text before the tag
+SKIP_PREVIOUS_TEXT = object()  # a tag value meaning: write nothing, and drop the literal text before the tag
 
 SANITIZE = str.maketrans({c: "_" for c in INVALID_FILENAME_CHARS})
 _PATTERN = re.compile(r"(.*?)(?:\[([^\[\]]+)\]|$)")
@@ -54,7 +55,7 @@ def apply_filename_pattern(pattern: str, tags: Mapping[str, Any]) -> str:
         if callable(value):
             try:
                 value = value(*args)
-            except Exception:       # a bad argument (e.g. "[prompt_hash<x>]") keeps the tag literal
+            except (TypeError, ValueError):  # a bad argument (e.g. "[prompt_hash<x>]") keeps the tag literal
                 value = None
         if value is SKIP_PREVIOUS_TEXT:
             continue
@@ -62,9 +63,16 @@ def apply_filename_pattern(pattern: str, tags: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def standard_tags(*, seed: Any = None, date: datetime.date | None = None, image: Image.Image | None = None,
-                  prompt: str | None = None, basename: str = "", extra: Mapping[str, Any] | None = None,
-                  max_prompt_words: int = MAX_PROMPT_WORDS) -> dict:
+def standard_tags(
+    *,
+    seed: Any = None,
+    date: datetime.date | None = None,
+    image: Image.Image | None = None,
+    prompt: str | None = None,
+    basename: str = "",
+    extra: Mapping[str, Any] | None = None,
+    max_prompt_words: int = MAX_PROMPT_WORDS,
+) -> dict:
     """The tags a file name pattern can use; `extra` adds or overrides (e.g. steps, cfg, sampler, model_hash)."""
     date = date or datetime.date.today()
 
@@ -77,7 +85,7 @@ def standard_tags(*, seed: Any = None, date: datetime.date | None = None, image:
         return sanitize_filename_part(text, replace_spaces=False)
 
     def digest(data: bytes, length: str = "", default: int | None = 8) -> str:
-        return hashlib.sha256(data).hexdigest()[:int(length) if length else default]
+        return hashlib.sha256(data).hexdigest()[: int(length) if length else default]
 
     tags: dict[str, Any] = {
         "seed": "" if seed is None else seed,
@@ -105,8 +113,9 @@ def _timezone(name: str) -> datetime.tzinfo | None:
         return None
     try:
         from zoneinfo import ZoneInfo
+
         return ZoneInfo(name)
-    except Exception:          # unknown zone: local time, as A1111
+    except (KeyError, ValueError):  # unknown zone (ZoneInfoNotFoundError is a KeyError): local time, as A1111
         return None
 
 
@@ -124,7 +133,7 @@ def next_sequence_number(folder: Path, basename: str = "") -> int:
     for entry in entries:
         name = entry.name
         if name.startswith(prefix) and not entry.is_dir():
-            head = os.path.splitext(name[len(prefix):])[0].split("-")[0]
+            head = os.path.splitext(name[len(prefix) :])[0].split("-")[0]
             if head.isascii() and head.isdigit():
                 largest = max(largest, int(head))
     return largest + 1

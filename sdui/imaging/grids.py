@@ -1,4 +1,5 @@
 """Grids: several images in rows and columns, as A1111 lays them out."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,14 @@ from collections.abc import Sequence
 from PIL import Image, ImageColor
 
 
-def image_grid(images: Sequence[Image.Image], rows: int | None = None, *, batch_size: int = 1,
-               prevent_empty_spots: bool = False, background: str = "#ffffff") -> Image.Image:
+def image_grid(
+    images: Sequence[Image.Image],
+    rows: int | None = None,
+    *,
+    batch_size: int = 1,
+    prevent_empty_spots: bool = False,
+    background: str = "#ffffff",
+) -> Image.Image:
     """Images in a rows x cols grid (A1111 n_rows: None/-1 = about square, 0 = batch_size), each centred in a cell
     the size of the largest image."""
     n = len(images)

@@ -5,6 +5,7 @@ A1111 v1.10 resamples with LANCZOS when it shrinks and with its img2img upscaler
 default none -> LANCZOS) when it enlarges. Here LANCZOS is used both ways unless the caller passes an `upscaler`;
 masks ('L') always use LANCZOS, as in A1111.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -45,8 +46,9 @@ def _edge_band(image: Image.Image, side: str, size: tuple[int, int]) -> Image.Im
     return image.resize(size, resample=Image.Resampling.BICUBIC, box=box)
 
 
-def resize_image(mode: int, image: Image.Image, width: int, height: int, *,
-                 upscaler: Upscaler | None = None) -> Image.Image:
+def resize_image(
+    mode: int, image: Image.Image, width: int, height: int, *, upscaler: Upscaler | None = None
+) -> Image.Image:
     """`image` brought to width x height by A1111's resize mode (keeps the image's mode):
 
     0 "Just resize": stretch to the new size.
@@ -58,8 +60,10 @@ def resize_image(mode: int, image: Image.Image, width: int, height: int, *,
       latents bilinearly, so the composition is the same as a stretch.)
     """
     if mode not in (0, 1, 2, 3):
-        raise InvalidRequestError(f"resize_mode must be 0 (Just resize), 1 (Crop and resize), 2 (Resize and fill) "
-                                  f"or 3 (Just resize (latent upscale)), got {mode!r}")
+        raise InvalidRequestError(
+            f"resize_mode must be 0 (Just resize), 1 (Crop and resize), 2 (Resize and fill) "
+            f"or 3 (Just resize (latent upscale)), got {mode!r}"
+        )
     if width <= 0 or height <= 0:
         raise InvalidRequestError(f"cannot resize an image to {width}x{height}: width and height must be positive")
     if mode in (0, 3):
@@ -83,13 +87,13 @@ def resize_image(mode: int, image: Image.Image, width: int, height: int, *,
     left, top = width // 2 - scaled_w // 2, height // 2 - scaled_h // 2
     canvas = Image.new(image.mode, (width, height))
     canvas.paste(scaled, (left, top))
-    if scaled_h < height:        # bands above and below
+    if scaled_h < height:  # bands above and below
         below = height - top - scaled_h
         if top > 0:
             canvas.paste(_edge_band(scaled, "top", (width, top)), (0, 0))
         if below > 0:
             canvas.paste(_edge_band(scaled, "bottom", (width, below)), (0, top + scaled_h))
-    elif scaled_w < width:       # bands left and right
+    elif scaled_w < width:  # bands left and right
         right = width - left - scaled_w
         if left > 0:
             canvas.paste(_edge_band(scaled, "left", (left, height)), (0, 0))
@@ -121,8 +125,10 @@ def image_to_tensor(images: Image.Image | Sequence[Image.Image]) -> torch.Tensor
     arrays = []
     for image in images:
         if image.size != size:
-            raise InvalidRequestError(f"images of one batch must share a size: got {image.size[0]}x{image.size[1]} "
-                                      f"and {size[0]}x{size[1]}; resize them to the request's width and height first")
+            raise InvalidRequestError(
+                f"images of one batch must share a size: got {image.size[0]}x{image.size[1]} "
+                f"and {size[0]}x{size[1]}; resize them to the request's width and height first"
+            )
         arrays.append(np.asarray(image.convert("RGB"), dtype=np.float32))
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return (batch / 127.5 - 1.0).contiguous()

@@ -10,12 +10,14 @@ How the processing core uses this (A1111's flow; W x H = the request's size, ima
                    original = image; overlay = overlay_mask(mask, only_masked=True)
                    work image, work mask = crop_to_region(image, region, W, H), crop_to_region(mask, region, W, H)
   "Whole picture": work image = original = resize_image(resize_mode, image, W, H)
-                   work mask = resize_image(resize_mode, mask, W, H); overlay = overlay_mask(work mask, only_masked=False)
+                   work mask = resize_image(resize_mode, mask, W, H)
+                   overlay = overlay_mask(work mask, only_masked=False)
   inpainting_fill != 1: work image = fill_masked(work image, work mask) before VAE encoding (A1111 does it for
                         latent noise / nothing too: it changes the inpainting model's masked-image input)
   latent blend mask = latent_mask(work mask, (H // 8, W // 8), round=mask_round)
   result = composite(original, decoded, overlay, region if only masked else None)
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -31,8 +33,8 @@ from sdui.imaging.image_ops import flatten, has_alpha, resize_image
 
 
 class PreparedMask(NamedTuple):
-    mask: Image.Image          # 'L', white = repaint
-    note: str | None           # set when the mask had to be resized to the image's size
+    mask: Image.Image  # 'L', white = repaint
+    note: str | None  # set when the mask had to be resized to the image's size
 
 
 def _mask_values(mask: Image.Image) -> tuple[Image.Image, bool]:
@@ -55,7 +57,7 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     (what cv2.GaussianBlur builds for those arguments)."""
     size = 2 * int(2.5 * sigma + 0.5) + 1
     offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    kernel = np.exp(-(offsets ** 2) / (2.0 * sigma * sigma))
+    kernel = np.exp(-(offsets**2) / (2.0 * sigma * sigma))
     return kernel / kernel.sum()
 
 
@@ -72,7 +74,7 @@ def gaussian_blur_axis(values: np.ndarray, sigma: float, axis: int) -> np.ndarra
     padded = np.moveaxis(padded, axis, 0)
     out = np.zeros((length,) + padded.shape[1:], dtype=np.float64)
     for tap, weight in enumerate(kernel):
-        out += weight * padded[tap:tap + length]
+        out += weight * padded[tap : tap + length]
     return np.moveaxis(out, 0, axis)
 
 
@@ -88,8 +90,15 @@ def blur_mask(mask: Image.Image, blur_x: float, blur_y: float) -> Image.Image:
     return Image.fromarray(values.astype(np.uint8), "L")
 
 
-def prepare_mask(mask: Image.Image, *, invert: bool = False, blur_x: float = 4, blur_y: float = 4,
-                 round: bool = True, size: tuple[int, int] | None = None) -> PreparedMask:
+def prepare_mask(
+    mask: Image.Image,
+    *,
+    invert: bool = False,
+    blur_x: float = 4,
+    blur_y: float = 4,
+    round: bool = True,
+    size: tuple[int, int] | None = None,
+) -> PreparedMask:
     """The user's mask made ready: 'L', at the image's size, inverted if asked, blurred.
 
     A1111 order: read the mask (alpha channel, thresholded at >128 when `round`, else brightness) -> invert
@@ -101,8 +110,10 @@ def prepare_mask(mask: Image.Image, *, invert: bool = False, blur_x: float = 4, 
     values, from_alpha = _mask_values(mask)
     note = None
     if size is not None and values.size != tuple(size):
-        note = (f"the mask ({values.width}x{values.height}) was resized to the image's size "
-                f"({size[0]}x{size[1]}); send a mask the size of the image to place it exactly")
+        note = (
+            f"the mask ({values.width}x{values.height}) was resized to the image's size "
+            f"({size[0]}x{size[1]}); send a mask the size of the image to place it exactly"
+        )
         values = values.resize(tuple(size), resample=Image.Resampling.BILINEAR)
     if from_alpha and round:
         values = values.point(lambda v: 255 if v > 128 else 0)
@@ -126,6 +137,7 @@ def overlay_mask(mask: Image.Image, *, only_masked: bool) -> Image.Image:
 
 # ----------------------------------------------------------------------------------------------- "only masked"
 
+
 def crop_region(mask: Image.Image, padding: int = 0) -> tuple[int, int, int, int]:
     """(x1, y1, x2, y2): the box around every non-zero mask pixel, grown by `padding` on each side, inside the image."""
     if padding < 0:
@@ -133,8 +145,10 @@ def crop_region(mask: Image.Image, padding: int = 0) -> tuple[int, int, int, int
     mask = mask.convert("L")
     box = mask.getbbox()
     if box is None:
-        raise InvalidRequestError("the mask is empty: paint the area to change in white (or send a mask with white "
-                                  "where the image should change), or use inpaint area 'Whole picture'")
+        raise InvalidRequestError(
+            "the mask is empty: paint the area to change in white (or send a mask with white "
+            "where the image should change), or use inpaint area 'Whole picture'"
+        )
     x1, y1, x2, y2 = box
     return max(x1 - padding, 0), max(y1 - padding, 0), min(x2 + padding, mask.width), min(y2 + padding, mask.height)
 
@@ -150,8 +164,9 @@ def _grow_span(start: int, end: int, extra: int, limit: int) -> tuple[int, int]:
     return start, min(end, limit)
 
 
-def expand_to_aspect(region: tuple[int, int, int, int], width: int, height: int,
-                     image_w: int, image_h: int) -> tuple[int, int, int, int]:
+def expand_to_aspect(
+    region: tuple[int, int, int, int], width: int, height: int, image_w: int, image_h: int
+) -> tuple[int, int, int, int]:
     """`region` grown along its short side to the aspect ratio of the processing size (width x height), staying
     inside the image (A1111's fix for "only masked": a 128x32 stroke processed at 512x512 becomes a 128x128 crop).
     Where the image is too small for the ratio the box stops at the image's edges."""
@@ -186,7 +201,7 @@ def _box_blur(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
     padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")
     sums = np.zeros((padded.shape[0] + 1,) + padded.shape[1:])
     np.cumsum(padded, axis=0, out=sums[1:])
-    return np.moveaxis((sums[window:window + length] - sums[:length]) / window, 0, axis)
+    return np.moveaxis((sums[window : window + length] - sums[:length]) / window, 0, axis)
 
 
 def _soft_blur(values: np.ndarray, sigma: float) -> np.ndarray:
@@ -205,32 +220,39 @@ def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     image = flatten(image)
     mask = mask.convert("L")
     if mask.size != image.size:
-        raise InvalidRequestError(f"the mask is {mask.width}x{mask.height} but the image is "
-                                  f"{image.width}x{image.height}; they must have the same size")
+        raise InvalidRequestError(
+            f"the mask is {mask.width}x{mask.height} but the image is "
+            f"{image.width}x{image.height}; they must have the same size"
+        )
     colours = np.asarray(image, dtype=np.float64)
     keep = 1.0 - np.asarray(mask, dtype=np.float64) / 255.0
-    kept = colours * keep[..., None]            # premultiplied by how much each pixel is kept
-    acc_colour = np.zeros_like(colours)       # premultiplied
+    kept = colours * keep[..., None]  # premultiplied by how much each pixel is kept
+    acc_colour = np.zeros_like(colours)  # premultiplied
     acc_alpha = np.zeros_like(keep)
-    both = np.concatenate([kept, keep[..., None]], axis=2)   # one blur for colours and their coverage
+    both = np.concatenate([kept, keep[..., None]], axis=2)  # one blur for colours and their coverage
     for sigma, layers in _FILL_SCHEDULE:
         blurred_both = _soft_blur(both, sigma)
         blurred, coverage = blurred_both[..., :3], np.clip(blurred_both[..., 3], 0.0, 1.0)
-        colour = np.divide(blurred, coverage[..., None], out=np.zeros_like(blurred),
-                           where=coverage[..., None] > 1e-12)
+        colour = np.divide(blurred, coverage[..., None], out=np.zeros_like(blurred), where=coverage[..., None] > 1e-12)
         opacity = 1.0 - (1.0 - coverage) ** layers
         acc_colour = colour * opacity[..., None] + acc_colour * (1.0 - opacity[..., None])
         acc_alpha = opacity + acc_alpha * (1.0 - opacity)
-    filled = np.divide(acc_colour, acc_alpha[..., None], out=np.zeros_like(acc_colour),
-                       where=acc_alpha[..., None] > 1e-12)
+    filled = np.divide(
+        acc_colour, acc_alpha[..., None], out=np.zeros_like(acc_colour), where=acc_alpha[..., None] > 1e-12
+    )
     out = colours * keep[..., None] + filled * (1.0 - keep[..., None])
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
 
 
 # ----------------------------------------------------------------------------------------------- paste back
 
-def composite(original: Image.Image, generated: Image.Image, mask_for_overlay: Image.Image,
-              region: tuple[int, int, int, int] | None = None) -> Image.Image:
+
+def composite(
+    original: Image.Image,
+    generated: Image.Image,
+    mask_for_overlay: Image.Image,
+    region: tuple[int, int, int, int] | None = None,
+) -> Image.Image:
     """The generated image laid over the original through the (blurred) overlay mask: where the mask is 0 the
     original's pixels come back exactly, where it is 255 the generated ones.
 
@@ -254,16 +276,25 @@ def composite(original: Image.Image, generated: Image.Image, mask_for_overlay: I
 
 # ----------------------------------------------------------------------------------------------- outpaint
 
+
 class OutpaintCanvas(NamedTuple):
-    image: Image.Image         # RGB, the original at (left, up), new area pre-filled
-    mask: Image.Image          # 'L', white over the new area (and `overlap` pixels into the original)
+    image: Image.Image  # RGB, the original at (left, up), new area pre-filled
+    mask: Image.Image  # 'L', white over the new area (and `overlap` pixels into the original)
 
 
 OUTPAINT_FILLS = ("edge", "fill", "none")
 
 
-def outpaint_canvas(image: Image.Image, *, left: int = 0, right: int = 0, up: int = 0, down: int = 0,
-                    fill: str = "edge", overlap: int = 0) -> OutpaintCanvas:
+def outpaint_canvas(
+    image: Image.Image,
+    *,
+    left: int = 0,
+    right: int = 0,
+    up: int = 0,
+    down: int = 0,
+    fill: str = "edge",
+    overlap: int = 0,
+) -> OutpaintCanvas:
     """A bigger canvas with the image in it, ready to inpaint the new area.
 
     Each side grows by a multiple of 8 pixels (the VAE works in 8-pixel cells). `fill` pre-fills the new area:
@@ -275,8 +306,10 @@ def outpaint_canvas(image: Image.Image, *, left: int = 0, right: int = 0, up: in
     for side, amount in amounts.items():
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0 or amount % 8:
             hint = f", e.g. {max(8, (amount + 7) // 8 * 8)}" if isinstance(amount, int) else ""
-            raise InvalidRequestError(f"outpaint '{side}' is {amount!r} pixels: each side must grow by a multiple "
-                                      f"of 8 pixels (0, 8, 16, ...){hint}")
+            raise InvalidRequestError(
+                f"outpaint '{side}' is {amount!r} pixels: each side must grow by a multiple "
+                f"of 8 pixels (0, 8, 16, ...){hint}"
+            )
     if not any(amounts.values()):
         raise InvalidRequestError("nothing to outpaint: give at least one of left, right, up, down (a multiple of 8)")
     if fill not in OUTPAINT_FILLS:
@@ -288,8 +321,12 @@ def outpaint_canvas(image: Image.Image, *, left: int = 0, right: int = 0, up: in
     w, h = source.size
     size = (w + left + right, h + up + down)
     mask = Image.new("L", size, 255)
-    keep_box = (left + (overlap if left else 0), up + (overlap if up else 0),
-                left + w - (overlap if right else 0), up + h - (overlap if down else 0))
+    keep_box = (
+        left + (overlap if left else 0),
+        up + (overlap if up else 0),
+        left + w - (overlap if right else 0),
+        up + h - (overlap if down else 0),
+    )
     if keep_box[0] < keep_box[2] and keep_box[1] < keep_box[3]:
         mask.paste(0, keep_box)
 
@@ -306,6 +343,7 @@ def outpaint_canvas(image: Image.Image, *, left: int = 0, right: int = 0, up: in
 
 
 # ----------------------------------------------------------------------------------------------- latent side
+
 
 def latent_mask(mask: Image.Image, latent_hw: tuple[int, int], *, round: bool = True) -> torch.Tensor:
     """(1, 1, h, w) float32 in [0, 1], 1 = repaint: the mask for blending latents each step (A1111's `nmask`;

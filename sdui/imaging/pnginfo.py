@@ -1,5 +1,6 @@
 """The generation parameters inside image files: written as a PNG text chunk or EXIF UserComment, read back from
 PNG, JPEG, WebP, AVIF and GIF files (and NovelAI's PNGs)."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,25 @@ import piexif.helper
 from PIL import Image, PngImagePlugin
 
 # image.info keys that are encoding details, not metadata worth showing (A1111's list)
-IGNORED_INFO_KEYS = frozenset({
-    "jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "exif", "loop", "background", "timestamp",
-    "duration", "progressive", "progression", "icc_profile", "chromaticity", "photoshop",
-})
+IGNORED_INFO_KEYS = frozenset(
+    {
+        "jfif",
+        "jfif_version",
+        "jfif_unit",
+        "jfif_density",
+        "dpi",
+        "exif",
+        "loop",
+        "background",
+        "timestamp",
+        "duration",
+        "progressive",
+        "progression",
+        "icc_profile",
+        "chromaticity",
+        "photoshop",
+    }
+)
 
 
 def exif_user_comment(text: str) -> bytes:
@@ -22,8 +38,9 @@ def exif_user_comment(text: str) -> bytes:
     return piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
 
 
-def text_chunks(image: Image.Image, infotext: str | None,
-                entries: Mapping[str, Any] | None = None) -> PngImagePlugin.PngInfo | None:
+def text_chunks(
+    image: Image.Image, infotext: str | None, entries: Mapping[str, Any] | None = None
+) -> PngImagePlugin.PngInfo | None:
     """`entries` (default: the image's own text entries) and `infotext` as `parameters`, as PNG text chunks."""
     if entries is None:
         entries = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
@@ -34,9 +51,8 @@ def text_chunks(image: Image.Image, infotext: str | None,
         return None
     chunks = PngImagePlugin.PngInfo()
     for key, value in entries.items():
-        chunks.add_text(key, str(value))    # Pillow writes iTXt (UTF-8) when the text is not Latin-1
+        chunks.add_text(key, str(value))  # Pillow writes iTXt (UTF-8) when the text is not Latin-1
     return chunks
-
 
 
 def read_info_from_image(image: Image.Image) -> tuple[str | None, dict]:
@@ -45,13 +61,13 @@ def read_info_from_image(image: Image.Image) -> tuple[str | None, dict]:
     items = dict(image.info or {})
     infotext = items.pop("parameters", None)
     if infotext is None and isinstance(getattr(image, "text", None), dict):
-        infotext = image.text.get("parameters")     # a PNG chunk after the pixel data
+        infotext = image.text.get("parameters")  # a PNG chunk after the pixel data
 
     comment = _exif_comment(items.get("exif"))
     if comment:
         items["exif comment"] = comment
         infotext = infotext if infotext is not None else comment
-    elif infotext is None and "comment" in items:   # GIF
+    elif infotext is None and "comment" in items:  # GIF
         raw = items["comment"]
         infotext = raw.decode("utf8", errors="ignore") if isinstance(raw, bytes) else str(raw)
 
@@ -63,7 +79,7 @@ def read_info_from_image(image: Image.Image) -> tuple[str | None, dict]:
             try:
                 value = value.decode("utf8")
             except UnicodeDecodeError:
-                continue                            # binary: nothing a person or a JSON client can use
+                continue  # binary: nothing a person or a JSON client can use
         clean[str(key)] = str(value) if isinstance(value, str) else value
 
     if clean.get("Software") == "NovelAI":
@@ -76,7 +92,7 @@ def _exif_comment(exif: Any) -> str:
         return ""
     try:
         data = piexif.load(exif)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken EXIF block in a user's file means no comment, not a failure
         return ""
     raw = data.get("Exif", {}).get(piexif.ExifIFD.UserComment, b"")
     try:
@@ -86,18 +102,31 @@ def _exif_comment(exif: Any) -> str:
 
 
 # NovelAI sampler ids -> A1111 names; A1111 looks them up among its sampler aliases and falls back to Euler a.
-_NOVELAI_SAMPLERS = {"k_euler_ancestral": "Euler a", "k_euler_a": "Euler a", "k_euler": "Euler", "k_lms": "LMS",
-                     "k_heun": "Heun", "k_dpm_2": "DPM2", "k_dpm_2_a": "DPM2 a", "k_dpmpp_2m": "DPM++ 2M",
-                     "k_dpmpp_sde": "DPM++ SDE", "k_dpmpp_2s_a": "DPM++ 2S a", "k_dpm_fast": "DPM fast",
-                     "ddim": "DDIM", "plms": "PLMS"}
+_NOVELAI_SAMPLERS = {
+    "k_euler_ancestral": "Euler a",
+    "k_euler_a": "Euler a",
+    "k_euler": "Euler",
+    "k_lms": "LMS",
+    "k_heun": "Heun",
+    "k_dpm_2": "DPM2",
+    "k_dpm_2_a": "DPM2 a",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "k_dpmpp_sde": "DPM++ SDE",
+    "k_dpmpp_2s_a": "DPM++ 2S a",
+    "k_dpm_fast": "DPM fast",
+    "ddim": "DDIM",
+    "plms": "PLMS",
+}
 
 
 def _novelai_infotext(items: Mapping[str, Any], image: Image.Image) -> str | None:
     try:
         data = json.loads(items["Comment"])
         sampler = _NOVELAI_SAMPLERS.get(str(data.get("sampler", "")).lower(), "Euler a")
-        return (f"{items['Description']}\nNegative prompt: {data['uc']}\n"
-                f"Steps: {data['steps']}, Sampler: {sampler}, CFG scale: {data['scale']}, Seed: {data['seed']}, "
-                f"Size: {image.width}x{image.height}, Clip skip: 2, ENSD: 31337")
+        return (
+            f"{items['Description']}\nNegative prompt: {data['uc']}\n"
+            f"Steps: {data['steps']}, Sampler: {sampler}, CFG scale: {data['scale']}, Seed: {data['seed']}, "
+            f"Size: {image.width}x{image.height}, Clip skip: 2, ENSD: 31337"
+        )
     except (KeyError, TypeError, ValueError):
         return None

@@ -6,6 +6,7 @@ is encoded into a hidden temp file in the target folder, then hard-linked to its
 name exists; so a crash or an error never leaves a half-written image, and two saves at the same time never take the
 same number, in one process or several.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -22,8 +23,13 @@ from PIL import Image
 
 from sdui.atomic import write_text_atomic
 from sdui.errors import InvalidRequestError
-from sdui.imaging.filenames import (MAX_PROMPT_WORDS, SANITIZE, apply_filename_pattern, next_sequence_number,
-                                    standard_tags)
+from sdui.imaging.filenames import (
+    MAX_PROMPT_WORDS,
+    SANITIZE,
+    apply_filename_pattern,
+    next_sequence_number,
+    standard_tags,
+)
 from sdui.imaging.pnginfo import exif_user_comment, text_chunks
 
 SEQUENCE_TRIES = 500
@@ -35,12 +41,13 @@ _publish_lock = threading.Lock()
 @dataclass(frozen=True)
 class SaveOptions:
     """How files are named and encoded: A1111's saving settings."""
+
     fmt: str = "png"
-    pattern: str = ""                   # samples_filename_pattern ("": A1111's default, see plan_save)
-    add_number: bool = True             # save_images_add_number
-    replace_existing: bool = True       # save_images_replace_action == "Replace"
+    pattern: str = ""  # samples_filename_pattern ("": A1111's default, see plan_save)
+    add_number: bool = True  # save_images_add_number
+    replace_existing: bool = True  # save_images_replace_action == "Replace"
     save_to_dirs: bool = True
-    dir_pattern: str = "[date]"         # directories_filename_pattern
+    dir_pattern: str = "[date]"  # directories_filename_pattern
     max_prompt_words: int = MAX_PROMPT_WORDS
     jpeg_quality: int = 80
     webp_lossless: bool = False
@@ -49,6 +56,7 @@ class SaveOptions:
 @dataclass(frozen=True)
 class SavePlan:
     """Where a save goes: the folder, and the file name for each sequence number."""
+
     folder: Path
     fmt: str
     decoration: str
@@ -63,16 +71,25 @@ class SavePlan:
         else:
             stem = f"{number:05}" if not self.basename else f"{self.basename}-{number:04}"
             stem += f"-{self.decoration}" if self.decoration else ""
-        return self.folder / f"{stem[:self.max_stem]}.{self.fmt}"
+        return self.folder / f"{stem[: self.max_stem]}.{self.fmt}"
 
     def predicted(self) -> Path:
         """The name a save started now would get (another save may take it first)."""
         return self.name(next_sequence_number(self.folder, self.basename) if self.add_number else None)
 
 
-def plan_save(image: Image.Image, out_dir: str | os.PathLike, options: SaveOptions, *, seed: Any,
-              basename: str = "", prompt: str | None = None, tags: Mapping[str, Any] | None = None,
-              suffix: str = "", date: datetime.date | None = None) -> SavePlan:
+def plan_save(
+    image: Image.Image,
+    out_dir: str | os.PathLike,
+    options: SaveOptions,
+    *,
+    seed: Any,
+    basename: str = "",
+    prompt: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    suffix: str = "",
+    date: datetime.date | None = None,
+) -> SavePlan:
     """The folder (created) and naming of a save under `out_dir`, with A1111's rules.
 
     `options.pattern` "" is A1111's default: "[seed]" in dated folders, else "[seed]-[prompt_spaces]";
@@ -85,17 +102,25 @@ def plan_save(image: Image.Image, out_dir: str | os.PathLike, options: SaveOptio
     if fmt not in FORMATS:
         raise InvalidRequestError(f"Cannot save images as '{fmt}'; choose one of: {', '.join(FORMATS)}.")
     if (fmt in ("jpg", "jpeg") and max(image.size) > 65535) or (fmt == "webp" and max(image.size) > 16383):
-        fmt = "png"                             # beyond what the format can hold
+        fmt = "png"  # beyond what the format can hold
 
-    all_tags = standard_tags(seed=seed, date=date, image=image, prompt=prompt, basename=basename, extra=tags,
-                             max_prompt_words=options.max_prompt_words)
+    all_tags = standard_tags(
+        seed=seed,
+        date=date,
+        image=image,
+        prompt=prompt,
+        basename=basename,
+        extra=tags,
+        max_prompt_words=options.max_prompt_words,
+    )
     folder = out_dir
     if options.save_to_dirs:
         sub = apply_filename_pattern(options.dir_pattern or "[prompt_words]", all_tags).lstrip(" ").rstrip("\\ /")
         folder = out_dir / sub if sub else out_dir
         if not folder.resolve().is_relative_to(out_dir.resolve()):
-            raise InvalidRequestError(f"The folder pattern '{options.dir_pattern}' leads outside {out_dir}; "
-                                      "remove '..' from it in Settings.")
+            raise InvalidRequestError(
+                f"The folder pattern '{options.dir_pattern}' leads outside {out_dir}; remove '..' from it in Settings."
+            )
     folder.mkdir(parents=True, exist_ok=True)
 
     if seed is None:
@@ -104,17 +129,31 @@ def plan_save(image: Image.Image, out_dir: str | os.PathLike, options: SaveOptio
         default = "[seed]" if options.save_to_dirs else "[seed]-[prompt_spaces]"
         decoration = apply_filename_pattern(options.pattern or default, all_tags)
     decoration = (decoration + suffix).translate(SANITIZE)
-    return SavePlan(folder=folder, fmt=fmt, decoration=decoration, basename=basename,
-                    add_number=options.add_number or decoration == "", replace_existing=options.replace_existing,
-                    max_stem=_max_name_length(folder) - len(fmt) - 1)
+    return SavePlan(
+        folder=folder,
+        fmt=fmt,
+        decoration=decoration,
+        basename=basename,
+        add_number=options.add_number or decoration == "",
+        replace_existing=options.replace_existing,
+        max_stem=_max_name_length(folder) - len(fmt) - 1,
+    )
 
 
-def write_image(plan: SavePlan, image: Image.Image, infotext: str | None, options: SaveOptions, *,
-                chunks: Mapping[str, Any] | None = None) -> Path:
+def write_image(
+    plan: SavePlan,
+    image: Image.Image,
+    infotext: str | None,
+    options: SaveOptions,
+    *,
+    chunks: Mapping[str, Any] | None = None,
+) -> Path:
     """Encode `image` (with `infotext` as its parameters) and publish it under the plan's next free name.
     `chunks`: the PNG text entries to write instead of the image's own (A1111's ImageSaveParams.pnginfo)."""
-    temp = _write_temp(plan.folder, lambda f: _encode(image, f, plan.fmt, infotext, options.jpeg_quality,
-                                                      options.webp_lossless, chunks))
+    temp = _write_temp(
+        plan.folder,
+        lambda f: _encode(image, f, plan.fmt, infotext, options.jpeg_quality, options.webp_lossless, chunks),
+    )
     try:
         with _publish_lock:
             if plan.add_number:
@@ -131,18 +170,29 @@ def write_image(plan: SavePlan, image: Image.Image, infotext: str | None, option
         temp.unlink(missing_ok=True)
 
 
-def save_image(image: Image.Image, out_dir: str | os.PathLike, *, seed: Any, infotext: str | None,
-               options: SaveOptions = SaveOptions(), basename: str = "", prompt: str | None = None,
-               tags: Mapping[str, Any] | None = None, suffix: str = "", date: datetime.date | None = None) -> Path:
+def save_image(
+    image: Image.Image,
+    out_dir: str | os.PathLike,
+    *,
+    seed: Any,
+    infotext: str | None,
+    options: SaveOptions = SaveOptions(),
+    basename: str = "",
+    prompt: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    suffix: str = "",
+    date: datetime.date | None = None,
+) -> Path:
     """plan_save + write_image: save `image` under `out_dir` with A1111's naming and metadata; the path written."""
-    plan = plan_save(image, out_dir, options, seed=seed, basename=basename, prompt=prompt, tags=tags, suffix=suffix,
-                     date=date)
+    plan = plan_save(
+        image, out_dir, options, seed=seed, basename=basename, prompt=prompt, tags=tags, suffix=suffix, date=date
+    )
     return write_image(plan, image, infotext, options)
 
 
 def save_text_beside(image_path: Path, text: str) -> Path:
     """The parameters as a .txt file of the same name (A1111's save_txt), written atomically."""
-    return write_text_atomic(image_path.with_suffix(".txt"), text + "\n")    # A1111 ends the file with a newline
+    return write_text_atomic(image_path.with_suffix(".txt"), text + "\n")  # A1111 ends the file with a newline
 
 
 def _chain(first: Path, rest: Iterator[Path]) -> Iterator[Path]:
@@ -170,7 +220,7 @@ def _write_temp(folder: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())        # the bytes are on disk before the name appears
+            os.fsync(f.fileno())  # the bytes are on disk before the name appears
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -191,12 +241,20 @@ def _link_first_free(temp: Path, candidates: Iterator[Path]) -> Path:
                 continue
             os.replace(temp, target)
             return target
-    raise FileExistsError(f"No free file name in {temp.parent} after {SEQUENCE_TRIES} tries; "
-                          "move old images out of that folder.")
+    raise FileExistsError(
+        f"No free file name in {temp.parent} after {SEQUENCE_TRIES} tries; move old images out of that folder."
+    )
 
 
-def _encode(image: Image.Image, f, fmt: str, infotext: str | None, jpeg_quality: int, webp_lossless: bool,
-            chunks: Mapping[str, Any] | None = None) -> None:
+def _encode(
+    image: Image.Image,
+    f,
+    fmt: str,
+    infotext: str | None,
+    jpeg_quality: int,
+    webp_lossless: bool,
+    chunks: Mapping[str, Any] | None = None,
+) -> None:
     kind = FORMATS[fmt]
     if kind == "PNG":
         image.save(f, format=kind, pnginfo=text_chunks(image, infotext, chunks))
@@ -211,5 +269,5 @@ def _encode(image: Image.Image, f, fmt: str, infotext: str | None, jpeg_quality:
         image.save(f, format=kind, quality=jpeg_quality, **extra, **({"exif": exif} if exif else {}))
     elif kind == "AVIF":
         image.save(f, format=kind, quality=jpeg_quality, **({"exif": exif} if exif else {}))
-    else:   # GIF
+    else:  # GIF
         image.save(f, format=kind, **({"comment": infotext} if infotext is not None else {}))

@@ -17,6 +17,7 @@ same; the following denoising pass with the tiled UNet and decoder restores the 
 The switch mutates the given modules, so a model must not be shared by a tiled and an untiled job at the same time
 (the job queue runs one generation at a time).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -58,5 +59,5 @@ def tiled(*modules: torch.nn.Module | None, enabled: bool = True) -> Iterator[li
             conv.padding_mode = CIRCULAR
         yield convs
     finally:
-        for conv, mode in zip(convs, previous):
+        for conv, mode in zip(convs, previous, strict=False):
             conv.padding_mode = mode

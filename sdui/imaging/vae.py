@@ -6,6 +6,7 @@ VAE does: A1111's "NaNs in VAE"); `JobVae` then decodes again in float32, as A11
 instead of returning black images. The upcast lasts for the job only: the model is handed back in the dtype it was
 loaded in, with a note that its VAE overflows, so the next job starts in float32 without the failed attempt.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,8 +72,11 @@ class JobVae:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         decoded = decode(self.vae, latents)
         if self.auto_upcast and self.vae.dtype != torch.float32 and not torch.isfinite(decoded).all():
-            log.warning("The VAE produced NaNs in %s; decoding in float32 instead (start with --no-half-vae to "
-                        "skip the first attempt).", str(self.vae.dtype).removeprefix("torch."))
+            log.warning(
+                "The VAE produced NaNs in %s; decoding in float32 instead (start with --no-half-vae to "
+                "skip the first attempt).",
+                str(self.vae.dtype).removeprefix("torch."),
+            )
             self.model.vae_overflows = True
             self.vae.to(torch.float32)
             decoded = decode(self.vae, latents.float())

@@ -7,6 +7,7 @@
 The parameters line is `Key: value` pairs joined by ", "; a value holding `,`, `:` or a newline is written as a JSON
 string so the line stays splittable.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,22 +29,40 @@ def quote(value: Any) -> Any:
 
 def build_infotext(prompt: str, negative_prompt: str, params: Mapping[str, Any]) -> str:
     """The full infotext; `params` in the order they should appear, None values left out."""
-    line = ", ".join(key if key == value else f"{key}: {quote(value)}"
-                     for key, value in params.items() if value is not None)
+    line = ", ".join(
+        key if key == value else f"{key}: {quote(value)}" for key, value in params.items() if value is not None
+    )
     negative = f"\n{NEGATIVE} {negative_prompt}" if negative_prompt else ""
     # A1111 strips the whole text: an empty prompt leaves no blank first line.
     return f"{prompt}{negative}\n{line}".strip()
 
 
-def generation_params(request, *, seed: int, subseed: int | None = None, model_name: str | None = None,
-                      model_hash: str | None = None, schedule_label: str | None = _UNSET,
-                      clip_skip: int = 1, ensd: int | None = None, rng: str = "CPU", emphasis: str | None = None,
-                      denoising_strength: float | None = None, image_cfg_scale: float | None = None,
-                      face_restoration: str | None = None, vae_name: str | None = None, vae_hash: str | None = None,
-                      conditional_mask_weight: float | None = None, token_merging_ratio: float | None = None,
-                      token_merging_ratio_hr: float | None = None, init_image_hash: str | None = None,
-                      extra: Mapping[str, Any] | None = None, index: int = 0,
-                      version: str | None = None, user: str | None = None) -> dict:
+def generation_params(
+    request,
+    *,
+    seed: int,
+    subseed: int | None = None,
+    model_name: str | None = None,
+    model_hash: str | None = None,
+    schedule_label: str | None = _UNSET,
+    clip_skip: int = 1,
+    ensd: int | None = None,
+    rng: str = "CPU",
+    emphasis: str | None = None,
+    denoising_strength: float | None = None,
+    image_cfg_scale: float | None = None,
+    face_restoration: str | None = None,
+    vae_name: str | None = None,
+    vae_hash: str | None = None,
+    conditional_mask_weight: float | None = None,
+    token_merging_ratio: float | None = None,
+    token_merging_ratio_hr: float | None = None,
+    init_image_hash: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    index: int = 0,
+    version: str | None = None,
+    user: str | None = None,
+) -> dict:
     """The ordered A1111 parameters of one image of `request` (a GenerationRequest or anything with its fields).
 
     Every fixed key has its A1111 slot even when empty, so an entry of `request.extra_generation_params` or `extra`

@@ -2,6 +2,7 @@
 prompt and negative prompt, plus A1111's defaults for keys an old infotext lacks (a missing `RNG` means the image was
 made with GPU noise, and so on) and the compatibility switches it derives from an old `Version`.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _WXH = re.compile(r"^(\d+)x(\d+)$")
 
 
-def parse_infotext(text: str, *, defaults: bool = True, skip_fields: Iterable[str] = (),
-                   backcompat: bool = True) -> dict:
+def parse_infotext(
+    text: str, *, defaults: bool = True, skip_fields: Iterable[str] = (), backcompat: bool = True
+) -> dict:
     """Parse an infotext into A1111's dict: the pairs of the last line (strings), `Prompt`, `Negative prompt`,
     then A1111's defaults for absent keys (`defaults=False` leaves them out). Values stay as written (A1111's
     png-info answer); pasting them into a request is sdui.core.infotext_fields' job.
@@ -26,7 +28,7 @@ def parse_infotext(text: str, *, defaults: bool = True, skip_fields: Iterable[st
     `backcompat` adds the compatibility switches A1111 derives from an old `Version` (<1.6.0, <1.7.0-225, <1.8.0).
     """
     *lines, last = text.strip().split("\n")
-    if len(_PAIR.findall(last)) < 3:        # not a parameters line: it belongs to the prompt
+    if len(_PAIR.findall(last)) < 3:  # not a parameters line: it belongs to the prompt
         lines.append(last)
         last = ""
 
@@ -37,7 +39,7 @@ def parse_infotext(text: str, *, defaults: bool = True, skip_fields: Iterable[st
         line = line.strip()
         if line.startswith(NEGATIVE):
             target = negative_lines
-            line = line[len(NEGATIVE):].strip()
+            line = line[len(NEGATIVE) :].strip()
         target.append(line)
     prompt, negative_prompt = "\n".join(prompt_lines), "\n".join(negative_lines)
 
@@ -116,6 +118,7 @@ def _add_defaults(res: dict, prompt: str, negative_prompt: str) -> None:
 
 def _uses_emphasis(text: str) -> bool:
     from sdui.text.emphasis import parse_prompt_attention  # pure text module; imported late to stay light
+
     return any(weight != 1.0 and part != "BREAK" for part, weight in parse_prompt_attention(text))
 
 
@@ -129,7 +132,7 @@ def _restore_first_pass_size(res: dict) -> None:
         width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
     except ValueError:
         return
-    if first_w == 0 or first_h == 0:        # "0x0" meant: pick a first pass of about 512x512 pixels
+    if first_w == 0 or first_h == 0:  # "0x0" meant: pick a first pass of about 512x512 pixels
         scale = math.sqrt(512 * 512 / (width * height))
         first_w, first_h = math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
     res["Size-1"], res["Size-2"] = first_w, first_h

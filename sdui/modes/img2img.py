@@ -4,19 +4,20 @@ A1111 semantics: with `steps` and denoising strength d, t_enc = int(min(d, 0.999
 t_enc + 1 steps of the full schedule run, starting from init latent + noise at that step's noise level
 ("fix steps" option: the schedule is stretched so that about `steps` steps run).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
 
-from sdui.modes import inpaint
 from sdui.devices import DevicePolicy
 from sdui.imaging.image_ops import flatten, image_to_tensor, resize_image
 from sdui.imaging.vae import JobVae
 from sdui.models.depth_estimator import depth_to_pil
-from sdui.modes.depth import depth_conditioning
 from sdui.models.sd_model import SDModel
+from sdui.modes import inpaint
+from sdui.modes.depth import depth_conditioning
 from sdui.request import Img2ImgRequest
 
 
@@ -38,30 +39,34 @@ def begin_index(scheduler, steps: int, steps_to_run: int) -> int:
 
 def noised_init(scheduler, init_latents: torch.Tensor, noise: torch.Tensor, begin: int) -> torch.Tensor:
     """The init latents at the noise level of the first step that runs."""
-    t = scheduler.timesteps[begin:begin + 1]
+    t = scheduler.timesteps[begin : begin + 1]
     return scheduler.add_noise(init_latents, noise.to(init_latents.dtype), t.repeat(init_latents.shape[0]))
 
 
 @dataclass
 class InitInputs:
     """Everything img2img derives from its init images, one entry per init image."""
-    latents: torch.Tensor                      # (N, 4, h, w) VAE latents, scaled
-    latent_masks: torch.Tensor | None = None   # (N, 1, h, w) 1 = repaint (A1111's latent mask)
-    extra_channels: torch.Tensor | None = None # (N, 5, h, w) for inpainting checkpoints
-    work: list | None = None                   # inpaint.MaskedWork per image, for pasting back
-    depth_maps: list = field(default_factory=list)   # depth2img: the maps used, as images to show or save
+
+    latents: torch.Tensor  # (N, 4, h, w) VAE latents, scaled
+    latent_masks: torch.Tensor | None = None  # (N, 1, h, w) 1 = repaint (A1111's latent mask)
+    extra_channels: torch.Tensor | None = None  # (N, 5, h, w) for inpainting checkpoints
+    work: list | None = None  # inpaint.MaskedWork per image, for pasting back
+    depth_maps: list = field(default_factory=list)  # depth2img: the maps used, as images to show or save
     infotext: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
 
 @torch.no_grad()
-def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy, vae: JobVae, *,
-                 background: str = "#ffffff") -> InitInputs:
+def prepare_init(
+    request: Img2ImgRequest, model: SDModel, policy: DevicePolicy, vae: JobVae, *, background: str = "#ffffff"
+) -> InitInputs:
     """Encode the init images (flattened onto `background`, A1111's img2img_background_color)."""
     latent_hw = (request.height // model.vae_scale_factor, request.width // model.vae_scale_factor)
     if request.mask is None:
-        resized = [resize_image(request.resize_mode, flatten(image, background), request.width, request.height)
-                   for image in request.init_images]
+        resized = [
+            resize_image(request.resize_mode, flatten(image, background), request.width, request.height)
+            for image in request.init_images
+        ]
         pixels = image_to_tensor(resized)
         inputs = InitInputs(latents=vae.encode(pixels).to(policy.dtype))
         if model.variant == "depth":
@@ -72,9 +77,13 @@ def prepare_init(request: Img2ImgRequest, model: SDModel, policy: DevicePolicy, 
     prepared = [inpaint.prepare(request, image, background=background) for image in request.init_images]
     work = [w for w, _ in prepared]
     params = prepared[0][1]
-    inputs = InitInputs(latents=vae.encode(image_to_tensor([w.image for w in work])).to(policy.dtype),
-                        latent_masks=inpaint.blend_masks(work, latent_hw, request.mask_round).to(policy.device),
-                        work=work, infotext=params.infotext, notes=params.notes)
+    inputs = InitInputs(
+        latents=vae.encode(image_to_tensor([w.image for w in work])).to(policy.dtype),
+        latent_masks=inpaint.blend_masks(work, latent_hw, request.mask_round).to(policy.device),
+        work=work,
+        infotext=params.infotext,
+        notes=params.notes,
+    )
     if model.variant == "inpaint":
         inputs.extra_channels = inpaint.inpainting_channels(work, latent_hw, vae).to(policy.dtype)
     return inputs

@@ -1,5 +1,6 @@
 """Outpaint = inpaint on a grown canvas: the new area is pre-filled, masked, and inpainted through the same core.
 Used by the Outpaint tab and by the API's outpaint_* fields, so both grow canvases the same way."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,17 +42,29 @@ def _round_up(canvas: OutpaintCanvas, sides: dict) -> OutpaintCanvas:
     return OutpaintCanvas(Image.fromarray(image, "RGB"), Image.fromarray(mask, "L"))
 
 
-def outpaint_request(request: Img2ImgRequest, *, left: int = 0, right: int = 0, up: int = 0,
-                     down: int = 0) -> Img2ImgRequest:
+def outpaint_request(
+    request: Img2ImgRequest, *, left: int = 0, right: int = 0, up: int = 0, down: int = 0
+) -> Img2ImgRequest:
     """The request grown by the given pixels (multiples of 8) on each side: the canvas is the init image, the new
     area (plus twice the mask blur into the original, so the seam fades over original pixels, as A1111) the mask,
     and the size the canvas's."""
     if not request.init_images:
         raise InvalidRequestError("outpaint needs an image: send it in init_images")
     sides = dict(left=left, right=right, up=up, down=down)
-    canvas = outpaint_canvas(request.init_images[0], **sides, fill=CANVAS_FILL.get(request.inpainting_fill, "fill"),
-                             overlap=2 * request.mask_blur_x)
+    canvas = outpaint_canvas(
+        request.init_images[0],
+        **sides,
+        fill=CANVAS_FILL.get(request.inpainting_fill, "fill"),
+        overlap=2 * request.mask_blur_x,
+    )
     canvas = _round_up(canvas, sides)
-    return dataclasses.replace(request, init_images=[canvas.image], mask=canvas.mask, width=canvas.image.width,
-                               height=canvas.image.height, resize_mode=0, inpaint_full_res=False,
-                               inpainting_mask_invert=0)
+    return dataclasses.replace(
+        request,
+        init_images=[canvas.image],
+        mask=canvas.mask,
+        width=canvas.image.width,
+        height=canvas.image.height,
+        resize_mode=0,
+        inpaint_full_res=False,
+        inpainting_mask_invert=0,
+    )

@@ -5,6 +5,7 @@ what its label says). Keys of A1111 features this program does not have yet are 
 ignored; the feature's issue adds them with the feature. Values a client stores for keys we do not know are kept
 in config.json as they are.
 """
+
 from __future__ import annotations
 
 from sdui.settings.registry import OptionInfo, Registry, options_section
@@ -30,122 +31,190 @@ def _choices(*choices) -> dict:
 
 def _sections() -> list[dict[str, OptionInfo]]:
     return [
-        options_section(("saving-images", "Saving images/grids", "saving"), {
-            "samples_save": OptionInfo(True, "Save every generated image", "checkbox"),
-            "samples_format": OptionInfo("png", "File format for images", "dropdown", _choices(*IMAGE_FORMATS)),
-            "samples_filename_pattern": OptionInfo("", "File name pattern for images", "textbox")
-            .info("tags in brackets, e.g. [seed]-[prompt_words]; empty: [seed], or [seed]-[prompt_spaces] when not "
-                  "saving into subfolders"),
-            "save_images_add_number": OptionInfo(True, "Start every file name with a sequence number", "checkbox"),
-            "save_images_replace_action": OptionInfo(
-                "Replace", "When a file of the same name exists (without sequence numbers)", "radio",
-                _choices("Replace", "Add number suffix")),
-            "grid_save": OptionInfo(True, "Save a grid of every batch of several images", "checkbox"),
-            "grid_format": OptionInfo("png", "File format for grids", "dropdown", _choices(*IMAGE_FORMATS)),
-            "grid_extended_filename": OptionInfo(False, "Grid file names use the image file name pattern too",
-                                                 "checkbox"),
-            "grid_only_if_multiple": OptionInfo(True, "No grid for a single image", "checkbox"),
-            "grid_prevent_empty_spots": OptionInfo(False, "Choose grid rows so that no cell stays empty", "checkbox"),
-            "n_rows": OptionInfo(-1, "Grid rows", "slider", _slider(-1, 16, 1))
-            .info("-1: about square; 0: the batch size"),
-            "grid_background_color": OptionInfo("#ffffff", "Grid background colour", "color"),
-            "enable_pnginfo": OptionInfo(True, "Write generation parameters into the image file", "checkbox"),
-            "save_txt": OptionInfo(False, "Save the generation parameters as a .txt file beside each image",
-                                   "checkbox"),
-            "jpeg_quality": OptionInfo(80, "JPEG, WebP and AVIF quality", "slider", _slider(1, 100, 1)),
-            "webp_lossless": OptionInfo(False, "Lossless WebP", "checkbox"),
-            "save_incomplete_images": OptionInfo(False, "Save images that an interrupt or skip left unfinished",
-                                                 "checkbox"),
-            "save_images_before_highres_fix": OptionInfo(False, "Also save the first pass of hires fix", "checkbox"),
-            "save_mask": OptionInfo(False, "For inpainting, also save the mask used", "checkbox"),
-            "save_mask_composite": OptionInfo(False, "For inpainting, also save the result blended over the mask",
-                                              "checkbox"),
-            "save_init_img": OptionInfo(False, "Save the init images of img2img", "checkbox"),
-        }),
-        options_section(("saving-paths", "Paths for saving", "saving"), {
-            "outdir_samples": OptionInfo("", "Folder for all images (empty: the folders below)", "textbox"),
-            "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Folder for txt2img images", "textbox"),
-            "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Folder for img2img images", "textbox"),
-            "outdir_grids": OptionInfo("", "Folder for all grids (empty: the folders below)", "textbox"),
-            "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Folder for txt2img grids", "textbox"),
-            "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Folder for img2img grids", "textbox"),
-            "outdir_init_images": OptionInfo("outputs/init-images", "Folder for img2img init images", "textbox"),
-        }),
-        options_section(("saving-to-dirs", "Saving to a directory", "saving"), {
-            "save_to_dirs": OptionInfo(True, "Save images into a subfolder", "checkbox"),
-            "grid_save_to_dirs": OptionInfo(True, "Save grids into a subfolder", "checkbox"),
-            "directories_filename_pattern": OptionInfo("[date]", "Subfolder name pattern", "textbox"),
-            "directories_max_prompt_words": OptionInfo(8, "Words of the prompt in [prompt_words]", "slider",
-                                                       _slider(1, 20, 1)),
-        }),
-        options_section(("system", "System", "system"), {
-            "max_image_pixels": OptionInfo(MAX_IMAGE_PIXELS, "Largest image a request may ask for (pixels)",
-                                           "number", {"minimum": 64 * 64})
-            .info("width x height, for every pass; larger images need more memory than most machines have"),
-            "samples_log_stdout": OptionInfo(False, "Print the parameters of every saved image to the console",
-                                             "checkbox"),
-        }),
-        options_section(("sd", "Stable Diffusion", "sd"), {
-            "sd_model_checkpoint": OptionInfo("", "Stable Diffusion checkpoint", "dropdown"),
-            "sd_checkpoint_cache": OptionInfo(0, "Checkpoints to keep in RAM", "slider", _slider(0, 10, 1))
-            .info("switching back to one of them takes no load from disk"),
-            "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", "slider", _slider(1, 12, 1), infotext="Clip skip"),
-            "sdxl_clip_l_skip": OptionInfo(False, "Clip skip applies to SDXL's CLIP-L text encoder as well",
-                                           "checkbox"),
-            "emphasis": OptionInfo("Original", "Emphasis mode", "radio", _choices(*EMPHASIS_MODES),
-                                   infotext="Emphasis")
-            .info("how (word:1.2) weights are applied"),
-            "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap: move the words after a comma this close to "
-                                                  "the end of a 75-token chunk into the next chunk", "slider",
-                                                  _slider(0, 74, 1)),
-            "tiling": OptionInfo(False, "Tiling", "checkbox", infotext="Tiling")
-            .info("seamless images that repeat across their edges; what a request without a tiling field uses"),
-            "randn_source": OptionInfo("CPU", "Random number generator source", "radio", _choices(*RANDN_SOURCES),
-                                       infotext="RNG")
-            .info("CPU: a seed gives the same image on every machine"),
-        }),
-        options_section(("vae", "VAE", "sd"), {
-            "auto_vae_precision": OptionInfo(True, "Decode again in float32 when the half-precision VAE overflows",
-                                             "checkbox")
-            .info("instead of a black image"),
-        }),
-        options_section(("img2img", "img2img", "sd"), {
-            "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img", "slider",
-                                                   _slider(0.0, 1.5, 0.001), infotext="Noise multiplier"),
-            "img2img_fix_steps": OptionInfo(False, "img2img runs about the number of steps set (the schedule "
-                                            "stretches) instead of denoising strength x steps", "checkbox"),
-            "img2img_background_color": OptionInfo("#ffffff", "Colour behind transparent parts of init images",
-                                                   "color"),
-        }),
-        options_section(("sampler-params", "Sampler parameters", "sd"), {
-            "eta_ddim": OptionInfo(0.0, "Eta for DDIM", "slider", _slider(0.0, 1.0, 0.01), infotext="Eta DDIM")
-            .info("noise added at each step; 0: deterministic"),
-            "eta_ancestral": OptionInfo(1.0, "Eta for ancestral and SDE samplers", "slider", _slider(0.0, 1.0, 0.01),
-                                        infotext="Eta"),
-            "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", "number", {"precision": 0},
-                                               infotext="ENSD")
-            .info("added to the seed of the noise ancestral samplers draw at every step"),
-        }),
-        options_section(("infotext", "Infotext", "ui"), {
-            "add_model_hash_to_info": OptionInfo(True, "Write the model hash into the parameters", "checkbox"),
-            "add_model_name_to_info": OptionInfo(True, "Write the model name into the parameters", "checkbox"),
-        }),
-        options_section(("ui_gallery", "Gallery", "ui"), {
-            "return_grid": OptionInfo(True, "Show the grid of a batch in the results", "checkbox"),
-        }),
-        options_section(("live-previews", "Live previews", "ui"), {
-            "live_previews_enable": OptionInfo(True, "Show a live preview while an image is made", "checkbox"),
-            "live_previews_image_format": OptionInfo("png", "Live preview file format", "radio",
-                                                     _choices(*PREVIEW_FORMATS)),
-            "show_progress_every_n_steps": OptionInfo(10, "Live preview every N sampling steps", "slider",
-                                                      _slider(-1, 32, 1))
-            .info("-1: once each batch is done"),
-            "live_preview_content": OptionInfo("Prompt", "What the live preview shows", "radio",
-                                               _choices(*PREVIEW_CONTENT)),
-            "live_preview_refresh_period": OptionInfo(1000.0, "How often the page asks for progress (ms)", "number",
-                                                      {"minimum": 100, "maximum": 10000}),
-        }),
-        {   # not shown in the Settings tab: state the program records
+        options_section(
+            ("saving-images", "Saving images/grids", "saving"),
+            {
+                "samples_save": OptionInfo(True, "Save every generated image", "checkbox"),
+                "samples_format": OptionInfo("png", "File format for images", "dropdown", _choices(*IMAGE_FORMATS)),
+                "samples_filename_pattern": OptionInfo("", "File name pattern for images", "textbox").info(
+                    "tags in brackets, e.g. [seed]-[prompt_words]; empty: [seed], or [seed]-[prompt_spaces] when not "
+                    "saving into subfolders"
+                ),
+                "save_images_add_number": OptionInfo(True, "Start every file name with a sequence number", "checkbox"),
+                "save_images_replace_action": OptionInfo(
+                    "Replace",
+                    "When a file of the same name exists (without sequence numbers)",
+                    "radio",
+                    _choices("Replace", "Add number suffix"),
+                ),
+                "grid_save": OptionInfo(True, "Save a grid of every batch of several images", "checkbox"),
+                "grid_format": OptionInfo("png", "File format for grids", "dropdown", _choices(*IMAGE_FORMATS)),
+                "grid_extended_filename": OptionInfo(
+                    False, "Grid file names use the image file name pattern too", "checkbox"
+                ),
+                "grid_only_if_multiple": OptionInfo(True, "No grid for a single image", "checkbox"),
+                "grid_prevent_empty_spots": OptionInfo(
+                    False, "Choose grid rows so that no cell stays empty", "checkbox"
+                ),
+                "n_rows": OptionInfo(-1, "Grid rows", "slider", _slider(-1, 16, 1)).info(
+                    "-1: about square; 0: the batch size"
+                ),
+                "grid_background_color": OptionInfo("#ffffff", "Grid background colour", "color"),
+                "enable_pnginfo": OptionInfo(True, "Write generation parameters into the image file", "checkbox"),
+                "save_txt": OptionInfo(
+                    False, "Save the generation parameters as a .txt file beside each image", "checkbox"
+                ),
+                "jpeg_quality": OptionInfo(80, "JPEG, WebP and AVIF quality", "slider", _slider(1, 100, 1)),
+                "webp_lossless": OptionInfo(False, "Lossless WebP", "checkbox"),
+                "save_incomplete_images": OptionInfo(
+                    False, "Save images that an interrupt or skip left unfinished", "checkbox"
+                ),
+                "save_images_before_highres_fix": OptionInfo(
+                    False, "Also save the first pass of hires fix", "checkbox"
+                ),
+                "save_mask": OptionInfo(False, "For inpainting, also save the mask used", "checkbox"),
+                "save_mask_composite": OptionInfo(
+                    False, "For inpainting, also save the result blended over the mask", "checkbox"
+                ),
+                "save_init_img": OptionInfo(False, "Save the init images of img2img", "checkbox"),
+            },
+        ),
+        options_section(
+            ("saving-paths", "Paths for saving", "saving"),
+            {
+                "outdir_samples": OptionInfo("", "Folder for all images (empty: the folders below)", "textbox"),
+                "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Folder for txt2img images", "textbox"),
+                "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Folder for img2img images", "textbox"),
+                "outdir_grids": OptionInfo("", "Folder for all grids (empty: the folders below)", "textbox"),
+                "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Folder for txt2img grids", "textbox"),
+                "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Folder for img2img grids", "textbox"),
+                "outdir_init_images": OptionInfo("outputs/init-images", "Folder for img2img init images", "textbox"),
+            },
+        ),
+        options_section(
+            ("saving-to-dirs", "Saving to a directory", "saving"),
+            {
+                "save_to_dirs": OptionInfo(True, "Save images into a subfolder", "checkbox"),
+                "grid_save_to_dirs": OptionInfo(True, "Save grids into a subfolder", "checkbox"),
+                "directories_filename_pattern": OptionInfo("[date]", "Subfolder name pattern", "textbox"),
+                "directories_max_prompt_words": OptionInfo(
+                    8, "Words of the prompt in [prompt_words]", "slider", _slider(1, 20, 1)
+                ),
+            },
+        ),
+        options_section(
+            ("system", "System", "system"),
+            {
+                "max_image_pixels": OptionInfo(
+                    MAX_IMAGE_PIXELS, "Largest image a request may ask for (pixels)", "number", {"minimum": 64 * 64}
+                ).info("width x height, for every pass; larger images need more memory than most machines have"),
+                "samples_log_stdout": OptionInfo(
+                    False, "Print the parameters of every saved image to the console", "checkbox"
+                ),
+            },
+        ),
+        options_section(
+            ("sd", "Stable Diffusion", "sd"),
+            {
+                "sd_model_checkpoint": OptionInfo("", "Stable Diffusion checkpoint", "dropdown"),
+                "sd_checkpoint_cache": OptionInfo(0, "Checkpoints to keep in RAM", "slider", _slider(0, 10, 1)).info(
+                    "switching back to one of them takes no load from disk"
+                ),
+                "CLIP_stop_at_last_layers": OptionInfo(
+                    1, "Clip skip", "slider", _slider(1, 12, 1), infotext="Clip skip"
+                ),
+                "sdxl_clip_l_skip": OptionInfo(
+                    False, "Clip skip applies to SDXL's CLIP-L text encoder as well", "checkbox"
+                ),
+                "emphasis": OptionInfo(
+                    "Original", "Emphasis mode", "radio", _choices(*EMPHASIS_MODES), infotext="Emphasis"
+                ).info("how (word:1.2) weights are applied"),
+                "comma_padding_backtrack": OptionInfo(
+                    20,
+                    "Prompt word wrap: move the words after a comma this close to "
+                    "the end of a 75-token chunk into the next chunk",
+                    "slider",
+                    _slider(0, 74, 1),
+                ),
+                "tiling": OptionInfo(False, "Tiling", "checkbox", infotext="Tiling").info(
+                    "seamless images that repeat across their edges; what a request without a tiling field uses"
+                ),
+                "randn_source": OptionInfo(
+                    "CPU", "Random number generator source", "radio", _choices(*RANDN_SOURCES), infotext="RNG"
+                ).info("CPU: a seed gives the same image on every machine"),
+            },
+        ),
+        options_section(
+            ("vae", "VAE", "sd"),
+            {
+                "auto_vae_precision": OptionInfo(
+                    True, "Decode again in float32 when the half-precision VAE overflows", "checkbox"
+                ).info("instead of a black image"),
+            },
+        ),
+        options_section(
+            ("img2img", "img2img", "sd"),
+            {
+                "initial_noise_multiplier": OptionInfo(
+                    1.0, "Noise multiplier for img2img", "slider", _slider(0.0, 1.5, 0.001), infotext="Noise multiplier"
+                ),
+                "img2img_fix_steps": OptionInfo(
+                    False,
+                    "img2img runs about the number of steps set (the schedule "
+                    "stretches) instead of denoising strength x steps",
+                    "checkbox",
+                ),
+                "img2img_background_color": OptionInfo(
+                    "#ffffff", "Colour behind transparent parts of init images", "color"
+                ),
+            },
+        ),
+        options_section(
+            ("sampler-params", "Sampler parameters", "sd"),
+            {
+                "eta_ddim": OptionInfo(
+                    0.0, "Eta for DDIM", "slider", _slider(0.0, 1.0, 0.01), infotext="Eta DDIM"
+                ).info("noise added at each step; 0: deterministic"),
+                "eta_ancestral": OptionInfo(
+                    1.0, "Eta for ancestral and SDE samplers", "slider", _slider(0.0, 1.0, 0.01), infotext="Eta"
+                ),
+                "eta_noise_seed_delta": OptionInfo(
+                    0, "Eta noise seed delta (ENSD)", "number", {"precision": 0}, infotext="ENSD"
+                ).info("added to the seed of the noise ancestral samplers draw at every step"),
+            },
+        ),
+        options_section(
+            ("infotext", "Infotext", "ui"),
+            {
+                "add_model_hash_to_info": OptionInfo(True, "Write the model hash into the parameters", "checkbox"),
+                "add_model_name_to_info": OptionInfo(True, "Write the model name into the parameters", "checkbox"),
+            },
+        ),
+        options_section(
+            ("ui_gallery", "Gallery", "ui"),
+            {
+                "return_grid": OptionInfo(True, "Show the grid of a batch in the results", "checkbox"),
+            },
+        ),
+        options_section(
+            ("live-previews", "Live previews", "ui"),
+            {
+                "live_previews_enable": OptionInfo(True, "Show a live preview while an image is made", "checkbox"),
+                "live_previews_image_format": OptionInfo(
+                    "png", "Live preview file format", "radio", _choices(*PREVIEW_FORMATS)
+                ),
+                "show_progress_every_n_steps": OptionInfo(
+                    10, "Live preview every N sampling steps", "slider", _slider(-1, 32, 1)
+                ).info("-1: once each batch is done"),
+                "live_preview_content": OptionInfo(
+                    "Prompt", "What the live preview shows", "radio", _choices(*PREVIEW_CONTENT)
+                ),
+                "live_preview_refresh_period": OptionInfo(
+                    1000.0, "How often the page asks for progress (ms)", "number", {"minimum": 100, "maximum": 10000}
+                ),
+            },
+        ),
+        {  # not shown in the Settings tab: state the program records
             "sd_checkpoint_hash": OptionInfo("", "SHA256 of the loaded checkpoint"),
         },
     ]

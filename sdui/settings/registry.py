@@ -9,6 +9,7 @@ lands in the same registry as ours and gets the same validation, persistence and
 returning them (for choices that change, such as the list of checkpoints). Choices and minimum/maximum in the
 arguments are also what `validate` checks.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,6 +23,7 @@ from sdui.errors import InvalidRequestError
 @dataclass(frozen=True)
 class Section:
     """A page of the Settings tab: A1111's (id, label[, category]) tuple."""
+
     id: str
     label: str
     category: str | None = None
@@ -44,12 +46,12 @@ class OptionInfo:
     refresh: Callable[[], Any] | None = None
     comment_before: str = ""
     comment_after: str = ""
-    infotext: str | None = None          # the infotext key that carries this setting (pasting restores it)
-    restrict_api: bool = False           # not settable through POST /sdapi/v1/options
+    infotext: str | None = None  # the infotext key that carries this setting (pasting restores it)
+    restrict_api: bool = False  # not settable through POST /sdapi/v1/options
     category_id: str | None = None
     do_not_save: bool = False
-    restart_needed: bool = False         # takes effect after a restart
-    reload_ui_needed: bool = False       # takes effect after "Reload UI"
+    restart_needed: bool = False  # takes effect after a restart
+    reload_ui_needed: bool = False  # takes effect after "Reload UI"
 
     def __post_init__(self):
         self.section = Section.of(self.section)
@@ -120,6 +122,7 @@ _FALSE = ("false", "0", "no", "off")
 def cast(key: str, value: Any, default: Any) -> Any:
     """`value` converted to the type of `default` (A1111 stores JSON types), or InvalidRequestError saying what the
     key expects. Numbers must be finite: a NaN stored once would break every later read."""
+
     def wrong(expected: str):
         return InvalidRequestError(f"Setting {key!r} expects {expected}, got {value!r} ({type(value).__name__}).")
 
@@ -169,7 +172,7 @@ def cast(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, list):
         if isinstance(value, (list, tuple)):
             return list(value)
-        if isinstance(value, str):   # old A1111 configs kept lists as comma-separated text
+        if isinstance(value, str):  # old A1111 configs kept lists as comma-separated text
             return [part.strip() for part in value.split(",") if part.strip()]
         raise wrong("a list")
     if isinstance(default, dict):
@@ -187,14 +190,16 @@ def copy_value(value: Any) -> Any:
 @dataclass
 class Registry:
     """Every known setting, in registration order (the order of the Settings tab)."""
+
     entries: dict[str, OptionInfo] = field(default_factory=dict)
 
     def add(self, key: str, info: OptionInfo | Any) -> OptionInfo:
         """Register `info` (an OptionInfo, or a bare default value) under `key`; a later registration replaces an
         earlier one, as in A1111."""
-        if not isinstance(info, OptionInfo):   # a bare default, or an OptionInfo-like object of another module
-            info = OptionInfo(getattr(info, "default", info), getattr(info, "label", ""),
-                              onchange=getattr(info, "onchange", None))
+        if not isinstance(info, OptionInfo):  # a bare default, or an OptionInfo-like object of another module
+            info = OptionInfo(
+                getattr(info, "default", info), getattr(info, "label", ""), onchange=getattr(info, "onchange", None)
+            )
         self.entries[key] = info
         return info
 

@@ -3,6 +3,7 @@
 A change made in the Settings tab or through POST /sdapi/v1/options while a job runs applies to the next job, and a
 request's `override_settings` live only in its own snapshot: the shared settings never change under a running job.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,6 +25,7 @@ class Settings(Mapping[str, Any]):
     def defaults(cls, **overrides: Any) -> Settings:
         """Our registered defaults (plus `overrides`): what a job sees on a fresh install."""
         from sdui.settings.definitions import builtin_registry
+
         registry = builtin_registry()
         values = registry.defaults()
         for key, value in overrides.items():

@@ -6,6 +6,7 @@
 Weights multiply as brackets close (inner first), and brackets still open at the end are closed there (round ones
 first, then square ones), so float results equal A1111's digit for digit.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,26 +16,29 @@ SQUARE_MULTIPLIER = 1 / 1.1
 BREAK_WEIGHT = -1.0
 
 # One alternative per kind of token; plain text is everything that is not a bracket, colon or backslash.
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<escaped>\\[()\[\]\\]) |
     (?P<backslash>\\) |
     (?P<weight>:\s*(?P<number>[+-]?[.\d]+)\s*\)) |
     (?P<bracket>[()\[\]]) |
     (?P<text>[^\\()\[\]:]+) |
     (?P<colon>:)
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
 
 
 def parse_prompt_attention(text: str) -> list[list]:
     """Split `text` into [text, weight] runs; a BREAK keyword becomes ["BREAK", -1.0]."""
     runs: list[list] = []
-    open_round: list[int] = []     # index into runs where each open bracket started
+    open_round: list[int] = []  # index into runs where each open bracket started
     open_square: list[int] = []
 
     def weigh_from(start: int, factor: float) -> None:
         for run in runs[start:]:
-            if not _is_break(run):          # A1111 would weigh the marker too and lose the BREAK; we keep it
+            if not _is_break(run):  # A1111 would weigh the marker too and lose the BREAK; we keep it
                 run[1] *= factor
 
     def add_text(chunk: str) -> None:
@@ -49,7 +53,7 @@ def parse_prompt_attention(text: str) -> list[list]:
         if kind == "escaped":
             runs.append([token[1], 1.0])
         elif kind == "backslash":
-            continue                        # a lone backslash escapes nothing and is dropped (as in A1111)
+            continue  # a lone backslash escapes nothing and is dropped (as in A1111)
         elif kind == "weight":
             factor = _to_float(m.group("number"))
             if open_round and factor is not None:
@@ -64,7 +68,7 @@ def parse_prompt_attention(text: str) -> list[list]:
             weigh_from(open_round.pop(), ROUND_MULTIPLIER)
         elif token == "]" and open_square:
             weigh_from(open_square.pop(), SQUARE_MULTIPLIER)
-        else:                               # text, a colon, or a closing bracket with nothing open
+        else:  # text, a colon, or a closing bracket with nothing open
             add_text(token)
 
     for start in open_round:
@@ -78,7 +82,7 @@ def parse_prompt_attention(text: str) -> list[list]:
 def _to_float(number: str) -> float | None:
     try:
         return float(number)
-    except ValueError:                      # "(x:1.2.3)": A1111 fails on this; we keep the text literally
+    except ValueError:  # "(x:1.2.3)": A1111 fails on this; we keep the text literally
         return None
 
 

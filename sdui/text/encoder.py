@@ -14,6 +14,7 @@ Per architecture (as A1111 does it):
         A negative batch of only empty prompts gives zeros (embeds and pooled).
   sdxl-refiner  bigG alone, same rules.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,17 +25,17 @@ from sdui.errors import InvalidRequestError
 from sdui.text.emphasis import parse_prompt_attention
 from sdui.text.tokenizer import tokenize_batch
 
-CHUNK_LENGTH = 75             # prompt tokens per chunk; + BOS + EOS = 77, CLIP's context
-COMMA_BACKTRACK = 20          # A1111 option comma_padding_backtrack
-COMMA_ID = 267                # ",</w>"
+CHUNK_LENGTH = 75  # prompt tokens per chunk; + BOS + EOS = 77, CLIP's context
+COMMA_BACKTRACK = 20  # A1111 option comma_padding_backtrack
+COMMA_ID = 267  # ",</w>"
 BOS_ID, EOS_ID = 49406, 49407
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 
 
 @dataclass
 class Conditioning:
-    embeds: torch.Tensor                  # (B, 77 * chunks, D)
-    pooled: torch.Tensor | None = None    # (B, P) for SDXL, else None
+    embeds: torch.Tensor  # (B, 77 * chunks, D)
+    pooled: torch.Tensor | None = None  # (B, P) for SDXL, else None
 
     @property
     def chunks(self) -> int:
@@ -43,12 +44,13 @@ class Conditioning:
 
 @dataclass
 class PromptChunk:
-    tokens: list[int] = field(default_factory=list)      # at most 75 prompt token ids, no BOS/EOS/padding
-    weights: list[float] = field(default_factory=list)   # one per token
+    tokens: list[int] = field(default_factory=list)  # at most 75 prompt token ids, no BOS/EOS/padding
+    weights: list[float] = field(default_factory=list)  # one per token
 
 
-def chunk_tokens(runs: list[tuple[list[int] | None, float]], *, comma_id: int = COMMA_ID,
-                 backtrack: int = COMMA_BACKTRACK) -> tuple[list[PromptChunk], int]:
+def chunk_tokens(
+    runs: list[tuple[list[int] | None, float]], *, comma_id: int = COMMA_ID, backtrack: int = COMMA_BACKTRACK
+) -> tuple[list[PromptChunk], int]:
     """Pack weighted token runs into chunks; a run with ids None is a BREAK. Returns (chunks, token count).
 
     Word wrap: when a chunk is full and a comma lies within `backtrack` tokens of its end, the tokens after that comma
@@ -56,7 +58,7 @@ def chunk_tokens(runs: list[tuple[list[int] | None, float]], *, comma_id: int = 
     """
     chunks: list[PromptChunk] = []
     current = PromptChunk()
-    last_comma = -1          # index in current.tokens of its latest comma
+    last_comma = -1  # index in current.tokens of its latest comma
     counted = 0
 
     def finish(final: bool = False) -> None:
@@ -72,7 +74,7 @@ def chunk_tokens(runs: list[tuple[list[int] | None, float]], *, comma_id: int = 
         for token in ids:
             full = len(current.tokens) == CHUNK_LENGTH
             if token == comma_id:
-                last_comma = len(current.tokens)     # where it will land (a comma arriving at a full chunk is forgotten)
+                last_comma = len(current.tokens)  # where it will land (a comma arriving at a full chunk is forgotten)
             elif full and backtrack and last_comma >= 0 and CHUNK_LENGTH - last_comma <= backtrack:
                 cut = last_comma + 1
                 carried = PromptChunk(current.tokens[cut:], current.weights[cut:])
@@ -105,7 +107,7 @@ def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, mode: str) -> torch.T
 class _EncoderUse:
     model: object
     pad_id: int
-    layer: str             # "last" | "skip" (clip skip + final norm) | "penultimate" (no final norm)
+    layer: str  # "last" | "skip" (clip skip + final norm) | "penultimate" (no final norm)
     pooled: bool = False
 
 
@@ -114,7 +116,7 @@ class PromptEncoder:
 
     def __init__(self, model, *, comma_backtrack: int = COMMA_BACKTRACK):
         self.arch = model.arch
-        self.tokenizer = model.tokenizers[0]        # all share one vocabulary; only padding differs
+        self.tokenizer = model.tokenizers[0]  # all share one vocabulary; only padding differs
         self.comma_backtrack = comma_backtrack
         te = model.text_encoders
         wanted = {"sd1": 1, "sd2": 1, "sdxl": 2, "sdxl-refiner": 1}.get(self.arch)
@@ -138,13 +140,21 @@ class PromptEncoder:
         _check_mode(emphasis)
         runs = parse_prompt_attention(prompt) if emphasis != "None" else [[prompt, 1.0]]
         ids = tokenize_batch(self.tokenizer, [text for text, _ in runs])
-        weighted = [(None if _is_break(text, w) else tok, w) for tok, (text, w) in zip(ids, runs)]
+        weighted = [(None if _is_break(text, w) else tok, w) for tok, (text, w) in zip(ids, runs, strict=False)]
         return chunk_tokens(weighted, backtrack=self.comma_backtrack)
 
     # ---- chunks -> tensors ----
 
-    def encode(self, prompts: list[str], *, clip_skip: int = 1, emphasis: str = "Original",
-               is_negative: bool = False, sdxl_clip_l_skip: bool = False, min_chunks: int = 1) -> Conditioning:
+    def encode(
+        self,
+        prompts: list[str],
+        *,
+        clip_skip: int = 1,
+        emphasis: str = "Original",
+        is_negative: bool = False,
+        sdxl_clip_l_skip: bool = False,
+        min_chunks: int = 1,
+    ) -> Conditioning:
         """Conditioning for a batch of prompts.
 
         `min_chunks` pads every prompt with empty chunks, encoded in the same batch, up to that count. To line up cond
@@ -156,8 +166,9 @@ class PromptEncoder:
         if is_negative and self.arch in ("sdxl", "sdxl-refiner") and all(p == "" for p in prompts):
             zeros = self._zeros(len(prompts))
             if min_chunks > 1:
-                zeros = pad_to_chunks(zeros, self.encode([""], clip_skip=clip_skip, sdxl_clip_l_skip=sdxl_clip_l_skip),
-                                      min_chunks)
+                zeros = pad_to_chunks(
+                    zeros, self.encode([""], clip_skip=clip_skip, sdxl_clip_l_skip=sdxl_clip_l_skip), min_chunks
+                )
             return zeros
 
         chunked: dict[str, list[PromptChunk]] = {}
@@ -191,7 +202,7 @@ class PromptEncoder:
         if use.layer == "last":
             return out.last_hidden_state, pooled
         if use.layer == "penultimate":
-            if sdxl_clip_l_skip and not use.pooled:       # A1111's "clip skip for SDXL's CLIP-L" option
+            if sdxl_clip_l_skip and not use.pooled:  # A1111's "clip skip for SDXL's CLIP-L" option
                 return out.hidden_states[-_checked_skip(clip_skip, model)], pooled
             return out.hidden_states[-2], pooled
         skip = _checked_skip(clip_skip, model)
@@ -242,6 +253,7 @@ def _body(model):
 def _checked_skip(clip_skip: int, model) -> int:
     layers = model.config.num_hidden_layers
     if clip_skip > layers:
-        raise InvalidRequestError(f"Clip skip {clip_skip} is more than the text encoder's {layers} layers; "
-                                  f"use a value from 1 to {layers}.")
+        raise InvalidRequestError(
+            f"Clip skip {clip_skip} is more than the text encoder's {layers} layers; use a value from 1 to {layers}."
+        )
     return max(1, int(clip_skip))

@@ -6,6 +6,7 @@ the end token: CLIP-L repeats <|endoftext|> ("eot"), OpenCLIP pads with id 0, th
 Text cleaning follows original SD's tokenizer (ftfy, HTML entities unescaped twice, whitespace collapsed, lower case).
 transformers' CLIPTokenizer only collapses whitespace and lowercases, so prompts go through `clean_text` first.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,7 +36,7 @@ def load_clip_tokenizer(pad: str) -> CLIPTokenizer:
 
 def clean_text(text: str) -> str:
     text = ftfy.fix_text(text)
-    text = html.unescape(html.unescape(text))   # twice: entities are often double-escaped ("&amp;amp;")
+    text = html.unescape(html.unescape(text))  # twice: entities are often double-escaped ("&amp;amp;")
     return _WHITESPACE.sub(" ", text.strip()).strip().lower()
 
 
@@ -48,6 +49,7 @@ def tokenize_batch(tokenizer: CLIPTokenizer, texts: list[str]) -> list[list[int]
     if not texts:
         return []
     # verbose=False: prompts longer than 77 tokens are expected here (they are chunked later)
-    encoded = tokenizer([clean_text(t) for t in texts], add_special_tokens=False, truncation=False, padding=False,
-                        verbose=False)
+    encoded = tokenizer(
+        [clean_text(t) for t in texts], add_special_tokens=False, truncation=False, padding=False, verbose=False
+    )
     return [list(ids) for ids in encoded["input_ids"]]

@@ -3,6 +3,7 @@
 `create_ui(ctx)` builds the Blocks; webui.py mounts it at "/" with gr.mount_gradio_app(app, demo, path="/",
 **mount_options()). Since Gradio 6 the css/theme belong to the mount call, not to gr.Blocks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ def png_info(path: str | None) -> tuple[str, str]:
     if not path:
         return "", ""
     from PIL import Image
+
     from sdui.imaging.pnginfo import read_info_from_image
+
     try:
         with Image.open(path) as image:
             info = read_info_from_image(image)
@@ -46,17 +49,29 @@ def _create_png_info_tab(t2i: generation.GenerationTab, tabs: gr.Tabs) -> None:
         with gr.Column():
             # image_mode=None: Gradio hands over the uploaded file itself; with a mode it may re-encode the image
             # and drop the text chunks we are here to read
-            image = gr.Image(label="Source", sources=["upload", "clipboard"], type="filepath", image_mode=None,
-                             elem_id="pnginfo_image", height=480)
+            image = gr.Image(
+                label="Source",
+                sources=["upload", "clipboard"],
+                type="filepath",
+                image_mode=None,
+                elem_id="pnginfo_image",
+                height=480,
+            )
         with gr.Column():
-            text = gr.Textbox(label="Parameters", lines=8, interactive=False, elem_id="pnginfo_generation_info",
-                              buttons=["copy"])
+            text = gr.Textbox(
+                label="Parameters", lines=8, interactive=False, elem_id="pnginfo_generation_info", buttons=["copy"]
+            )
             message = gr.HTML("", elem_id="pnginfo_html_info", js_on_load=None)
             send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
     image.change(png_info, inputs=[image], outputs=[text, message], api_visibility="private")
     # Put the infotext into the txt2img prompt box and switch tabs; ↙️ there turns it into widget values.
-    send.click(lambda t: (t, gr.Tabs(selected="txt2img")), inputs=[text], outputs=[t2i.prompt, tabs],
-               queue=False, api_visibility="private")
+    send.click(
+        lambda t: (t, gr.Tabs(selected="txt2img")),
+        inputs=[text],
+        outputs=[t2i.prompt, tabs],
+        queue=False,
+        api_visibility="private",
+    )
 
 
 def create_ui(ctx) -> gr.Blocks:
@@ -77,6 +92,11 @@ def create_ui(ctx) -> gr.Blocks:
                 depth2img.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 _create_png_info_tab(t2i, tabs)
-        demo.load(picker.on_page_load, inputs=[], outputs=[picker.dropdown, picker.message], queue=False,
-                  api_visibility="private")
+        demo.load(
+            picker.on_page_load,
+            inputs=[],
+            outputs=[picker.dropdown, picker.message],
+            queue=False,
+            api_visibility="private",
+        )
     return demo

@@ -4,6 +4,7 @@ Each builder lays out its widgets (inside the caller's Blocks context), wires th
 of the app context, and returns the widgets so a tab can read their values. The plain functions take and return
 ordinary values so tests can call them without a browser.
 """
+
 from __future__ import annotations
 
 import html
@@ -17,10 +18,10 @@ from sdui.ui import widgets
 
 log = logging.getLogger(__name__)
 
-REFRESH_SYMBOL = "\U0001f504"   # 🔄
-RANDOM_SYMBOL = "\U0001f3b2"    # 🎲
-REUSE_SYMBOL = "\u267b\ufe0f"   # ♻️
-PASTE_SYMBOL = "\u2199\ufe0f"   # ↙️
+REFRESH_SYMBOL = "\U0001f504"  # 🔄
+RANDOM_SYMBOL = "\U0001f3b2"  # 🎲
+REUSE_SYMBOL = "\u267b\ufe0f"  # ♻️
+PASTE_SYMBOL = "\u2199\ufe0f"  # ↙️
 
 
 def tool_button(symbol: str, *, elem_id: str) -> gr.Button:
@@ -44,8 +45,10 @@ def checkpoint_titles(ctx) -> list[str]:
 
 
 def no_checkpoint_hint(ctx) -> str:
-    return (f"No checkpoints found. Put a Stable Diffusion checkpoint (.safetensors or .ckpt) into {ctx.paths.sd_models_dir} "
-            f"and press {REFRESH_SYMBOL}.")
+    return (
+        "No checkpoints found. Put a Stable Diffusion checkpoint (.safetensors or .ckpt) into "
+        f"{ctx.paths.sd_models_dir} and press {REFRESH_SYMBOL}."
+    )
 
 
 def current_checkpoint_title(ctx) -> str | None:
@@ -57,7 +60,7 @@ def current_checkpoint_title(ctx) -> str | None:
     if not titles:
         return None
     try:
-        return ctx.store.select().title   # the saved option (A1111's lookup rules), else the first listed
+        return ctx.store.select().title  # the saved option (A1111's lookup rules), else the first listed
     except UserError:
         return titles[0]
 
@@ -75,13 +78,14 @@ def select_checkpoint(ctx, title: str | None) -> str:
     app_context.switch_model loads through the job queue, so a load never races a generation using the model,
     and sets the option only after a successful load, so a broken file is not remembered."""
     from sdui.app.context import switch_model  # late: app_context builds the UI
+
     if not title:
         return ""
     try:
         switch_model(ctx, title)
     except UserError as e:
         return e.message
-    except Exception as e:  # noqa: BLE001 - show it, log the traceback; the UI must stay usable
+    except Exception as e:
         log.exception("Loading checkpoint %s failed", title)
         return f"Loading {title} failed: {type(e).__name__}: {e}"
     return ""
@@ -92,15 +96,22 @@ class CheckpointPicker:
     dropdown: gr.Dropdown
     refresh: gr.Button
     message: gr.HTML
-    on_page_load: object     # () -> (dropdown update, message): bind to demo.load so a reload shows the current state
+    on_page_load: object  # () -> (dropdown update, message): bind to demo.load so a reload shows the current state
 
 
 def create_checkpoint_picker(ctx) -> CheckpointPicker:
     titles = checkpoint_titles(ctx)
     with gr.Row(elem_id="quicksettings", equal_height=True):
-        dropdown = gr.Dropdown(choices=titles, value=current_checkpoint_title(ctx), label="Stable Diffusion checkpoint",
-                               elem_id="setting_sd_model_checkpoint", interactive=True, scale=0, min_width=380,
-                               filterable=True)
+        dropdown = gr.Dropdown(
+            choices=titles,
+            value=current_checkpoint_title(ctx),
+            label="Stable Diffusion checkpoint",
+            elem_id="setting_sd_model_checkpoint",
+            interactive=True,
+            scale=0,
+            min_width=380,
+            filterable=True,
+        )
         refresh = tool_button(REFRESH_SYMBOL, elem_id="refresh_sd_model_checkpoint")
         message = gr.HTML(note_html("" if titles else no_checkpoint_hint(ctx)), elem_id="checkpoint_message")
 
@@ -118,12 +129,14 @@ def create_checkpoint_picker(ctx) -> CheckpointPicker:
         # The page may be reloaded long after start: show the current list and selection, without rescanning.
         current = checkpoint_titles(ctx)
         return gr.Dropdown(choices=current, value=current_checkpoint_title(ctx)), note_html(
-            "" if current else no_checkpoint_hint(ctx))
+            "" if current else no_checkpoint_hint(ctx)
+        )
 
     refresh.click(on_refresh, inputs=[], outputs=[dropdown, message], api_visibility="private")
     # .input fires on user choice only, not when the refresh button replaces the choices.
-    dropdown.input(on_select, inputs=[dropdown], outputs=[dropdown, message], api_visibility="private",
-                   concurrency_limit=None)
+    dropdown.input(
+        on_select, inputs=[dropdown], outputs=[dropdown, message], api_visibility="private", concurrency_limit=None
+    )
     return CheckpointPicker(dropdown, refresh, message, on_page_load)
 
 
@@ -174,6 +187,14 @@ def create_seed_row(tab: str) -> SeedWidgets:
 
     random_seed.click(lambda: -1, inputs=[], outputs=[seed], queue=False, api_visibility="private")
     random_subseed.click(lambda: -1, inputs=[], outputs=[subseed], queue=False, api_visibility="private")
-    return SeedWidgets(seed, random_seed, reuse_seed, subseed, random_subseed, reuse_subseed, subseed_strength,
-                       seed_resize_from_w, seed_resize_from_h)
-
+    return SeedWidgets(
+        seed,
+        random_seed,
+        reuse_seed,
+        subseed,
+        random_subseed,
+        reuse_subseed,
+        subseed_strength,
+        seed_resize_from_w,
+        seed_resize_from_h,
+    )

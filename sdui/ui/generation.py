@@ -11,6 +11,7 @@
 A tab module builds its own widgets around these, writes a pure `build_request(...)`, and calls the two wire
 functions. Everything that decides something is a plain function, testable without a browser.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,9 +34,23 @@ DEFAULT_SCHEDULER = "Automatic"
 # ---------------------------------------------------------------------------------------------------------------
 # Widget values -> request fields
 # ---------------------------------------------------------------------------------------------------------------
-def request_fields(prompt: str, negative_prompt: str, sampler_name: str, scheduler: str, steps, width, height,
-                   batch_count, batch_size, cfg_scale, seed, subseed=-1, subseed_strength=0,
-                   seed_resize_from_w=0, seed_resize_from_h=0) -> dict:
+def request_fields(
+    prompt: str,
+    negative_prompt: str,
+    sampler_name: str,
+    scheduler: str,
+    steps,
+    width,
+    height,
+    batch_count,
+    batch_size,
+    cfg_scale,
+    seed,
+    subseed=-1,
+    subseed_strength=0,
+    seed_resize_from_w=0,
+    seed_resize_from_h=0,
+) -> dict:
     """The GenerationRequest fields of the widgets every tab has, in the order `GenerationTab.request_inputs`
     lists them. No validation here: the processing core validates every request the same way, whether it comes
     from the UI or the API."""
@@ -66,11 +81,13 @@ def request_fields(prompt: str, negative_prompt: str, sampler_name: str, schedul
 # ---------------------------------------------------------------------------------------------------------------
 def sampler_names() -> list[str]:
     from sdui.core.samplers import SAMPLERS
+
     return [s.name for s in SAMPLERS]
 
 
 def scheduler_labels() -> list[str]:
     from sdui.core.schedules import SCHEDULERS
+
     return [s.label for s in SCHEDULERS]
 
 
@@ -78,6 +95,7 @@ def sampler_note(sampler_name: str, scheduler: str) -> str:
     """A warning, before Generate is pressed, when the schedule type does not work with the sampler."""
     from sdui.core.samplers import find_sampler, sampler_supports, supported_schedules
     from sdui.core.schedules import find_schedule
+
     if not sampler_name or sampler_supports(sampler_name, scheduler):
         return ""
     labels = [info.label for info in map(find_schedule, supported_schedules(sampler_name)) if info is not None]
@@ -85,8 +103,9 @@ def sampler_note(sampler_name: str, scheduler: str) -> str:
         info = find_sampler(sampler_name)
         reason = (info.refusal if info is not None else None) or "it is not implemented"
         return common.error_html(f"{sampler_name} is not available: {reason}")
-    return common.error_html(f"{sampler_name} does not work with schedule type {scheduler}; "
-                             f"pick one of: {', '.join(labels)}.")
+    return common.error_html(
+        f"{sampler_name} does not work with schedule type {scheduler}; pick one of: {', '.join(labels)}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -94,11 +113,11 @@ def sampler_note(sampler_name: str, scheduler: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class GenerationResult:
-    images: list = field(default_factory=list)       # PIL images, each with .info["parameters"]
-    infotexts: list = field(default_factory=list)    # one per image (a grid has the grid's infotext)
-    seeds: list = field(default_factory=list)        # the seed behind each image shown (a grid: the first seed)
+    images: list = field(default_factory=list)  # PIL images, each with .info["parameters"]
+    infotexts: list = field(default_factory=list)  # one per image (a grid has the grid's infotext)
+    seeds: list = field(default_factory=list)  # the seed behind each image shown (a grid: the first seed)
     subseeds: list = field(default_factory=list)
-    error: str = ""                                  # a message for the user, "" when all went well
+    error: str = ""  # a message for the user, "" when all went well
     elapsed: float = 0.0
 
     @property
@@ -120,16 +139,20 @@ def result_from_processed(processed, elapsed: float = 0.0) -> GenerationResult:
     infotexts = list(processed.infotexts or [])
     if len(infotexts) < len(images):  # defensive: fall back on the text each image carries
         infotexts = [im.info.get("parameters", "") for im in images]
-    return GenerationResult(images=images, infotexts=infotexts[:len(images)],
-                            seeds=_per_image(list(processed.all_seeds or []), len(images), first),
-                            subseeds=_per_image(list(processed.all_subseeds or []), len(images), first),
-                            elapsed=elapsed)
+    return GenerationResult(
+        images=images,
+        infotexts=infotexts[: len(images)],
+        seeds=_per_image(list(processed.all_seeds or []), len(images), first),
+        subseeds=_per_image(list(processed.all_subseeds or []), len(images), first),
+        elapsed=elapsed,
+    )
 
 
 def _default_generate():
     from sdui.app.context import (
         generate,  # late: app_context builds the UI, the UI must not import it first
     )
+
     return generate
 
 
@@ -198,8 +221,12 @@ def status_html(result: GenerationResult) -> str:
 # An infotext without these keys was made with the feature off: pasting it switches the feature off, so the
 # pasted parameters reproduce the image (A1111 would keep the old widget values).
 # ("Hires steps" is written only when the second pass has its own count.)
-PASTE_OFF_WHEN_ABSENT = {"subseed_strength": 0, "seed_resize_from_w": 0, "seed_resize_from_h": 0,
-                         "hr_second_pass_steps": 0}
+PASTE_OFF_WHEN_ABSENT = {
+    "subseed_strength": 0,
+    "seed_resize_from_w": 0,
+    "seed_resize_from_h": 0,
+    "hr_second_pass_steps": 0,
+}
 
 
 def fields_from_infotext(text: str, *, mode: str, fields) -> dict:
@@ -208,6 +235,7 @@ def fields_from_infotext(text: str, *, mode: str, fields) -> dict:
     `mode` picks the mode-specific keys ("txt2img": hires fix; "img2img": denoising, mask settings)."""
     from sdui.core.infotext_fields import request_fields
     from sdui.infotext import parse_infotext
+
     if not text or not text.strip():
         return {}
     if set(parse_infotext(text, defaults=False)) <= {"Prompt", "Negative prompt"}:
@@ -255,24 +283,36 @@ def create_prompt_row(tab: str) -> PromptRow:
     """Prompt and negative prompt on the left; Generate, Interrupt/Skip and ↙️ on the right (A1111's toprow)."""
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6, elem_id=f"{tab}_prompt_container"):
-            prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, max_lines=12, elem_id=f"{tab}_prompt",
-                                placeholder="Prompt\n(paste generation parameters here and press \u2199\ufe0f)")
-            negative_prompt = gr.Textbox(label="Negative prompt", show_label=False, lines=2, max_lines=12,
-                                         elem_id=f"{tab}_neg_prompt", placeholder="Negative prompt")
+            prompt = gr.Textbox(
+                label="Prompt",
+                show_label=False,
+                lines=3,
+                max_lines=12,
+                elem_id=f"{tab}_prompt",
+                placeholder="Prompt\n(paste generation parameters here and press \u2199\ufe0f)",
+            )
+            negative_prompt = gr.Textbox(
+                label="Negative prompt",
+                show_label=False,
+                lines=2,
+                max_lines=12,
+                elem_id=f"{tab}_neg_prompt",
+                placeholder="Negative prompt",
+            )
         with gr.Column(scale=1, min_width=200, elem_id=f"{tab}_actions_column"):
-            generate = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{tab}_generate",
-                                 elem_classes=["generate-button"])
+            generate = gr.Button(
+                "Generate", variant="primary", size="lg", elem_id=f"{tab}_generate", elem_classes=["generate-button"]
+            )
             with gr.Row(elem_id=f"{tab}_interrupt_row", elem_classes=["interrupt-row"]):
-                interrupt = gr.Button("Interrupt", variant="stop", size="sm", elem_id=f"{tab}_interrupt",
-                                      min_width=60)
+                interrupt = gr.Button("Interrupt", variant="stop", size="sm", elem_id=f"{tab}_interrupt", min_width=60)
                 skip = gr.Button("Skip", size="sm", elem_id=f"{tab}_skip", min_width=60)
             with gr.Row(elem_id=f"{tab}_tools"):
                 paste = common.tool_button(common.PASTE_SYMBOL, elem_id=f"{tab}_paste")
     return PromptRow(prompt, negative_prompt, generate, interrupt, skip, paste)
 
 
-SWAP_SYMBOL = "\u21c5"           # ⇅
-SIZE_FROM_IMAGE_SYMBOL = "\U0001f4d0"   # 📐
+SWAP_SYMBOL = "\u21c5"  # ⇅
+SIZE_FROM_IMAGE_SYMBOL = "\U0001f4d0"  # 📐
 
 
 @dataclass
@@ -284,7 +324,7 @@ class GenerationSettings:
     width: gr.Slider
     height: gr.Slider
     swap: gr.Button | None
-    size_from_image: gr.Button | None    # 📐, when the tab asked for it: the tab wires it to its image
+    size_from_image: gr.Button | None  # 📐, when the tab asked for it: the tab wires it to its image
     batch_count: gr.Slider
     batch_size: gr.Slider
     cfg_scale: gr.Slider
@@ -318,13 +358,31 @@ def create_settings(tab: str, *, show_size: bool = True, size_from_image: bool =
         note = sampler_note(sampler, schedule)
         return gr.HTML(note, visible=bool(note))
 
-    gr.on([sampler_name.change, scheduler.change], on_sampler_change, inputs=[sampler_name, scheduler],
-          outputs=[sampler_warning], queue=False, api_visibility="private")
+    gr.on(
+        [sampler_name.change, scheduler.change],
+        on_sampler_change,
+        inputs=[sampler_name, scheduler],
+        outputs=[sampler_warning],
+        queue=False,
+        api_visibility="private",
+    )
     if swap is not None:
-        swap.click(lambda w, h: (h, w), inputs=[width, height], outputs=[width, height], queue=False,
-                   api_visibility="private")
-    return GenerationSettings(sampler_name, scheduler, sampler_warning, steps, width, height, swap, from_image,
-                              batch_count, batch_size, cfg_scale)
+        swap.click(
+            lambda w, h: (h, w), inputs=[width, height], outputs=[width, height], queue=False, api_visibility="private"
+        )
+    return GenerationSettings(
+        sampler_name,
+        scheduler,
+        sampler_warning,
+        steps,
+        width,
+        height,
+        swap,
+        from_image,
+        batch_count,
+        batch_size,
+        cfg_scale,
+    )
 
 
 @dataclass
@@ -342,11 +400,26 @@ class OutputPanel:
 def create_output_panel(tab: str) -> OutputPanel:
     """The results column: gallery (served as PNG, so a download keeps the parameters chunk), info and status."""
     with gr.Column(scale=1, min_width=420, elem_id=f"{tab}_results"):
-        gallery = gr.Gallery(label="Output", show_label=False, elem_id=f"{tab}_gallery", columns=4,
-                             height=560, object_fit="contain", format="png", interactive=False,
-                             preview=True, buttons=["download", "fullscreen"])
-        generation_info = gr.Textbox(label="Generation info", lines=4, max_lines=20, interactive=False,
-                                     elem_id=f"generation_info_{tab}", buttons=["copy"])
+        gallery = gr.Gallery(
+            label="Output",
+            show_label=False,
+            elem_id=f"{tab}_gallery",
+            columns=4,
+            height=560,
+            object_fit="contain",
+            format="png",
+            interactive=False,
+            preview=True,
+            buttons=["download", "fullscreen"],
+        )
+        generation_info = gr.Textbox(
+            label="Generation info",
+            lines=4,
+            max_lines=20,
+            interactive=False,
+            elem_id=f"generation_info_{tab}",
+            buttons=["copy"],
+        )
         status = gr.HTML("", elem_id=f"html_info_{tab}", elem_classes=["generation-status"], js_on_load=None)
     return OutputPanel(gallery, generation_info, status, gr.State([]), gr.State([]), gr.State([]), gr.State(None))
 
@@ -356,8 +429,10 @@ def size_of_image(image, *, minimum: int = 64, maximum: int = 2048) -> tuple[int
     (A1111's 📐). None without an image."""
     if image is None:
         return None
+
     def snap(v: int) -> int:
         return min(maximum, max(minimum, (v + 4) // 8 * 8))
+
     return snap(image.width), snap(image.height)
 
 
@@ -366,12 +441,12 @@ def size_of_image(image, *, minimum: int = 64, maximum: int = 2048) -> tuple[int
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class GenerationTab:
-    name: str                       # the element id prefix: txt2img, img2img, inpaint, outpaint
+    name: str  # the element id prefix: txt2img, img2img, inpaint, outpaint
     row: PromptRow
     settings: GenerationSettings
     seed: common.SeedWidgets
     panel: OutputPanel
-    own_inputs: list = field(default_factory=list)     # the tab's own widgets, first in build_request's arguments
+    own_inputs: list = field(default_factory=list)  # the tab's own widgets, first in build_request's arguments
     own_paste_fields: dict = field(default_factory=dict)  # request field -> widget, for ↙️ (beyond the shared ones)
 
     @property
@@ -383,19 +458,41 @@ class GenerationTab:
         """The widgets whose values the tab's build_request takes, in its argument order: the tab's own, then
         those of `request_fields`."""
         s = self.settings
-        return [*self.own_inputs, self.row.prompt, self.row.negative_prompt, s.sampler_name, s.scheduler, s.steps,
-                s.width, s.height, s.batch_count, s.batch_size, s.cfg_scale, *self.seed.inputs]
+        return [
+            *self.own_inputs,
+            self.row.prompt,
+            self.row.negative_prompt,
+            s.sampler_name,
+            s.scheduler,
+            s.steps,
+            s.width,
+            s.height,
+            s.batch_count,
+            s.batch_size,
+            s.cfg_scale,
+            *self.seed.inputs,
+        ]
 
     def widget_for_field(self, *, size: bool = True) -> dict:
         """Request field -> the widget showing it (what ↙️ fills). size=False leaves out width/height."""
         s = self.settings
-        widgets = {"prompt": self.row.prompt, "negative_prompt": self.row.negative_prompt,
-                   "sampler_name": s.sampler_name, "scheduler": s.scheduler, "steps": s.steps,
-                   "width": s.width, "height": s.height, "n_iter": s.batch_count, "batch_size": s.batch_size,
-                   "cfg_scale": s.cfg_scale, "seed": self.seed.seed, "subseed": self.seed.subseed,
-                   "subseed_strength": self.seed.subseed_strength,
-                   "seed_resize_from_w": self.seed.seed_resize_from_w,
-                   "seed_resize_from_h": self.seed.seed_resize_from_h}
+        widgets = {
+            "prompt": self.row.prompt,
+            "negative_prompt": self.row.negative_prompt,
+            "sampler_name": s.sampler_name,
+            "scheduler": s.scheduler,
+            "steps": s.steps,
+            "width": s.width,
+            "height": s.height,
+            "n_iter": s.batch_count,
+            "batch_size": s.batch_size,
+            "cfg_scale": s.cfg_scale,
+            "seed": self.seed.seed,
+            "subseed": self.seed.subseed,
+            "subseed_strength": self.seed.subseed_strength,
+            "seed_resize_from_w": self.seed.seed_resize_from_w,
+            "seed_resize_from_h": self.seed.seed_resize_from_h,
+        }
         if not size:
             del widgets["width"], widgets["height"]
         return {**widgets, **self.own_paste_fields}
@@ -406,15 +503,22 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
     gallery (shows its infotext) and ♻️ (takes its seed). `build` takes the values of `tab.request_inputs`;
     `generate(ctx, request, *, job)` is what the job runs (default: app_context.generate)."""
     panel = tab.panel
-    outputs = [panel.gallery, panel.infotexts, panel.seeds, panel.subseeds, panel.selected, panel.generation_info,
-               panel.status]
+    outputs = [
+        panel.gallery,
+        panel.infotexts,
+        panel.seeds,
+        panel.subseeds,
+        panel.selected,
+        panel.generation_info,
+        panel.status,
+    ]
     skip_all = (gr.skip(),) * (len(outputs) - 1)
 
     # a generator, so the progress bar and the live preview update while the job runs
     def on_generate(*values, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress tracker
         try:
             request = build(*values)
-        except UserError as e:   # e.g. no image uploaded: said before anything is queued
+        except UserError as e:  # e.g. no image uploaded: said before anything is queued
             yield (*skip_all, common.error_html(e.message))
             return
         except (TypeError, ValueError) as e:
@@ -436,25 +540,46 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
                 shown_preview = preview
                 yield ([preview], *skip_all)
 
-    tab.row.generate.click(on_generate, inputs=tab.request_inputs, outputs=outputs, show_progress_on=[panel.gallery],
-                           concurrency_limit=None, api_visibility="private")
+    tab.row.generate.click(
+        on_generate,
+        inputs=tab.request_inputs,
+        outputs=outputs,
+        show_progress_on=[panel.gallery],
+        concurrency_limit=None,
+        api_visibility="private",
+    )
     # Not queued: they must get through while the Generate event is still running.
-    tab.row.interrupt.click(lambda: ctx.jobs.interrupt() and None, inputs=[], outputs=[], queue=False,
-                            api_visibility="private")
-    tab.row.skip.click(lambda: ctx.jobs.skip() and None, inputs=[], outputs=[], queue=False,
-                       api_visibility="private")
+    tab.row.interrupt.click(
+        lambda: ctx.jobs.interrupt() and None, inputs=[], outputs=[], queue=False, api_visibility="private"
+    )
+    tab.row.skip.click(lambda: ctx.jobs.skip() and None, inputs=[], outputs=[], queue=False, api_visibility="private")
 
     def on_select(infotexts, evt: gr.SelectData):
         index = evt.index if isinstance(evt.index, int) else None
         text = infotexts[index] if index is not None and index < len(infotexts or []) else gr.skip()
         return index, text
 
-    panel.gallery.select(on_select, inputs=[panel.infotexts], outputs=[panel.selected, panel.generation_info],
-                         queue=False, api_visibility="private")
-    tab.seed.reuse_seed.click(common.seed_of_image, inputs=[panel.seeds, panel.selected], outputs=[tab.seed.seed],
-                              queue=False, api_visibility="private")
-    tab.seed.reuse_subseed.click(common.seed_of_image, inputs=[panel.subseeds, panel.selected],
-                                 outputs=[tab.seed.subseed], queue=False, api_visibility="private")
+    panel.gallery.select(
+        on_select,
+        inputs=[panel.infotexts],
+        outputs=[panel.selected, panel.generation_info],
+        queue=False,
+        api_visibility="private",
+    )
+    tab.seed.reuse_seed.click(
+        common.seed_of_image,
+        inputs=[panel.seeds, panel.selected],
+        outputs=[tab.seed.seed],
+        queue=False,
+        api_visibility="private",
+    )
+    tab.seed.reuse_subseed.click(
+        common.seed_of_image,
+        inputs=[panel.subseeds, panel.selected],
+        outputs=[tab.seed.subseed],
+        queue=False,
+        api_visibility="private",
+    )
 
 
 def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, choices: dict | None = None) -> None:
@@ -462,8 +587,11 @@ def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, ch
     `targets` (default: tab.widget_for_field()) maps request fields to widgets; `choices` as in paste_values."""
     targets = targets if targets is not None else tab.widget_for_field()
     order = list(targets)
-    all_choices = {"sampler_name": ("sampler", sampler_names()), "scheduler": ("schedule type", scheduler_labels()),
-                   **(choices or {})}
+    all_choices = {
+        "sampler_name": ("sampler", sampler_names()),
+        "scheduler": ("schedule type", scheduler_labels()),
+        **(choices or {}),
+    }
 
     def on_paste(prompt_text, last_info):
         text = prompt_text if prompt_text and prompt_text.strip() else last_info
@@ -472,11 +600,20 @@ def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, ch
         except UserError as e:
             return (*[gr.skip()] * len(order), common.error_html(e.message))
         if not values:
-            return (*[gr.skip()] * len(order),
-                    common.note_html("No generation parameters found: paste a whole infotext "
-                                     "(prompt, negative prompt and the \"Steps: ...\" line) into the prompt box."))
+            return (
+                *[gr.skip()] * len(order),
+                common.note_html(
+                    "No generation parameters found: paste a whole infotext "
+                    "(prompt, negative prompt and the \"Steps: ...\" line) into the prompt box."
+                ),
+            )
         note = common.note_html("Not available here, kept as it was: " + ", ".join(ignored) + ".") if ignored else ""
         return (*[values.get(name, gr.skip()) for name in order], note)
 
-    tab.row.paste.click(on_paste, inputs=[tab.row.prompt, tab.panel.generation_info],
-                        outputs=[*targets.values(), tab.panel.status], queue=False, api_visibility="private")
+    tab.row.paste.click(
+        on_paste,
+        inputs=[tab.row.prompt, tab.panel.generation_info],
+        outputs=[*targets.values(), tab.panel.status],
+        queue=False,
+        api_visibility="private",
+    )

@@ -4,6 +4,7 @@ A generation field's label, element id (A1111's, which extensions' JavaScript lo
 declared once, with the field; a tab asks for the widget by field name and may override what differs on that tab
 (A1111's txt2img hires slider starts denoising at 0.7, for instance).
 """
+
 from __future__ import annotations
 
 import typing
@@ -14,8 +15,14 @@ import gradio as gr
 from sdui.errors import UserError
 from sdui.request import FieldSpec, GenerationRequest, Img2ImgRequest, field_spec, field_type
 
-_COMPONENTS = {"slider": gr.Slider, "number": gr.Number, "dropdown": gr.Dropdown, "radio": gr.Radio,
-               "textbox": gr.Textbox, "checkbox": gr.Checkbox}
+_COMPONENTS = {
+    "slider": gr.Slider,
+    "number": gr.Number,
+    "dropdown": gr.Dropdown,
+    "radio": gr.Radio,
+    "textbox": gr.Textbox,
+    "checkbox": gr.Checkbox,
+}
 
 
 def spec_of(name: str) -> FieldSpec:

@@ -7,6 +7,7 @@ Names, sizes and rounding follow A1111 v1.10.1 so that requests, infotexts and o
   8 * floor(target / 8) minus the cover-crop), exactly as A1111 does.
 Model upscalers (ESRGAN & co via spandrel) are a later addition to `UPSCALERS`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -49,8 +50,7 @@ _PIXEL_STEPS: dict[str, Callable[[Image.Image, float], Image.Image] | None] = {
 # GET /sdapi/v1/upscalers entries, in A1111's order (None, Lanczos, Nearest first). `scale` is A1111's nominal 4 for
 # these built-ins. Copy before handing out: this list is module state.
 UPSCALERS: list[dict] = [
-    {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-    for name in _PIXEL_STEPS
+    {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for name in _PIXEL_STEPS
 ]
 
 
@@ -75,11 +75,14 @@ def upscale_latent(latents: torch.Tensor, mode_name: str, target_h8: int, target
     """Interpolate (B, C, H, W) latents to (B, C, target_h8, target_w8) — sizes in latent cells (pixels // 8)."""
     settings = LATENT_UPSCALE_MODES.get(mode_name)
     if settings is None:
-        raise InvalidRequestError(f"{mode_name!r} is not a latent upscale mode; "
-                                  f"use one of: {', '.join(LATENT_UPSCALE_MODES)}")
+        raise InvalidRequestError(
+            f"{mode_name!r} is not a latent upscale mode; use one of: {', '.join(LATENT_UPSCALE_MODES)}"
+        )
     if target_h8 < 1 or target_w8 < 1:
-        raise InvalidRequestError(f"the hires size must be at least {LATENT_FACTOR}x{LATENT_FACTOR} pixels "
-                                  f"(got a latent of {target_w8}x{target_h8}); raise hr_scale or hr_resize_x/y")
+        raise InvalidRequestError(
+            f"the hires size must be at least {LATENT_FACTOR}x{LATENT_FACTOR} pixels "
+            f"(got a latent of {target_w8}x{target_h8}); raise hr_scale or hr_resize_x/y"
+        )
     # antialiased kernels have no half-precision CPU implementation; interpolating in float32 is also the more exact
     work = latents if latents.dtype in (torch.float32, torch.float64) else latents.float()
     out = F.interpolate(work, size=(target_h8, target_w8), mode=settings["mode"], antialias=settings["antialias"])
@@ -125,8 +128,9 @@ def _run_upscaler(image: Image.Image, step, scale: float) -> Image.Image:
     return image
 
 
-def hires_target_size(width: int, height: int, hr_scale: float, hr_resize_x: int, hr_resize_y: int
-                      ) -> tuple[int, int, int, int]:
+def hires_target_size(
+    width: int, height: int, hr_scale: float, hr_resize_x: int, hr_resize_y: int
+) -> tuple[int, int, int, int]:
     """A1111's hires target: (target_w, target_h, truncate_x, truncate_y).
 
     target_* is the size the first pass is upscaled to; truncate_* is how many LATENT cells the cover-crop removes
@@ -138,8 +142,9 @@ def hires_target_size(width: int, height: int, hr_scale: float, hr_resize_x: int
     if width < 1 or height < 1:
         raise InvalidRequestError(f"first-pass size must be positive (got {width}x{height})")
     if hr_resize_x < 0 or hr_resize_y < 0:
-        raise InvalidRequestError(f"hr_resize_x/hr_resize_y must be 0 (unused) or positive "
-                                  f"(got {hr_resize_x}x{hr_resize_y})")
+        raise InvalidRequestError(
+            f"hr_resize_x/hr_resize_y must be 0 (unused) or positive (got {hr_resize_x}x{hr_resize_y})"
+        )
     truncate_x = truncate_y = 0
     if hr_resize_x == 0 and hr_resize_y == 0:
         if not hr_scale > 0:
@@ -157,21 +162,25 @@ def hires_target_size(width: int, height: int, hr_scale: float, hr_resize_x: int
         truncate_x = (target_w - hr_resize_x) // LATENT_FACTOR
         truncate_y = (target_h - hr_resize_y) // LATENT_FACTOR
     if target_w < LATENT_FACTOR or target_h < LATENT_FACTOR:
-        raise InvalidRequestError(f"the hires size {target_w}x{target_h} is smaller than "
-                                  f"{LATENT_FACTOR}x{LATENT_FACTOR} pixels; raise hr_scale or hr_resize_x/hr_resize_y")
+        raise InvalidRequestError(
+            f"the hires size {target_w}x{target_h} is smaller than "
+            f"{LATENT_FACTOR}x{LATENT_FACTOR} pixels; raise hr_scale or hr_resize_x/hr_resize_y"
+        )
     return target_w, target_h, truncate_x, truncate_y
 
 
 def crop_latent(latents: torch.Tensor, truncate_x: int, truncate_y: int) -> torch.Tensor:
     """Remove the cover overflow from (..., H, W) latents: half on each side, the odd cell from the end."""
     h, w = latents.shape[-2:]
-    return latents[..., truncate_y // 2: h - (truncate_y + 1) // 2, truncate_x // 2: w - (truncate_x + 1) // 2]
+    return latents[..., truncate_y // 2 : h - (truncate_y + 1) // 2, truncate_x // 2 : w - (truncate_x + 1) // 2]
 
 
 def hires_image_size(target_w: int, target_h: int, truncate_x: int, truncate_y: int) -> tuple[int, int]:
     """The (width, height) of the final hires image: the latent grid floors the target, then the crop applies."""
-    return ((target_w // LATENT_FACTOR - truncate_x) * LATENT_FACTOR,
-            (target_h // LATENT_FACTOR - truncate_y) * LATENT_FACTOR)
+    return (
+        (target_w // LATENT_FACTOR - truncate_x) * LATENT_FACTOR,
+        (target_h // LATENT_FACTOR - truncate_y) * LATENT_FACTOR,
+    )
 
 
 def hires_steps(steps: int, hr_second_pass_steps: int) -> int:

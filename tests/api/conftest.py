@@ -1,4 +1,5 @@
 """Fixtures of the API tests: apps built as webui.py builds them, served through FastAPI's TestClient."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """POST /sdapi/v1/img2img: A1111's request and response shapes, through the real app and a tiny checkpoint."""
+
 from __future__ import annotations
 
 import base64
@@ -33,7 +34,7 @@ def test_img2img_returns_a1111_shape_with_denoising_in_the_infotext(served):
     assert image.size == (64, 64)
     info = json.loads(data["info"])
     assert "Denoising strength: 0.5" in info["infotexts"][0]
-    assert data["parameters"]["init_images"] is None          # not echoed unless include_init_images
+    assert data["parameters"]["init_images"] is None  # not echoed unless include_init_images
     assert output_files(ctx.paths.data_dir) == []
 
     # same request, same pixels; a data: URL prefix is accepted too
@@ -45,8 +46,10 @@ def test_img2img_returns_a1111_shape_with_denoising_in_the_infotext(served):
 def test_img2img_include_init_images_and_save(served):
     ctx, client = served
     init = b64png(gradient())
-    data = client.post("/sdapi/v1/img2img", json=small(init_images=[init], steps=2, include_init_images=True,
-                                                        save_images=True, seed=41)).json()
+    data = client.post(
+        "/sdapi/v1/img2img",
+        json=small(init_images=[init], steps=2, include_init_images=True, save_images=True, seed=41),
+    ).json()
     assert data["parameters"]["init_images"] == [init]
     saved = [p for p in output_files(ctx.paths.data_dir) if p.parent.parent.name == "img2img-images"]
     assert [p.name for p in saved] == ["00000-41.png"]
@@ -70,8 +73,14 @@ def test_img2img_with_a_mask_inpaints_only_inside(served):
     _, client = served
     mask = np.zeros((64, 64), np.uint8)
     mask[20:44, 20:44] = 255
-    body = small(init_images=[b64png(gradient())], mask=b64png(Image.fromarray(mask)), mask_blur=0,
-                 inpainting_fill=1, inpaint_full_res=False, steps=4)
+    body = small(
+        init_images=[b64png(gradient())],
+        mask=b64png(Image.fromarray(mask)),
+        mask_blur=0,
+        inpainting_fill=1,
+        inpaint_full_res=False,
+        steps=4,
+    )
     data = client.post("/sdapi/v1/img2img", json=body)
     assert data.status_code == 200, data.text
     out = np.asarray(decode_png(data.json()["images"][0]).convert("RGB"))
@@ -84,8 +93,14 @@ def test_img2img_with_a_mask_inpaints_only_inside(served):
 
 def test_outpaint_through_the_api_keeps_the_original(served):
     _, client = served
-    body = small(init_images=[b64png(gradient(48, 64))], outpaint_right=16, mask_blur=0, inpainting_fill=1,
-                 denoising_strength=0.8, steps=3)
+    body = small(
+        init_images=[b64png(gradient(48, 64))],
+        outpaint_right=16,
+        mask_blur=0,
+        inpainting_fill=1,
+        denoising_strength=0.8,
+        steps=3,
+    )
     data = client.post("/sdapi/v1/img2img", json=body)
     assert data.status_code == 200, data.text
     out = np.asarray(decode_png(data.json()["images"][0]).convert("RGB"))
@@ -105,8 +120,10 @@ def test_init_image_over_the_pixel_limit_is_refused(served):
 
 def test_hires_fix_through_the_api(served):
     _, client = served
-    data = client.post("/sdapi/v1/txt2img", json=small(steps=2, enable_hr=True, hr_scale=1.5,
-                                                      hr_upscaler="Latent (bicubic)", denoising_strength=0.6))
+    data = client.post(
+        "/sdapi/v1/txt2img",
+        json=small(steps=2, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent (bicubic)", denoising_strength=0.6),
+    )
     assert data.status_code == 200, data.text
     assert decode_png(data.json()["images"][0]).size == (96, 96)
     text = json.loads(data.json()["info"])["infotexts"][0]
@@ -114,15 +131,18 @@ def test_hires_fix_through_the_api(served):
 
 
 def test_depth2img_through_the_api_with_an_uploaded_depth_map(make_client, data_dir, tmp_path):
-    from tests.helpers import install_checkpoint
     from tests.fixtures.checkpoints import build_tiny_checkpoint
+    from tests.helpers import install_checkpoint
+
     install_checkpoint(build_tiny_checkpoint(tmp_path / "depth.safetensors", arch="sd2", variant="depth"), data_dir)
     _, client = make_client(data_dir)
     depth = Image.fromarray((np.add.outer(np.arange(64), np.arange(64)) * 2).astype(np.uint8))
     body = small(init_images=[b64png(gradient())], depth_map=b64png(depth), steps=3)
     first = client.post("/sdapi/v1/img2img", json=body)
     assert first.status_code == 200, first.text
-    flipped = client.post("/sdapi/v1/img2img", json={**body, "depth_map": b64png(Image.fromarray(255 - np.asarray(depth)))})
+    flipped = client.post(
+        "/sdapi/v1/img2img", json={**body, "depth_map": b64png(Image.fromarray(255 - np.asarray(depth)))}
+    )
     assert decode_png(first.json()["images"][0]).tobytes() != decode_png(flipped.json()["images"][0]).tobytes()
     no_image = client.post("/sdapi/v1/txt2img", json=small(steps=1))
     assert no_image.status_code == 422 and "depth checkpoint" in no_image.json()["detail"]

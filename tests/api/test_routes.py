@@ -1,20 +1,20 @@
 """The /sdapi/v1 API through FastAPI's TestClient, on a real app context with a real tiny checkpoint."""
+
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import threading
 
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 import webui
 from tests.helpers import decode_png, install_checkpoint, make_ctx, output_files, small
 
 # ------------------------------------------------------------------------------------------------- listing routes
+
 
 def test_sd_models_lists_the_checkpoint_with_a1111_fields(make_client, data_dir, tiny_sd1_checkpoint):
     path = install_checkpoint(tiny_sd1_checkpoint, data_dir, "sub/my model.safetensors")
@@ -56,8 +56,13 @@ def test_samplers_and_schedulers_lists(make_client, data_dir):
     for s in samplers:
         assert set(s) == {"name", "aliases", "options"} and isinstance(s["aliases"], list)
     schedulers = client.get("/sdapi/v1/schedulers").json()
-    assert schedulers[0] == {"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1.0,
-                             "need_inner_model": False}
+    assert schedulers[0] == {
+        "name": "automatic",
+        "label": "Automatic",
+        "aliases": None,
+        "default_rho": -1.0,
+        "need_inner_model": False,
+    }
     assert {"karras", "exponential", "sgm_uniform"} <= {s["name"] for s in schedulers}
     karras = next(s for s in schedulers if s["name"] == "karras")
     assert karras["label"] == "Karras" and karras["default_rho"] == 7.0
@@ -71,6 +76,7 @@ def test_cmd_flags_and_ping(make_client, data_dir):
 
 
 # ------------------------------------------------------------------------------------------------------- options
+
 
 def test_options_get_and_set_are_saved(make_client, data_dir):
     ctx, client = make_client(data_dir)
@@ -118,11 +124,15 @@ def test_options_switch_checkpoint_loads_it(make_client, data_dir, tiny_sd1_chec
 
 # ------------------------------------------------------------------------------------------------------ png-info
 
+
 def test_png_info_round_trip(make_client, data_dir):
     from sdui.imaging.encoding import image_to_png_bytes
+
     _, client = make_client(data_dir)
-    text = ("a cat\nNegative prompt: dog\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
-            "Seed: 42, Size: 512x768, Model hash: 0123456789")
+    text = (
+        "a cat\nNegative prompt: dog\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
+        "Seed: 42, Size: 512x768, Model hash: 0123456789"
+    )
     png = image_to_png_bytes(Image.new("RGB", (8, 8), "white"), text)
     response = client.post("/sdapi/v1/png-info", json={"image": base64.b64encode(png).decode()})
     assert response.status_code == 200
@@ -147,9 +157,11 @@ def test_png_info_bad_image_is_4xx(make_client, data_dir):
 
 # ------------------------------------------------------------------------------------------------------- txt2img
 
+
 def test_txt2img_png_parameters_parse_back_to_the_request(served):
     from sdui.imaging.pnginfo import read_info_from_image
     from sdui.infotext import parse_infotext
+
     ctx, client = served
     response = client.post("/sdapi/v1/txt2img", json=small())
     assert response.status_code == 200, response.text
@@ -197,12 +209,15 @@ def test_txt2img_send_images_false_and_batch(served):
     assert len(body["images"]) == 2 and info["index_of_first_image"] == 0
 
 
-@pytest.mark.parametrize("bad, words", [
-    ({"width": 100}, ["width", "multiple of 8"]),
-    ({"steps": 0}, ["steps"]),
-    ({"sampler_name": "No Such Sampler"}, ["No Such Sampler"]),
-    ({"script_name": "x/y/z plot"}, ["x/y/z plot"]),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"width": 100}, ["width", "multiple of 8"]),
+        ({"steps": 0}, ["steps"]),
+        ({"sampler_name": "No Such Sampler"}, ["No Such Sampler"]),
+        ({"script_name": "x/y/z plot"}, ["x/y/z plot"]),
+    ],
+)
 def test_bad_requests_are_4xx_and_the_server_keeps_working(served, bad, words):
     ctx, client = served
     response = client.post("/sdapi/v1/txt2img", json=small(save_images=True, **bad))
@@ -241,6 +256,7 @@ def test_save_images_writes_a1111_named_file(make_client, data_dir, tiny_sd1_che
 
 
 # ------------------------------------------------------------------------------------------ progress / interrupt
+
 
 def test_progress_interrupt_and_skip_reach_the_running_job(make_client, data_dir):
     ctx, client = make_client(data_dir)
@@ -289,10 +305,15 @@ def test_jobs_run_in_submission_order(make_client, data_dir):
 
 # -------------------------------------------------------------------------------------------------- auth, origin
 
+
 def test_api_auth_protects_every_sdapi_route(make_client, data_dir):
     _, client = make_client(data_dir, "--api-auth", "alice:pa:ss,bob:x")
-    routes = [(method.upper(), path) for path, methods in client.app.openapi()["paths"].items()
-              if path.startswith("/sdapi/") for method in methods]
+    routes = [
+        (method.upper(), path)
+        for path, methods in client.app.openapi()["paths"].items()
+        if path.startswith("/sdapi/")
+        for method in methods
+    ]
     assert len(routes) >= 15
     for method, path in routes:
         assert client.request(method, path).status_code == 401, path
@@ -311,8 +332,12 @@ def test_cross_origin_post_is_refused(make_client, data_dir):
     response = client.post("/sdapi/v1/refresh-checkpoints", headers={"Origin": "http://evil.example"})
     assert response.status_code == 403
     assert "evil.example" in response.json()["detail"] and "--cors-allow-origins" in response.json()["detail"]
-    assert client.post("/sdapi/v1/options", json={"samples_format": "jpg"},
-                       headers={"Origin": "http://evil.example"}).status_code == 403
+    assert (
+        client.post(
+            "/sdapi/v1/options", json={"samples_format": "jpg"}, headers={"Origin": "http://evil.example"}
+        ).status_code
+        == 403
+    )
     assert client.get("/sdapi/v1/options").json()["samples_format"] == "png"
     # the page's own origin, and clients that send no Origin, pass; so do GETs
     assert client.post("/sdapi/v1/refresh-checkpoints", headers={"Origin": "http://testserver"}).status_code == 200
@@ -334,8 +359,10 @@ def test_override_checkpoint_applies_to_one_request_only(make_client, data_dir, 
     first = json.loads(client.post("/sdapi/v1/txt2img", json=small(steps=1)).json()["info"])
     assert first["sd_model_name"] == "a"
     selected = client.get("/sdapi/v1/options").json()["sd_model_checkpoint"]
-    over = client.post("/sdapi/v1/txt2img", json=small(steps=1, override_settings={
-        "sd_model_checkpoint": "b.safetensors", "CLIP_stop_at_last_layers": 2}))
+    over = client.post(
+        "/sdapi/v1/txt2img",
+        json=small(steps=1, override_settings={"sd_model_checkpoint": "b.safetensors", "CLIP_stop_at_last_layers": 2}),
+    )
     info = json.loads(over.json()["info"])
     assert info["sd_model_name"] == "b" and "Clip skip: 2" in info["infotexts"][0]
     options = client.get("/sdapi/v1/options").json()
@@ -346,8 +373,9 @@ def test_override_checkpoint_applies_to_one_request_only(make_client, data_dir, 
     assert 400 <= unknown.status_code < 500 and "zzz" in unknown.json()["detail"]
 
 
-def test_unexpected_failure_is_500_json_and_the_server_keeps_working(make_client, data_dir, tiny_sd1_checkpoint,
-                                                                      caplog):
+def test_unexpected_failure_is_500_json_and_the_server_keeps_working(
+    make_client, data_dir, tiny_sd1_checkpoint, caplog
+):
     install_checkpoint(tiny_sd1_checkpoint, data_dir)
     ctx, client = make_client(data_dir)
     real_loader = ctx.store.loader
@@ -366,6 +394,7 @@ def test_unexpected_failure_is_500_json_and_the_server_keeps_working(make_client
 
 def test_malformed_api_auth_is_refused_at_start(data_dir):
     from sdui.errors import UserError
+
     ctx = make_ctx(data_dir, "--api-auth", "just-a-name")
     try:
         with pytest.raises(UserError, match="user:password"):

@@ -1,5 +1,6 @@
 """The app context: each job runs with a frozen snapshot of the settings, override_settings stay in that snapshot,
 a checkpoint chosen in the settings loads through the queue, and batches add up across the requests of one job."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,16 @@ def app(tmp_path, tiny_sd1_checkpoint):
 
 
 def request(**fields) -> GenerationRequest:
-    base = dict(prompt="a cat", seed=3, steps=2, width=64, height=64, sampler_name="Euler", do_not_save_samples=True,
-                do_not_save_grid=True)
+    base = dict(
+        prompt="a cat",
+        seed=3,
+        steps=2,
+        width=64,
+        height=64,
+        sampler_name="Euler",
+        do_not_save_samples=True,
+        do_not_save_grid=True,
+    )
     return GenerationRequest(**{**base, **fields})
 
 
@@ -48,7 +57,7 @@ def test_a_setting_changed_while_a_job_runs_applies_to_the_next_job_only(app):
     app.hooks.append(Pause())
     first = app.jobs.submit(generate, app, request())
     assert started.wait(60)
-    app.options.set("CLIP_stop_at_last_layers", 2)          # the Settings tab, or POST /sdapi/v1/options
+    app.options.set("CLIP_stop_at_last_layers", 2)  # the Settings tab, or POST /sdapi/v1/options
     release.set()
     running_then = first.wait(120)
     after = run(app, request())
@@ -57,10 +66,14 @@ def test_a_setting_changed_while_a_job_runs_applies_to_the_next_job_only(app):
 
 
 def test_override_settings_leave_the_shared_settings_as_they_were(app):
-    run(app, request())         # the first generation loads the model and records it as the selected one
+    run(app, request())  # the first generation loads the model and records it as the selected one
     before = dict(app.options.data)
-    result = run(app, request(override_settings={"CLIP_stop_at_last_layers": 2, "eta_noise_seed_delta": 31337},
-                              sampler_name="Euler a"))
+    result = run(
+        app,
+        request(
+            override_settings={"CLIP_stop_at_last_layers": 2, "eta_noise_seed_delta": 31337}, sampler_name="Euler a"
+        ),
+    )
     assert "Clip skip: 2," in result.infotexts[0] and "ENSD: 31337" in result.infotexts[0]
     assert result.settings.CLIP_stop_at_last_layers == 2
     assert app.options.data == before
@@ -71,8 +84,9 @@ def test_override_settings_leave_the_shared_settings_as_they_were(app):
 
 
 def test_override_settings_restore_afterwards_false_keeps_them(app):
-    result = run(app, request(override_settings={"CLIP_stop_at_last_layers": 2},
-                              override_settings_restore_afterwards=False))
+    result = run(
+        app, request(override_settings={"CLIP_stop_at_last_layers": 2}, override_settings_restore_afterwards=False)
+    )
     assert "Clip skip: 2," in result.infotexts[0]
     assert app.options.CLIP_stop_at_last_layers == 2
     assert json.loads(app.paths.config_file.read_text())["CLIP_stop_at_last_layers"] == 2
@@ -108,7 +122,7 @@ def test_batches_add_up_across_the_requests_of_one_job(app):
 
 
 def test_choosing_a_checkpoint_in_the_settings_loads_it_and_a_bad_name_changes_nothing(app):
-    app.options.set("sd_model_checkpoint", "b")                 # an alias, as A1111 accepts
+    app.options.set("sd_model_checkpoint", "b")  # an alias, as A1111 accepts
     info = app.store.current_info
     data = (app.paths.sd_models_dir / "b.safetensors").read_bytes()
     assert info.name == "b.safetensors" and info.sha256 == hashlib.sha256(data).hexdigest()

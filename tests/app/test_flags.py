@@ -1,4 +1,5 @@
 """Flags (A1111 names), unknown-flag suggestions, COMMANDLINE_ARGS, derived host values and the data-dir layout."""
+
 import json
 import os
 import subprocess
@@ -42,24 +43,41 @@ def test_defaults_match_a1111():
 
 
 def test_typical_flags_parse():
-    args = parse("--listen", "--port", "7000", "--no-half", "--no-half-vae", "--precision", "full",
-                 "--use-cpu", "SD", "interrogate", "--ckpt-dir", "/x/y", "--api-auth", "u:p", "--upcast-sampling")
+    args = parse(
+        "--listen",
+        "--port",
+        "7000",
+        "--no-half",
+        "--no-half-vae",
+        "--precision",
+        "full",
+        "--use-cpu",
+        "SD",
+        "interrogate",
+        "--ckpt-dir",
+        "/x/y",
+        "--api-auth",
+        "u:p",
+        "--upcast-sampling",
+    )
     assert args.listen and args.port == 7000 and args.no_half and args.no_half_vae
     assert args.precision == "full"
-    assert args.use_cpu == ("sd", "interrogate")            # lower-cased like A1111
+    assert args.use_cpu == ("sd", "interrogate")  # lower-cased like A1111
     assert args.uses_cpu_for("sd") and args.uses_cpu_for("interrogate") and not args.uses_cpu_for("gfpgan")
     assert parse("--use-cpu", "all").uses_cpu_for("sd")
     assert args.ckpt_dir == "/x/y" and args.api_auth == "u:p" and args.raw["upcast_sampling"]
 
 
 def test_old_a1111_launch_line_still_parses():
-    line = ("--xformers --medvram --lowvram --opt-split-attention --opt-sub-quad-attention --no-download-sd-model --api "
-            "--autolaunch --theme dark --gradio-queue --skip-torch-cuda-test --reinstall-torch --skip-install "
-            "--skip-prepare-environment --exit --enable-insecure-extension-access --max-batch-count 16 --no-hashing "
-            "--skip-load-model-at-start --subpath /sd --cors-allow-origins http://a,http://b "
-            "--cors-allow-origins-regex .* --timeout-keep-alive 5 --api-log --gradio-auth a:b --gradio-auth-path f "
-            "--opt-sdp-attention --opt-sdp-no-mem-attention --server-name 127.0.0.1 --run-tests --nowebui "
-            "--lora-dir L --embeddings-dir E --vae-dir V --data-dir D --models-dir M --ckpt C --disable-nan-check")
+    line = (
+        "--xformers --medvram --lowvram --opt-split-attention --opt-sub-quad-attention --no-download-sd-model --api "
+        "--autolaunch --theme dark --gradio-queue --skip-torch-cuda-test --reinstall-torch --skip-install "
+        "--skip-prepare-environment --exit --enable-insecure-extension-access --max-batch-count 16 --no-hashing "
+        "--skip-load-model-at-start --subpath /sd --cors-allow-origins http://a,http://b "
+        "--cors-allow-origins-regex .* --timeout-keep-alive 5 --api-log --gradio-auth a:b --gradio-auth-path f "
+        "--opt-sdp-attention --opt-sdp-no-mem-attention --server-name 127.0.0.1 --run-tests --nowebui "
+        "--lora-dir L --embeddings-dir E --vae-dir V --data-dir D --models-dir M --ckpt C --disable-nan-check"
+    )
     args = parse(*line.split())
     assert args.xformers and args.raw["medvram"] and args.raw["max_batch_count"] == 16 and args.timeout_keep_alive == 5
     assert args.subpath == "/sd" and args.server_name == "127.0.0.1" and args.run_tests and args.exit
@@ -102,7 +120,7 @@ def test_share_and_ngrok_are_refused_with_a_reason(capsys):
 def test_commandline_args_env_is_appended():
     args = parse("--port", "7000", env={"COMMANDLINE_ARGS": "--no-half --ckpt-dir '/data/my models' --port 7001"})
     assert args.no_half and args.ckpt_dir == "/data/my models"
-    assert args.port == 7001            # appended after argv, so it wins, as in A1111
+    assert args.port == 7001  # appended after argv, so it wins, as in A1111
 
 
 def test_commandline_args_env_unknown_flag_fails(capsys):
@@ -111,8 +129,7 @@ def test_commandline_args_env_unknown_flag_fails(capsys):
 
 
 def test_commandline_args_through_a_real_process():
-    code = ("import sys; from sdui.app.flags import parse_args; a = parse_args([]); "
-            "print(a.port, a.listen)")
+    code = "import sys; from sdui.app.flags import parse_args; a = parse_args([]); print(a.port, a.listen)"
     env = dict(os.environ, COMMANDLINE_ARGS="--listen --port 7123")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -134,7 +151,7 @@ def test_ignore_errors_env_and_allow_unknown(caplog):
 def test_extension_preload_can_add_and_redeclare_flags():
     parser = build_parser()
     parser.add_argument("--my-extension-flag", type=int, default=3)
-    parser.add_argument("--lora-dir", type=str, default="from-extension")   # re-declared: must not crash
+    parser.add_argument("--lora-dir", type=str, default="from-extension")  # re-declared: must not crash
     args = parse_args(["--my-extension-flag", "5"], parser, environ={})
     assert args.my_extension_flag == 5 and args.lora_dir == "from-extension"
 
@@ -145,16 +162,19 @@ def test_compat_notices():
     assert any("weights-only" in n for n in notes) and any("--medvram" in n for n in notes)
 
 
-@pytest.mark.parametrize("argv, non_local", [
-    ([], False),
-    (["--listen"], True),
-    (["--server-name", "127.0.0.1"], False),
-    (["--server-name", "127.0.0.5"], False),
-    (["--server-name", "localhost"], False),
-    (["--server-name", "::1"], False),
-    (["--server-name", "192.168.1.5"], True),
-    (["--server-name", "myhost.lan"], True),
-])
+@pytest.mark.parametrize(
+    "argv, non_local",
+    [
+        ([], False),
+        (["--listen"], True),
+        (["--server-name", "127.0.0.1"], False),
+        (["--server-name", "127.0.0.5"], False),
+        (["--server-name", "localhost"], False),
+        (["--server-name", "::1"], False),
+        (["--server-name", "192.168.1.5"], True),
+        (["--server-name", "myhost.lan"], True),
+    ],
+)
 def test_webui_is_non_local(argv, non_local):
     args = parse(*argv)
     assert args.webui_is_non_local is non_local
@@ -201,13 +221,21 @@ def test_paths_default_to_repo_dir(tmp_path, monkeypatch):
 def test_paths_from_flags(tmp_path, monkeypatch):
     monkeypatch.delenv("SD_WEBUI_CACHE_DIR", raising=False)
     repo, data, models, extra = tmp_path / "repo", tmp_path / "data", tmp_path / "models", tmp_path / "extra"
-    args = parse("--data-dir", str(data), "--models-dir", str(models), "--ckpt-dir", str(extra),
-                 "--ckpt", str(extra / "a.safetensors"))
+    args = parse(
+        "--data-dir",
+        str(data),
+        "--models-dir",
+        str(models),
+        "--ckpt-dir",
+        str(extra),
+        "--ckpt",
+        str(extra / "a.safetensors"),
+    )
     paths = DataPaths.from_flags(args, repo)
     assert paths.data_dir == data and paths.models_dir == models
-    assert paths.ckpt_dirs == (extra, models / "Stable-diffusion")      # --ckpt-dir is scanned first
+    assert paths.ckpt_dirs == (extra, models / "Stable-diffusion")  # --ckpt-dir is scanned first
     assert paths.config_file == data / "config.json" and paths.outputs_dir == data / "outputs"
-    assert paths.configs_dir == repo / "configs"                          # shipped files stay in the program folder
+    assert paths.configs_dir == repo / "configs"  # shipped files stay in the program folder
     assert paths.lora_dir == models / "Lora" and paths.vae_dir == models / "VAE"
     assert paths.embeddings_dir == data / "embeddings"
     assert paths.ckpt_file == extra / "a.safetensors" and paths.ckpt_from_flag
@@ -222,5 +250,5 @@ def test_ensure_dirs_creates_layout_with_placeholders(tmp_path):
     assert SD_MODELS_PLACEHOLDER == "Put Stable Diffusion checkpoints here.txt"
     assert (paths.extensions_dir / EXTENSIONS_PLACEHOLDER).is_file()
     assert paths.outputs_dir.is_dir() and paths.lora_dir.is_dir() and paths.vae_dir.is_dir()
-    paths.ensure_dirs()   # idempotent
+    paths.ensure_dirs()  # idempotent
     assert cmd_args.DEFAULT_PORT == 7860

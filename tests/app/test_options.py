@@ -1,12 +1,13 @@
 """Settings: defaults, casting and validation, callbacks, atomic save, reload, and surviving a corrupt config.json."""
+
 import json
 import threading
 from types import SimpleNamespace
 
 import pytest
 
-from sdui.errors import InvalidRequestError, UserError
 from sdui.app.options import Options
+from sdui.errors import InvalidRequestError, UserError
 from sdui.settings import OptionInfo
 from sdui.settings.definitions import MAX_IMAGE_PIXELS, builtin_registry
 
@@ -23,7 +24,7 @@ def test_defaults_and_attribute_access():
     assert opts.sd_checkpoint_cache == 0 and opts.max_image_pixels == MAX_IMAGE_PIXELS == 4096 * 4096
     assert opts.get("no_such_key") is None and opts.get("no_such_key", 5) == 5
     with pytest.raises(AttributeError, match="no setting named 'no_such_key'"):
-        opts.no_such_key
+        _ = opts.no_such_key
     # GET /sdapi/v1/options: every key, defaults for unset
     assert set(builtin_registry().defaults()) <= set(opts.data)
     assert json.loads(json.dumps(opts.data)) == opts.data
@@ -47,38 +48,44 @@ def test_list_settings_take_lists_or_old_comma_text():
     assert opts.ext_list == ["a"]
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("CLIP_stop_at_last_layers", "2", 2),
-    ("CLIP_stop_at_last_layers", 3.0, 3),
-    ("eta_noise_seed_delta", 31337, 31337),
-    ("samples_save", "false", False),
-    ("samples_save", 1, True),
-    ("grid_save", "True", True),
-    ("eta_ddim", 1, 1.0),
-    ("initial_noise_multiplier", "0.5", 0.5),
-    ("sd_model_checkpoint", "model.safetensors [0123456789]", "model.safetensors [0123456789]"),
-    ("randn_source", "GPU", "GPU"),
-    ("emphasis", "No norm", "No norm"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("CLIP_stop_at_last_layers", "2", 2),
+        ("CLIP_stop_at_last_layers", 3.0, 3),
+        ("eta_noise_seed_delta", 31337, 31337),
+        ("samples_save", "false", False),
+        ("samples_save", 1, True),
+        ("grid_save", "True", True),
+        ("eta_ddim", 1, 1.0),
+        ("initial_noise_multiplier", "0.5", 0.5),
+        ("sd_model_checkpoint", "model.safetensors [0123456789]", "model.safetensors [0123456789]"),
+        ("randn_source", "GPU", "GPU"),
+        ("emphasis", "No norm", "No norm"),
+    ],
+)
 def test_set_casts(key, value, expected):
     opts = Options()
     opts.set(key, value)
     assert opts.get(key) == expected and type(opts.get(key)) is type(expected)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("CLIP_stop_at_last_layers", "two", "Setting 'CLIP_stop_at_last_layers' expects a whole number, got 'two'"),
-    ("CLIP_stop_at_last_layers", 2.5, "expects a whole number"),
-    ("eta_noise_seed_delta", True, "expects a whole number"),
-    ("samples_save", "maybe", "Setting 'samples_save' expects true or false"),
-    ("eta_ddim", [1], "Setting 'eta_ddim' expects a finite number"),
-    ("eta_ddim", float("nan"), "Setting 'eta_ddim' expects a finite number"),
-    ("jpeg_quality", 101, "must be between 1 and 100; got 101"),
-    ("outdir_samples", {"a": 1}, "Setting 'outdir_samples' expects text"),
-    ("samples_format", "bmp", "Setting 'samples_format' must be one of 'png', 'jpg'"),
-    ("CLIP_stop_at_last_layers", 0, "must be between 1 and 12; got 0"),
-    ("max_image_pixels", 10, "must be at least 4096"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("CLIP_stop_at_last_layers", "two", "Setting 'CLIP_stop_at_last_layers' expects a whole number, got 'two'"),
+        ("CLIP_stop_at_last_layers", 2.5, "expects a whole number"),
+        ("eta_noise_seed_delta", True, "expects a whole number"),
+        ("samples_save", "maybe", "Setting 'samples_save' expects true or false"),
+        ("eta_ddim", [1], "Setting 'eta_ddim' expects a finite number"),
+        ("eta_ddim", float("nan"), "Setting 'eta_ddim' expects a finite number"),
+        ("jpeg_quality", 101, "must be between 1 and 100; got 101"),
+        ("outdir_samples", {"a": 1}, "Setting 'outdir_samples' expects text"),
+        ("samples_format", "bmp", "Setting 'samples_format' must be one of 'png', 'jpg'"),
+        ("CLIP_stop_at_last_layers", 0, "must be between 1 and 12; got 0"),
+        ("max_image_pixels", 10, "must be at least 4096"),
+    ],
+)
 def test_set_rejects_bad_values_with_a_message(key, value, message):
     opts = Options()
     before = opts.get(key)
@@ -111,7 +118,7 @@ def test_set_returns_whether_it_changed_and_runs_callbacks():
     calls = []
     opts.onchange("sd_model_checkpoint", lambda: calls.append(opts.sd_model_checkpoint))
     assert opts.set("sd_model_checkpoint", "a.safetensors") is True
-    assert opts.set("sd_model_checkpoint", "a.safetensors") is False     # same value: no callback
+    assert opts.set("sd_model_checkpoint", "a.safetensors") is False  # same value: no callback
     assert opts.set("sd_model_checkpoint", "b.safetensors", run_callbacks=False) is True
     assert calls == ["a.safetensors"]
     opts.onchange("emphasis", lambda: calls.append("now"), call=True)
@@ -124,6 +131,7 @@ def test_failing_callback_restores_the_old_value():
 
     def refuse():
         raise UserError(f"Checkpoint {opts.sd_model_checkpoint!r} not found")
+
     opts.onchange("sd_model_checkpoint", refuse)
     with pytest.raises(UserError, match="'missing.safetensors' not found"):
         opts.set("sd_model_checkpoint", "missing.safetensors")
@@ -163,7 +171,7 @@ def test_save_and_reload(tmp_path):
     assert opts.save() == path
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert saved == {"CLIP_stop_at_last_layers": 2, "samples_format": "webp", "unknown_client_key": [1, 2]}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]   # no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]  # no temp file left behind
     again = Options(path)
     assert again.CLIP_stop_at_last_layers == 2 and again.samples_format == "webp"
     assert again.unknown_client_key == [1, 2] and again.randn_source == "CPU"
@@ -177,6 +185,7 @@ def test_save_replaces_atomically_under_concurrent_writers(tmp_path):
         for j in range(20):
             opts.set(f"key_{i}", j)
             opts.save()
+
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
@@ -207,8 +216,18 @@ def test_corrupt_config_is_backed_up_and_defaults_used(tmp_path, caplog, content
 
 def test_bad_values_in_config_fall_back_per_key(tmp_path, caplog):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"CLIP_stop_at_last_layers": "abc", "randn_source": "NV", "samples_format": "jpg",
-                                "old_a1111_key": "kept", "sd_model_checkpoint": None}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "CLIP_stop_at_last_layers": "abc",
+                "randn_source": "NV",
+                "samples_format": "jpg",
+                "old_a1111_key": "kept",
+                "sd_model_checkpoint": None,
+            }
+        ),
+        encoding="utf-8",
+    )
     opts = Options(path)
     assert opts.CLIP_stop_at_last_layers == 1 and opts.randn_source == "CPU"
     assert opts.samples_format == "jpg" and opts.old_a1111_key == "kept" and opts.sd_model_checkpoint == ""

@@ -1,4 +1,5 @@
 """The Denoiser around the UNet: k-diffusion scalings, batched CFG, per-step conditioning, residual contributors."""
+
 from __future__ import annotations
 
 import copy
@@ -7,8 +8,14 @@ import pytest
 import torch
 from diffusers import ControlNetModel
 
-from sdui.core.denoiser import (Denoiser, Residuals, ScheduledConditioning, TextConditioning,
-                                model_output_from_denoised, scalings)
+from sdui.core.denoiser import (
+    Denoiser,
+    Residuals,
+    ScheduledConditioning,
+    TextConditioning,
+    model_output_from_denoised,
+    scalings,
+)
 from sdui.core.schedules import sigma_to_t, training_sigmas
 from sdui.models.loading import load_sd_model
 from tests.fixtures.checkpoints import build_tiny_checkpoint
@@ -27,8 +34,14 @@ def texts(model, seed: int = 0):
 
 
 def make(model, cond, uncond, cfg=5.0, **kwargs) -> Denoiser:
-    return Denoiser(model.unet, TextConditioning(cond, uncond), cfg_scale=cfg, prediction_type=model.prediction_type,
-                    train_sigmas=training_sigmas(model.scheduler_config), **kwargs)
+    return Denoiser(
+        model.unet,
+        TextConditioning(cond, uncond),
+        cfg_scale=cfg,
+        prediction_type=model.prediction_type,
+        train_sigmas=training_sigmas(model.scheduler_config),
+        **kwargs,
+    )
 
 
 def noisy(seed: int = 1) -> torch.Tensor:
@@ -40,10 +53,10 @@ def test_eps_scalings_and_cfg_equal_a_hand_written_a1111_step(model):
     x, sigma = noisy(), torch.tensor([2.5])
     train = training_sigmas(model.scheduler_config)
     t = sigma_to_t(sigma, train)
-    x_in = x / (sigma ** 2 + 1) ** 0.5
+    x_in = x / (sigma**2 + 1) ** 0.5
     eps_c = model.unet(x_in, t, encoder_hidden_states=cond).sample
     eps_u = model.unet(x_in, t, encoder_hidden_states=uncond).sample
-    expected = x - sigma * (eps_u + 5.0 * (eps_c - eps_u))          # CompVisDenoiser + A1111's CFG
+    expected = x - sigma * (eps_u + 5.0 * (eps_c - eps_u))  # CompVisDenoiser + A1111's CFG
     got = make(model, cond, uncond)(x, sigma, step=0, total=1)
     assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
 
@@ -67,14 +80,14 @@ def test_cfg_scale_one_runs_the_unet_once_on_the_prompt_alone(model):
         alone = make(model, cond, cond, cfg=7.0)(noisy(), torch.tensor([3.0]), step=0, total=1)
     finally:
         handle.remove()
-    assert calls == [1, 2]                    # one image, no uncond half; then cond and uncond batched together
+    assert calls == [1, 2]  # one image, no uncond half; then cond and uncond batched together
     assert (guided - alone).abs().max() <= 1e-4 * alone.abs().max()
 
 
 def test_scheduled_conditioning_switches_at_its_step(model):
     a, b = texts(model)
     _, uncond = texts(model, seed=3)
-    scheduled = ScheduledConditioning([[(4, a[0]), (9, b[0])]])           # [a:b:5] over 10 steps
+    scheduled = ScheduledConditioning([[(4, a[0]), (9, b[0])]])  # [a:b:5] over 10 steps
     x, sigma = noisy(), torch.tensor([1.5])
     switching = make(model, scheduled, uncond)
     assert torch.equal(switching(x, sigma, step=4, total=10), make(model, a, uncond)(x, sigma, step=4, total=10))
@@ -93,12 +106,17 @@ def test_residual_contributors_add_into_the_unet(model):
 
     def contributor(call):
         n = call.sample.shape[0]
-        down, mid = controlnet(call.sample, call.timestep, encoder_hidden_states=call.encoder_hidden_states,
-                               controlnet_cond=hint.repeat(n, 1, 1, 1), return_dict=False)
+        down, mid = controlnet(
+            call.sample,
+            call.timestep,
+            encoder_hidden_states=call.encoder_hidden_states,
+            controlnet_cond=hint.repeat(n, 1, 1, 1),
+            return_dict=False,
+        )
         return Residuals(tuple(down), mid)
 
     untrained = make(model, cond, uncond, contributors=[contributor])(x, sigma, step=0, total=1)
-    assert torch.equal(untrained, baseline)                            # zero convolutions: nothing added
+    assert torch.equal(untrained, baseline)  # zero convolutions: nothing added
     with torch.no_grad():
         for zero_conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             zero_conv.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(5))
@@ -106,17 +124,19 @@ def test_residual_contributors_add_into_the_unet(model):
 
     train = training_sigmas(model.scheduler_config)
     t = sigma_to_t(sigma, train)
-    x_in = (x / (sigma ** 2 + 1) ** 0.5).repeat(2, 1, 1, 1)
+    x_in = (x / (sigma**2 + 1) ** 0.5).repeat(2, 1, 1, 1)
     both = torch.cat([uncond, cond])
-    down, mid = controlnet(x_in, t, encoder_hidden_states=both, controlnet_cond=hint.repeat(2, 1, 1, 1),
-                           return_dict=False)
-    eps_u, eps_c = model.unet(x_in, t, encoder_hidden_states=both, down_block_additional_residuals=down,
-                              mid_block_additional_residual=mid).sample.chunk(2)
+    down, mid = controlnet(
+        x_in, t, encoder_hidden_states=both, controlnet_cond=hint.repeat(2, 1, 1, 1), return_dict=False
+    )
+    eps_u, eps_c = model.unet(
+        x_in, t, encoder_hidden_states=both, down_block_additional_residuals=down, mid_block_additional_residual=mid
+    ).sample.chunk(2)
     expected = x - sigma * (eps_u + 5.0 * (eps_c - eps_u))
     assert (steered - baseline).abs().max() > 1e-3
     assert (steered - expected).abs().max() <= 1e-4 * expected.abs().max()
     two = make(model, cond, uncond, contributors=[contributor, lambda call: None])(x, sigma, step=0, total=1)
-    assert torch.equal(two, steered)                                   # a contributor may add nothing
+    assert torch.equal(two, steered)  # a contributor may add nothing
 
 
 def test_the_unet_is_left_as_it_was(model):

@@ -1,18 +1,17 @@
 """The processing core's own rules: validation messages, interrupt and skip, what gets saved."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sdui.devices import DevicePolicy
+from sdui.core.processing import process
 from sdui.errors import InvalidRequestError, UnsupportedSamplerError
 from sdui.models.loading import load_sd_model
-from sdui.settings.snapshot import Settings
-from sdui.core.processing import process
 from sdui.request import GenerationRequest
-from tests.helpers import CPU32, Events, process_with_latents
+from sdui.settings.snapshot import Settings
 from tests.fixtures.checkpoints import build_tiny_checkpoint
-
+from tests.helpers import CPU32, Events, process_with_latents
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +19,17 @@ def model(tmp_path_factory):
     return load_sd_model(build_tiny_checkpoint(tmp_path_factory.mktemp("proc") / "m.safetensors"), CPU32)
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"width": 100}, "width must be a positive multiple of 8 (got 100); try 96"),
-    ({"height": 0}, "height must be a positive multiple of 8"),
-    ({"steps": 0}, "steps must be at least 1 (got 0)"),
-    ({"batch_size": 0}, "batch size and batch count must be at least 1"),
-    ({"subseed_strength": 1.5}, "between 0 and 1"),
-    ({"width": 8192, "height": 8192}, "larger than the configured limit"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"width": 100}, "width must be a positive multiple of 8 (got 100); try 96"),
+        ({"height": 0}, "height must be a positive multiple of 8"),
+        ({"steps": 0}, "steps must be at least 1 (got 0)"),
+        ({"batch_size": 0}, "batch size and batch count must be at least 1"),
+        ({"subseed_strength": 1.5}, "between 0 and 1"),
+        ({"width": 8192, "height": 8192}, "larger than the configured limit"),
+    ],
+)
 def test_bad_requests_say_what_to_change_and_write_nothing(model, tmp_path, changes, words):
     request = GenerationRequest(**{"prompt": "x", "seed": 1, "steps": 2, "width": 64, "height": 64, **changes})
     with pytest.raises(InvalidRequestError) as err:
@@ -47,21 +49,23 @@ def test_refused_sampler_names_the_alternatives(model, tmp_path):
 def test_skip_ends_one_batch_and_the_job_goes_on(model, tmp_path):
     request = GenerationRequest(prompt="x", seed=1, steps=4, width=64, height=64, n_iter=2, sampler_name="Euler")
     events = Events(stop="skip", stop_after=2)
-    result = process(request, model, policy=CPU32, settings=Settings.defaults(grid_save=False), data_dir=tmp_path,
-                     events=events)
+    result = process(
+        request, model, policy=CPU32, settings=Settings.defaults(grid_save=False), data_dir=tmp_path, events=events
+    )
     assert events.batches_announced == [(2, 4)]
-    assert events.steps == [(1, 4), (2, 4), (1, 4), (2, 4), (3, 4), (4, 4)]   # batch 1 stopped after 2 of 4 steps
+    assert events.steps == [(1, 4), (2, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # batch 1 stopped after 2 of 4 steps
     assert events.batches_done == 2 and not result.interrupted
-    assert len(result.images) == 3                        # grid + the two images
+    assert len(result.images) == 3  # grid + the two images
     saved = sorted(p.name for p in (tmp_path / "outputs" / "txt2img-images").rglob("*.png"))
-    assert saved == ["00000-2.png"]                       # only the finished image of batch 2 was saved
+    assert saved == ["00000-2.png"]  # only the finished image of batch 2 was saved
 
 
 def test_interrupt_ends_the_job_and_returns_what_it_has(model, tmp_path):
     request = GenerationRequest(prompt="x", seed=1, steps=4, width=64, height=64, n_iter=3, sampler_name="Euler")
     events = Events(stop="interrupt", stop_after=6)
-    result = process(request, model, policy=CPU32, settings=Settings.defaults(return_grid=False), data_dir=tmp_path,
-                     events=events)
+    result = process(
+        request, model, policy=CPU32, settings=Settings.defaults(return_grid=False), data_dir=tmp_path, events=events
+    )
     assert [step for step, _ in events.steps] == [1, 2, 3, 4, 1, 2]
     assert len(result.images) == 2 and result.interrupted
     assert [p.name for p in (tmp_path / "outputs" / "txt2img-images").rglob("*.png")] == ["00000-1.png"]
@@ -71,6 +75,7 @@ def test_tiling_makes_generation_shift_equivariant_and_is_undone_afterwards(mode
     """With circular padding everywhere, rolling the starting noise by 8 latent cells (a multiple of the UNet's
     downsampling) rolls the result by exactly as much: the picture has no edges. Without tiling it does not."""
     from sdui.core import processing as core
+
     base = dict(prompt="x", seed=3, steps=3, width=128, height=64, sampler_name="Euler")
 
     def final_latents(tiling: bool, roll: int):
@@ -97,16 +102,18 @@ def test_tiling_makes_generation_shift_equivariant_and_is_undone_afterwards(mode
 def test_live_previews_follow_the_a1111_period(model, every, count):
     job = Events()
     request = GenerationRequest(prompt="x", seed=1, steps=6, width=64, height=64, sampler_name="Euler")
-    result = process(request, model, policy=CPU32, settings=Settings.defaults(show_progress_every_n_steps=every),
-                     events=job)
+    result = process(
+        request, model, policy=CPU32, settings=Settings.defaults(show_progress_every_n_steps=every), events=job
+    )
     assert len(job.previews) == count
     if count:
         assert job.previews[-1].size == (64, 64)
-    if every == -1:      # after the batch, the preview is the finished image
+    if every == -1:  # after the batch, the preview is the finished image
         assert job.previews[0].tobytes() == result.images[0].tobytes()
     # a preview mid-way shows the denoised estimate, not the noisy latents: close to the final image already
     if every == 2:
         import numpy as np
+
         last = np.asarray(job.previews[-1], dtype=int)
         assert np.abs(last - np.asarray(result.images[0], dtype=int)).mean() < 3
     disabled = Events()
@@ -121,12 +128,14 @@ def test_half_precision_vae_that_overflows_is_decoded_in_float32_for_the_job(tmp
     import logging
 
     import numpy as np
+
     from sdui.imaging.vae import JobVae, decode, to_pil
+
     model = load_sd_model(build_tiny_checkpoint(tmp_path / "m.safetensors"), CPU32)
     # latents whose scaled values (x / 0.18215) pass fp16's 65504 inside the decoder; fine in fp32
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 3e4
     reference = np.asarray(to_pil(decode(model.vae, latents))[0], dtype=int)
-    assert reference.std() > 20          # a picture, not a black frame
+    assert reference.std() > 20  # a picture, not a black frame
     model.vae.to(torch.float16)
     assert not torch.isfinite(decode(model.vae, latents)).all()
     with caplog.at_level(logging.WARNING), JobVae(model) as vae:
@@ -135,11 +144,11 @@ def test_half_precision_vae_that_overflows_is_decoded_in_float32_for_the_job(tmp
     assert "decoding in float32 instead" in caplog.text
     assert model.vae.dtype == torch.float16 and model.vae_overflows
     assert np.abs(np.asarray(image, dtype=int) - reference).max() <= 1
-    with JobVae(model) as vae:                   # the next job: float32 from the start
+    with JobVae(model) as vae:  # the next job: float32 from the start
         assert model.vae.dtype == torch.float32
         assert np.abs(np.asarray(vae.decode_to_pil(latents)[0], dtype=int) - reference).max() <= 1
     assert model.vae.dtype == torch.float16
-    with JobVae(model, auto_upcast=False) as vae:   # auto_vae_precision off: A1111's black image
+    with JobVae(model, auto_upcast=False) as vae:  # auto_vae_precision off: A1111's black image
         assert not torch.isfinite(vae.decode(latents)).all()
 
 
@@ -153,8 +162,12 @@ def test_a_failing_job_leaves_the_cached_model_as_it_was_loaded(model):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        process(GenerationRequest(prompt="x", seed=1, steps=1, width=64, height=64, sampler_name="Euler",
-                                  tiling=True), model, policy=CPU32, hooks=[Boom()])
+        process(
+            GenerationRequest(prompt="x", seed=1, steps=1, width=64, height=64, sampler_name="Euler", tiling=True),
+            model,
+            policy=CPU32,
+            hooks=[Boom()],
+        )
     convs = [c for m in (model.unet, model.vae) for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
     assert {c.padding_mode for c in convs} == {"zeros"}
     assert model.vae.dtype == torch.float32

@@ -1,4 +1,5 @@
 """Seeds and noise as A1111 makes them."""
+
 from __future__ import annotations
 
 import random
@@ -9,7 +10,7 @@ import torch
 from sdui.core import rng
 from sdui.errors import InvalidRequestError
 
-SHAPE = (4, 8, 12)      # (C, H, W) latent cells: a 96x64 image
+SHAPE = (4, 8, 12)  # (C, H, W) latent cells: a 96x64 image
 
 
 def randn(seed, shape=SHAPE):
@@ -80,7 +81,7 @@ def test_slerp_falls_back_to_lerp_when_parallel():
 
 @pytest.mark.parametrize("old_hw", [(48, 64), (96, 128), (48, 128)])
 def test_seed_resize_keeps_old_noise_in_the_centre(old_hw):
-    old_h, old_w = old_hw                                   # pixels
+    old_h, old_w = old_hw  # pixels
     noise = rng.create_noise(SHAPE, [42], seed_resize_from_h=old_h, seed_resize_from_w=old_w)[0]
     old = randn(42, (4, old_h // 8, old_w // 8))
     H, W = SHAPE[1], SHAPE[2]
@@ -89,11 +90,11 @@ def test_seed_resize_keeps_old_noise_in_the_centre(old_hw):
     oh, ow = min(h, H), min(w, W)
     ny, nx = (H - oh) // 2, (W - ow) // 2
     sy, sx = (h - oh) // 2, (w - ow) // 2
-    assert torch.equal(noise[:, ny:ny + oh, nx:nx + ow], old[:, sy:sy + oh, sx:sx + ow])
+    assert torch.equal(noise[:, ny : ny + oh, nx : nx + ow], old[:, sy : sy + oh, sx : sx + ow])
     # outside the pasted region: the seed's own full-size noise
     full = randn(42)
     mask = torch.ones(SHAPE, dtype=torch.bool)
-    mask[:, ny:ny + oh, nx:nx + ow] = False
+    mask[:, ny : ny + oh, nx : nx + ow] = False
     assert torch.equal(noise[mask], full[mask])
 
 
@@ -104,9 +105,9 @@ def test_seed_resize_with_variation_mixes_at_the_old_size():
 
 def test_generators_continue_the_image_stream():
     gens = rng.make_generators([3, 4], shape=SHAPE)
-    for seed, g in zip((3, 4), gens):
+    for seed, g in zip((3, 4), gens, strict=False):
         stream = torch.Generator().manual_seed(seed)
-        torch.randn(SHAPE, generator=stream)                 # the initial noise
+        torch.randn(SHAPE, generator=stream)  # the initial noise
         assert torch.equal(torch.randn(SHAPE, generator=g), torch.randn(SHAPE, generator=stream))
 
 
@@ -120,6 +121,7 @@ def test_generators_restart_for_eta_noise_seed_delta():
 def test_diffusers_ancestral_noise_comes_from_the_image_generators():
     """What an ancestral step draws with generator=[...] is each image's next draw (per-image stream)."""
     from diffusers.utils.torch_utils import randn_tensor
+
     gens = rng.make_generators([3, 4], shape=SHAPE)
     drawn = randn_tensor((2, *SHAPE), generator=gens, dtype=torch.float32)
     for i, seed in enumerate((3, 4)):
@@ -132,12 +134,12 @@ def test_fix_seed():
     random.seed(0)
     drawn = {rng.fix_seed(-1) for _ in range(200)} | {rng.fix_seed(None), rng.fix_seed(""), rng.fix_seed("x")}
     assert all(0 <= s < 4294967294 for s in drawn) and len(drawn) > 190
-    assert max(drawn) > 2 ** 31                               # the whole range, not just 31 bits
-    assert rng.fix_seed(5) == 5 and rng.fix_seed("17") == 17 and rng.fix_seed(2 ** 40) == 2 ** 40
+    assert max(drawn) > 2**31  # the whole range, not just 31 bits
+    assert rng.fix_seed(5) == 5 and rng.fix_seed("17") == 17 and rng.fix_seed(2**40) == 2**40
 
 
 def test_all_seeds_and_subseeds():
     assert rng.all_seeds(100, 0.0, 4) == [100, 101, 102, 103]
-    assert rng.all_seeds(100, 0.3, 4) == [100, 100, 100, 100]     # variation: one seed, moving subseeds
+    assert rng.all_seeds(100, 0.3, 4) == [100, 100, 100, 100]  # variation: one seed, moving subseeds
     assert rng.all_subseeds(7, 3) == [7, 8, 9]
     assert rng.all_seeds([5, 9], 0.0, 2) == [5, 9] and rng.all_subseeds([1, 1], 2) == [1, 1]

@@ -1,4 +1,5 @@
 """A1111 sampler names -> configured diffusers schedulers: tables, names, schedules, loops, refusals."""
+
 from __future__ import annotations
 
 import inspect
@@ -16,13 +17,33 @@ from sdui.errors import UnsupportedSamplerError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # SD1's scheduler config as shipped with the model (PNDM, "leading" spacing): build_scheduler must override it
-SD1_CONFIG = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
-              "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "set_alpha_to_one": False,
-              "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False, "trained_betas": None}
-SDXL_CONFIG = {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
-               "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "interpolation_type": "linear",
-               "prediction_type": "epsilon", "steps_offset": 1, "timestep_spacing": "leading",
-               "use_karras_sigmas": False, "sample_max_value": 1.0, "set_alpha_to_one": False, "skip_prk_steps": True}
+SD1_CONFIG = {
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "trained_betas": None,
+}
+SDXL_CONFIG = {
+    "_class_name": "EulerDiscreteScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "interpolation_type": "linear",
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "use_karras_sigmas": False,
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+}
 
 
 def kdiffusion_training_sigmas(config=SD1_CONFIG) -> torch.Tensor:
@@ -43,7 +64,7 @@ def reference_euler(eps_fn, noise: torch.Tensor, sigmas: torch.Tensor, sigma_to_
     x = noise * sigmas[0]
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
-        denoised = x - sigma * eps_fn(x / (sigma ** 2 + 1) ** 0.5, sigma_to_t(sigma))
+        denoised = x - sigma * eps_fn(x / (sigma**2 + 1) ** 0.5, sigma_to_t(sigma))
         d = (x - denoised) / sigma
         x = x + d * (sigmas[i + 1] - sigma)
     return x
@@ -76,18 +97,27 @@ EXPECTED_SAMPLERS = [
     ("DPM++ 2M", ["k_dpmpp_2m"], {"scheduler": "karras"}),
     ("DPM++ SDE", ["k_dpmpp_sde"], {"scheduler": "karras", "second_order": "True", "brownian_noise": "True"}),
     ("DPM++ 2M SDE", ["k_dpmpp_2m_sde"], {"scheduler": "exponential", "brownian_noise": "True"}),
-    ("DPM++ 2M SDE Heun", ["k_dpmpp_2m_sde_heun"],
-     {"scheduler": "exponential", "brownian_noise": "True", "solver_type": "heun"}),
+    (
+        "DPM++ 2M SDE Heun",
+        ["k_dpmpp_2m_sde_heun"],
+        {"scheduler": "exponential", "brownian_noise": "True", "solver_type": "heun"},
+    ),
     ("DPM++ 2S a", ["k_dpmpp_2s_a"], {"scheduler": "karras", "uses_ensd": "True", "second_order": "True"}),
-    ("DPM++ 3M SDE", ["k_dpmpp_3m_sde"],
-     {"scheduler": "exponential", "discard_next_to_last_sigma": "True", "brownian_noise": "True"}),
+    (
+        "DPM++ 3M SDE",
+        ["k_dpmpp_3m_sde"],
+        {"scheduler": "exponential", "discard_next_to_last_sigma": "True", "brownian_noise": "True"},
+    ),
     ("Euler a", ["k_euler_a", "k_euler_ancestral"], {"uses_ensd": "True"}),
     ("Euler", ["k_euler"], {}),
     ("LMS", ["k_lms"], {}),
     ("Heun", ["k_heun"], {"second_order": "True"}),
     ("DPM2", ["k_dpm_2"], {"scheduler": "karras", "discard_next_to_last_sigma": "True", "second_order": "True"}),
-    ("DPM2 a", ["k_dpm_2_a"], {"scheduler": "karras", "discard_next_to_last_sigma": "True", "uses_ensd": "True",
-                               "second_order": "True"}),
+    (
+        "DPM2 a",
+        ["k_dpm_2_a"],
+        {"scheduler": "karras", "discard_next_to_last_sigma": "True", "uses_ensd": "True", "second_order": "True"},
+    ),
     ("DPM fast", ["k_dpm_fast"], {"uses_ensd": "True"}),
     ("DPM adaptive", ["k_dpm_ad"], {"uses_ensd": "True"}),
     ("Restart", ["restart"], {"scheduler": "karras", "second_order": "True"}),
@@ -101,26 +131,44 @@ REFUSED = {"DPM++ 2S a", "DPM++ 3M SDE", "DPM fast", "DPM adaptive", "Restart", 
 
 
 def test_samplers_table_matches_a1111_api():
-    assert [s.to_api() for s in SM.SAMPLERS] == [{"name": n, "aliases": a, "options": o} for n, a, o in EXPECTED_SAMPLERS]
+    assert [s.to_api() for s in SM.SAMPLERS] == [
+        {"name": n, "aliases": a, "options": o} for n, a, o in EXPECTED_SAMPLERS
+    ]
     assert {s.name for s in SM.SAMPLERS if not s.supported} == REFUSED
     assert all(s.refusal for s in SM.SAMPLERS if not s.supported)
 
 
 def test_uses_ensd_flag():
-    assert [s.name for s in SM.SAMPLERS if s.uses_ensd] == ["DPM++ 2S a", "Euler a", "DPM2 a", "DPM fast",
-                                                          "DPM adaptive"]
+    assert [s.name for s in SM.SAMPLERS if s.uses_ensd] == [
+        "DPM++ 2S a",
+        "Euler a",
+        "DPM2 a",
+        "DPM fast",
+        "DPM adaptive",
+    ]
 
 
 # --- names ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("given,expected", [
-    ("Euler a", ("Euler a", None)), ("euler A", ("Euler a", None)), ("k_euler_ancestral", ("Euler a", None)),
-    (" DPM++ 2M ", ("DPM++ 2M", None)), ("DPM++ 2M Karras", ("DPM++ 2M", "Karras")),
-    ("dpm++ 2m sde exponential", ("DPM++ 2M SDE", "Exponential")), ("DPM++ 2M SDE Heun", ("DPM++ 2M SDE Heun", None)),
-    ("DPM++ 2M SDE Heun Karras", ("DPM++ 2M SDE Heun", "Karras")), ("DDIM", ("DDIM", None)),
-    ("Euler SGMUniform", ("Euler", "SGM Uniform")), ("Euler Align Your Steps", ("Euler", "Align Your Steps")),
-    ("k_lms Karras", ("LMS", "Karras")), ("Euler sgm_uniform", ("Euler", "SGM Uniform")),
-])
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("Euler a", ("Euler a", None)),
+        ("euler A", ("Euler a", None)),
+        ("k_euler_ancestral", ("Euler a", None)),
+        (" DPM++ 2M ", ("DPM++ 2M", None)),
+        ("DPM++ 2M Karras", ("DPM++ 2M", "Karras")),
+        ("dpm++ 2m sde exponential", ("DPM++ 2M SDE", "Exponential")),
+        ("DPM++ 2M SDE Heun", ("DPM++ 2M SDE Heun", None)),
+        ("DPM++ 2M SDE Heun Karras", ("DPM++ 2M SDE Heun", "Karras")),
+        ("DDIM", ("DDIM", None)),
+        ("Euler SGMUniform", ("Euler", "SGM Uniform")),
+        ("Euler Align Your Steps", ("Euler", "Align Your Steps")),
+        ("k_lms Karras", ("LMS", "Karras")),
+        ("Euler sgm_uniform", ("Euler", "SGM Uniform")),
+    ],
+)
 def test_resolve_sampler_name(given, expected):
     assert SM.resolve_sampler_name(given) == expected
 
@@ -130,7 +178,7 @@ def test_unknown_sampler_lists_valid_names(bad):
     with pytest.raises(UnsupportedSamplerError) as err:
         SM.resolve_sampler_name(bad)
     assert "Unknown sampler" in err.value.message and "Euler a" in err.value.message
-    assert "DPM fast" not in err.value.message          # refused ones are not offered
+    assert "DPM fast" not in err.value.message  # refused ones are not offered
 
 
 def test_resolve_scheduler_name():
@@ -144,6 +192,7 @@ def test_resolve_scheduler_name():
 
 # --- Euler: any schedule, exactly ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("config", [SD1_CONFIG, SDXL_CONFIG])
 @pytest.mark.parametrize("n", [4, 20, 37])
 def test_euler_automatic_is_kdiffusion_discretization(config, n):
@@ -152,7 +201,7 @@ def test_euler_automatic_is_kdiffusion_discretization(config, n):
     torch.testing.assert_close(setup.scheduler.sigmas, want, rtol=2e-6, atol=0)
     # timesteps: continuous, evenly from 999 to 0 (diffusers recomputes them from its float32 alphas)
     torch.testing.assert_close(setup.scheduler.timesteps, torch.linspace(999, 0, n), rtol=0, atol=2e-3)
-    assert float(setup.scheduler.init_noise_sigma) == pytest.approx(float(want[0]))   # x = noise * sigma_max
+    assert float(setup.scheduler.init_noise_sigma) == pytest.approx(float(want[0]))  # x = noise * sigma_max
     assert setup.schedule_label == "Automatic" and setup.schedule_name == "uniform"
     assert setup.pipeline_kwargs == {"sigmas": setup.sigmas.tolist()}
 
@@ -161,7 +210,9 @@ def test_euler_karras_equals_formula():
     n, rho = 15, 7.0
     train = kdiffusion_training_sigmas()
     smin, smax = float(train[0]), float(train[-1])
-    want = [(smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho for i in range(n)] + [0.0]
+    want = [(smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho for i in range(n)] + [
+        0.0
+    ]
     setup = SM.build_scheduler("Euler", "karras", n, SD1_CONFIG)
     torch.testing.assert_close(setup.scheduler.sigmas, torch.tensor(want), rtol=2e-6, atol=0)
     assert setup.schedule_label == "Karras"
@@ -178,7 +229,7 @@ def test_diffusers_euler_equals_a1111_euler_loop(schedule):
     ours = run_diffusers_loop(setup.scheduler, noise, eps_fn)
     theirs = reference_euler(eps_fn, noise, setup.sigmas, lambda s: S.sigma_to_t(s, train))
     assert (ours - theirs).abs().max().item() < 1e-5
-    assert (ours - noise * setup.sigmas[0]).abs().max().item() > 1.0     # the loop did move the sample
+    assert (ours - noise * setup.sigmas[0]).abs().max().item() > 1.0  # the loop did move the sample
 
 
 @pytest.mark.parametrize("schedule", [s.label for s in S.SCHEDULERS])
@@ -191,10 +242,12 @@ def test_euler_walks_every_schedule_exactly(schedule):
 
 # --- the other samplers -------------------------------------------------------------------------------
 
+
 def supported_pairs():
     return [(s.name, sched) for s in SM.SAMPLERS if s.supported for sched in SM.supported_schedules(s.name)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler,schedule", supported_pairs())
 def test_every_supported_pair_runs_three_steps(sampler, schedule):
     setup = SM.build_scheduler(sampler, schedule, 3, SD1_CONFIG, seeds=[11, 12])
@@ -210,8 +263,9 @@ def test_every_supported_pair_runs_three_steps(sampler, schedule):
     assert torch.equal(again.timesteps, setup.scheduler.timesteps)
 
 
-@pytest.mark.parametrize("sampler,schedule", [p for p in supported_pairs() if p[0] not in
-                                              ("Euler", "DDIM", "PLMS", "UniPC", "LCM")])
+@pytest.mark.parametrize(
+    "sampler,schedule", [p for p in supported_pairs() if p[0] not in ("Euler", "DDIM", "PLMS", "UniPC", "LCM")]
+)
 @pytest.mark.parametrize("n", [5, 23])
 def test_k_samplers_walk_the_a1111_schedule(sampler, schedule, n):
     setup = SM.build_scheduler(sampler, schedule, n, SD1_CONFIG)
@@ -321,7 +375,9 @@ def diffusers_without_noise(scheduler, start):
     latents = start
     for t in scheduler.timesteps:
         x = scheduler.scale_model_input(latents, t)
-        kwargs = {"variance_noise": torch.zeros_like(latents)} if scheduler.config.algorithm_type.startswith("sde") else {}
+        kwargs = (
+            {"variance_noise": torch.zeros_like(latents)} if scheduler.config.algorithm_type.startswith("sde") else {}
+        )
         latents = scheduler.step(eps_fn(x, 0.0), t, latents, **kwargs).prev_sample
     return latents
 
@@ -343,6 +399,7 @@ def test_dpmpp_multistep_is_kdiffusions_algorithm(sampler):
 def test_dpmpp_3m_sde_refused_because_diffusers_differs_from_kdiffusion():
     """Why DPM++ 3M SDE is refused; if diffusers ever matches k-diffusion here, enable the sampler."""
     from diffusers import DPMSolverMultistepScheduler
+
     base = SM.build_scheduler("DPM++ 2M SDE Heun", "Exponential", 12, SD1_CONFIG).scheduler.config
     scheduler = DPMSolverMultistepScheduler.from_config(base, solver_order=3)
     scheduler.set_timesteps(12)
@@ -356,8 +413,9 @@ def test_dpmpp_3m_sde_refused_because_diffusers_differs_from_kdiffusion():
 
 
 def test_timestep_samplers_pick_a1111s_timesteps():
-    assert SM.build_scheduler("DDIM", "Automatic", 20, SD1_CONFIG).scheduler.timesteps.tolist() == \
-        list(range(951, 0, -50))                         # A1111: range(0, 1000, 1000 // 20) + 1
+    assert SM.build_scheduler("DDIM", "Automatic", 20, SD1_CONFIG).scheduler.timesteps.tolist() == list(
+        range(951, 0, -50)
+    )  # A1111: range(0, 1000, 1000 // 20) + 1
     # LCM: 4 points evenly over the 50 distilled timesteps (indices 49, 32.7, 16.3, 0 -> nearest)
     assert SM.build_scheduler("LCM", "Automatic", 4, SD1_CONFIG).scheduler.timesteps.tolist() == [999, 679, 339, 19]
     unipc = SM.build_scheduler("UniPC", "Automatic", 10, SD1_CONFIG).scheduler
@@ -369,6 +427,7 @@ def test_dpmpp_sde_brownian_noise_follows_the_seeds():
     def run(seeds):
         setup = SM.build_scheduler("DPM++ SDE", "Karras", 4, SD1_CONFIG, seeds=seeds)
         return run_diffusers_loop(setup.scheduler, noise_of(1, (2, 4, 8, 8)), lambda x, t: 0.1 * x)
+
     assert torch.equal(run([1, 2]), run([1, 2]))
     assert not torch.allclose(run([1, 2]), run([1, 3]))
 
@@ -380,6 +439,7 @@ def test_v_prediction_config_is_kept():
 
 # --- refusals ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sampler", sorted(REFUSED))
 def test_refused_samplers_say_why_and_what_works(sampler):
     with pytest.raises(UnsupportedSamplerError) as err:
@@ -389,12 +449,15 @@ def test_refused_samplers_say_why_and_what_works(sampler):
     assert not SM.sampler_supports(sampler, "Automatic")
 
 
-@pytest.mark.parametrize("sampler,schedule,works", [
-    ("Euler a", "Karras", "Automatic, Uniform, Normal"),
-    ("DDIM", "Karras", "Automatic"),
-    ("DPM++ 2M", "Align Your Steps", "Automatic, Karras, Exponential, Simple, DDIM"),
-    ("LMS", "Beta", "Automatic, Uniform, Karras, Exponential, Normal"),
-])
+@pytest.mark.parametrize(
+    "sampler,schedule,works",
+    [
+        ("Euler a", "Karras", "Automatic, Uniform, Normal"),
+        ("DDIM", "Karras", "Automatic"),
+        ("DPM++ 2M", "Align Your Steps", "Automatic, Karras, Exponential, Simple, DDIM"),
+        ("LMS", "Beta", "Automatic, Uniform, Karras, Exponential, Normal"),
+    ],
+)
 def test_unsupported_pair_names_sampler_schedule_and_alternatives(sampler, schedule, works):
     with pytest.raises(UnsupportedSamplerError) as err:
         SM.build_scheduler(sampler, schedule, 10, SD1_CONFIG)
@@ -408,7 +471,7 @@ def test_eta_other_than_one_is_refused_for_fixed_noise_samplers():
     with pytest.raises(UnsupportedSamplerError, match="only eta 1"):
         SM.build_scheduler("Euler a", "Automatic", 10, SD1_CONFIG, eta=0.5)
     SM.build_scheduler("Euler a", "Automatic", 10, SD1_CONFIG, eta=1.0)
-    SM.build_scheduler("DDIM", "Automatic", 10, SD1_CONFIG, eta=0.5)    # DDIM reads eta in step()
+    SM.build_scheduler("DDIM", "Automatic", 10, SD1_CONFIG, eta=0.5)  # DDIM reads eta in step()
 
 
 def test_lcm_step_limit():

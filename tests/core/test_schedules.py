@@ -1,4 +1,5 @@
 """Sigma schedules against formulas written out independently here (k-diffusion's / A1111's published ones)."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,7 @@ SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_
 
 
 def reference_training_sigmas() -> np.ndarray:
-    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
     acp = np.cumprod(1.0 - betas)
     return np.sqrt((1 - acp) / acp)
 
@@ -35,7 +36,7 @@ def close(a, b, rtol=2e-5):
 
 def test_training_sigmas_from_scaled_linear_betas(ts):
     assert ts.dtype == torch.float32 and ts.shape == (1000,)
-    close(ts, reference_training_sigmas(), rtol=1e-4)   # alphas_cumprod is stored as float32, as in LDM
+    close(ts, reference_training_sigmas(), rtol=1e-4)  # alphas_cumprod is stored as float32, as in LDM
     assert float(ts[0]) == pytest.approx(0.02916, abs=1e-4) and float(ts[-1]) == pytest.approx(14.6146, abs=1e-3)
 
 
@@ -44,7 +45,7 @@ def test_training_sigmas_linear_schedule_and_fallback():
     betas = np.linspace(0.0001, 0.02, 1000)
     acp = np.cumprod(1 - betas)
     close(linear, np.sqrt((1 - acp) / acp), rtol=1e-4)
-    cosine = S.training_sigmas({**SD_CONFIG, "beta_schedule": "squaredcos_cap_v2"})   # via diffusers
+    cosine = S.training_sigmas({**SD_CONFIG, "beta_schedule": "squaredcos_cap_v2"})  # via diffusers
     assert cosine.shape == (1000,) and bool((cosine[1:] > cosine[:-1]).all())
 
 
@@ -79,7 +80,7 @@ def test_exponential_and_polyexponential(ts, n):
     smin, smax = float(ts[0]), float(ts[-1])
     want = np.append(np.exp(np.linspace(math.log(smax), math.log(smin), n)), 0.0)
     close(S.get_sigmas("exponential", n, ts), want)
-    close(S.get_sigmas("polyexponential", n, ts), want)          # default rho 1 is exponential
+    close(S.get_sigmas("polyexponential", n, ts), want)  # default rho 1 is exponential
     ramp = (1 - np.arange(n) / (n - 1)) ** 2
     want2 = np.append(np.exp(math.log(smin) + ramp * (math.log(smax) - math.log(smin))), 0.0)
     close(S.get_sigmas("polyexponential", n, ts, S.ScheduleParams(rho=2.0)), want2)
@@ -105,7 +106,7 @@ def test_ddim_schedule_uses_ddims_timesteps(ts, n, steps_walked):
     timesteps = list(range(1, 1000, 1000 // n))[::-1]
     got = S.get_sigmas("ddim", n, ts)
     close(got, np.append(train[timesteps], 0.0))
-    assert len(got) - 1 == steps_walked      # A1111 walks 31 steps when asked for 30
+    assert len(got) - 1 == steps_walked  # A1111 walks 31 steps when asked for 30
 
 
 @pytest.mark.parametrize("n", [4, 12])
@@ -114,7 +115,7 @@ def test_kl_optimal_ends_at_sigma_min(ts, n):
     want = [math.tan(math.atan(smax) + i / n * (math.atan(smin) - math.atan(smax))) for i in range(n + 1)]
     got = S.get_sigmas("kl_optimal", n, ts)
     close(got, want)
-    assert float(got[-1]) == pytest.approx(smin, rel=1e-5)       # A1111 appends no zero here
+    assert float(got[-1]) == pytest.approx(smin, rel=1e-5)  # A1111 appends no zero here
 
 
 def test_align_your_steps(ts):
@@ -133,9 +134,9 @@ def test_align_your_steps(ts):
 @pytest.mark.parametrize("q", [0.0, 0.05, 0.3, 0.5, 0.77, 0.999, 1.0])
 def test_beta_ppf_matches_closed_forms(q):
     assert S.beta_ppf(q, 1.0, 1.0) == pytest.approx(q, abs=1e-12)
-    assert S.beta_ppf(q, 2.0, 1.0) == pytest.approx(math.sqrt(q), abs=1e-12)               # cdf x^2
-    assert S.beta_ppf(q, 1.0, 2.0) == pytest.approx(1 - math.sqrt(1 - q), abs=1e-12)       # cdf 1-(1-x)^2
-    assert S.beta_ppf(q, 0.5, 0.5) == pytest.approx(math.sin(math.pi * q / 2) ** 2, abs=1e-12)   # arcsine
+    assert S.beta_ppf(q, 2.0, 1.0) == pytest.approx(math.sqrt(q), abs=1e-12)  # cdf x^2
+    assert S.beta_ppf(q, 1.0, 2.0) == pytest.approx(1 - math.sqrt(1 - q), abs=1e-12)  # cdf 1-(1-x)^2
+    assert S.beta_ppf(q, 0.5, 0.5) == pytest.approx(math.sin(math.pi * q / 2) ** 2, abs=1e-12)  # arcsine
     assert S.beta_ppf(q, 0.6, 0.6) + S.beta_ppf(1 - q, 0.6, 0.6) == pytest.approx(1.0, abs=1e-12)  # symmetric
 
 
@@ -181,16 +182,24 @@ def test_unknown_schedule_and_bad_steps(ts):
 
 def test_schedulers_table_matches_a1111_api():
     expected = [
-        ("automatic", "Automatic", None, -1.0, False), ("uniform", "Uniform", None, -1.0, True),
-        ("karras", "Karras", None, 7.0, False), ("exponential", "Exponential", None, -1.0, False),
+        ("automatic", "Automatic", None, -1.0, False),
+        ("uniform", "Uniform", None, -1.0, True),
+        ("karras", "Karras", None, 7.0, False),
+        ("exponential", "Exponential", None, -1.0, False),
         ("polyexponential", "Polyexponential", None, 1.0, False),
-        ("sgm_uniform", "SGM Uniform", ["SGMUniform"], -1.0, True), ("kl_optimal", "KL Optimal", None, -1.0, False),
-        ("align_your_steps", "Align Your Steps", None, -1.0, False), ("simple", "Simple", None, -1.0, True),
-        ("normal", "Normal", None, -1.0, True), ("ddim", "DDIM", None, -1.0, True), ("beta", "Beta", None, -1.0, True),
+        ("sgm_uniform", "SGM Uniform", ["SGMUniform"], -1.0, True),
+        ("kl_optimal", "KL Optimal", None, -1.0, False),
+        ("align_your_steps", "Align Your Steps", None, -1.0, False),
+        ("simple", "Simple", None, -1.0, True),
+        ("normal", "Normal", None, -1.0, True),
+        ("ddim", "DDIM", None, -1.0, True),
+        ("beta", "Beta", None, -1.0, True),
     ]
     got = [s.to_api() for s in S.SCHEDULERS]
-    assert got == [{"name": n, "label": lab, "aliases": a, "default_rho": rho, "need_inner_model": inner}
-                   for n, lab, a, rho, inner in expected]
+    assert got == [
+        {"name": n, "label": lab, "aliases": a, "default_rho": rho, "need_inner_model": inner}
+        for n, lab, a, rho, inner in expected
+    ]
 
 
 def test_find_schedule_by_name_label_alias_any_case():

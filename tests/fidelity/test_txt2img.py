@@ -4,6 +4,7 @@
    scheduler and settings: max pixel difference <= 1/255.
 2. A plain re-implementation of A1111's k-diffusion Euler loop ("Euler" + schedule "Automatic").
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,13 +15,15 @@ import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from sdui.core import rng
-from sdui.models.loading import load_sd_model
-from sdui.settings.snapshot import Settings
 from sdui.core.processing import process
-from sdui.request import GenerationRequest
 from sdui.core.samplers import build_scheduler
-from tests.helpers import CPU32, process_with_latents
+from sdui.models.loading import load_sd_model
+from sdui.request import GenerationRequest
+from sdui.settings.snapshot import Settings
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.helpers import CPU32, process_with_latents
+
+pytestmark = pytest.mark.slow  # fidelity: equality with diffusers' pipelines
 
 OPTIONS = Settings.defaults(samples_save=False)
 
@@ -42,10 +45,21 @@ def pixels(image) -> np.ndarray:
 def reference_pipeline(model):
     parts = dict(vae=model.vae, unet=model.unet, scheduler=None)
     if model.arch == "sdxl":
-        return StableDiffusionXLPipeline(text_encoder=model.text_encoders[0], text_encoder_2=model.text_encoders[1],
-                                         tokenizer=model.tokenizers[0], tokenizer_2=model.tokenizers[1], **parts)
-    return StableDiffusionPipeline(text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0],
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False, **parts)
+        return StableDiffusionXLPipeline(
+            text_encoder=model.text_encoders[0],
+            text_encoder_2=model.text_encoders[1],
+            tokenizer=model.tokenizers[0],
+            tokenizer_2=model.tokenizers[1],
+            **parts,
+        )
+    return StableDiffusionPipeline(
+        text_encoder=model.text_encoders[0],
+        tokenizer=model.tokenizers[0],
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        **parts,
+    )
 
 
 def run_reference(model, request: GenerationRequest, sampler_setup):
@@ -54,10 +68,19 @@ def run_reference(model, request: GenerationRequest, sampler_setup):
     ours = sampler_setup.scheduler
     pipe.scheduler = type(ours).from_config(ours.config)
     h, w = request.height // 8, request.width // 8
-    noise = rng.create_noise((model.latent_channels, h, w), [request.seed], [request.seed], 0.0, -1, -1,
-                             source="CPU", device=torch.device("cpu"))
-    generators = rng.make_generators([request.seed], source="CPU", device=torch.device("cpu"),
-                                     skip_first=True, shape=(model.latent_channels, h, w))
+    noise = rng.create_noise(
+        (model.latent_channels, h, w),
+        [request.seed],
+        [request.seed],
+        0.0,
+        -1,
+        -1,
+        source="CPU",
+        device=torch.device("cpu"),
+    )
+    generators = rng.make_generators(
+        [request.seed], source="CPU", device=torch.device("cpu"), skip_first=True, shape=(model.latent_channels, h, w)
+    )
     kwargs = dict(sampler_setup.pipeline_kwargs)
     if model.arch == "sdxl":
         kwargs["negative_prompt"] = request.negative_prompt or None
@@ -69,9 +92,17 @@ def run_reference(model, request: GenerationRequest, sampler_setup):
         captured["latents"] = tensors["latents"]
         return tensors
 
-    result = pipe(prompt=request.prompt, height=request.height, width=request.width,
-                  guidance_scale=request.cfg_scale, latents=noise, generator=generators, output_type="pil",
-                  callback_on_step_end=keep_latents, **kwargs)
+    result = pipe(
+        prompt=request.prompt,
+        height=request.height,
+        width=request.width,
+        guidance_scale=request.cfg_scale,
+        latents=noise,
+        generator=generators,
+        output_type="pil",
+        callback_on_step_end=keep_latents,
+        **kwargs,
+    )
     return result.images[0], captured["latents"]
 
 
@@ -84,20 +115,30 @@ def assert_latents_close(ours: torch.Tensor, theirs: torch.Tensor, what: str):
 
 
 @pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
-@pytest.mark.parametrize("sampler,schedule", [("Euler", "Automatic"), ("Euler a", "Automatic"),
-                                              ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")])
+@pytest.mark.parametrize(
+    "sampler,schedule",
+    [("Euler", "Automatic"), ("Euler a", "Automatic"), ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")],
+)
 def test_txt2img_equals_diffusers_pipeline(models, arch, sampler, schedule):
     model = models[arch]
-    request = GenerationRequest(prompt="a photo of a red fox in the snow", negative_prompt="blurry",
-                                seed=1234, sampler_name=sampler, scheduler=schedule, steps=6, cfg_scale=7.0,
-                                width=64, height=64)
+    request = GenerationRequest(
+        prompt="a photo of a red fox in the snow",
+        negative_prompt="blurry",
+        seed=1234,
+        sampler_name=sampler,
+        scheduler=schedule,
+        steps=6,
+        cfg_scale=7.0,
+        width=64,
+        height=64,
+    )
     result, result_latents = process_with_latents(request, model, policy=CPU32, settings=OPTIONS)
     ours = result.images[0]
-    setup = build_scheduler(sampler, schedule, request.steps, model.scheduler_config, seeds=[request.seed],
-                            is_sdxl=model.is_sdxl)
+    setup = build_scheduler(
+        sampler, schedule, request.steps, model.scheduler_config, seeds=[request.seed], is_sdxl=model.is_sdxl
+    )
     theirs, their_latents = run_reference(model, request, setup)
-    assert_latents_close(result_latents, their_latents,
-                         f"{arch} {sampler}/{schedule}")
+    assert_latents_close(result_latents, their_latents, f"{arch} {sampler}/{schedule}")
     diff = np.abs(pixels(ours) - pixels(theirs)).max()
     assert diff <= 1, f"{arch} {sampler}/{schedule}: max pixel difference {diff}/255"
     # the image is not flat: a broken loop that outputs a constant would also "match" a broken reference
@@ -123,19 +164,33 @@ def kdiffusion_sigma_to_t(sigma: torch.Tensor, training_sigmas: torch.Tensor) ->
 def test_euler_automatic_equals_a1111_euler_loop(models):
     """A1111: CFGDenoiser over a k-diffusion DiscreteEpsDDPMDenoiser, sample_euler, CPU noise."""
     model = models["sd1"]
-    request = GenerationRequest(prompt="a castle on a hill", negative_prompt="", seed=77, sampler_name="Euler",
-                                scheduler="Automatic", steps=8, cfg_scale=5.0, width=64, height=64)
+    request = GenerationRequest(
+        prompt="a castle on a hill",
+        negative_prompt="",
+        seed=77,
+        sampler_name="Euler",
+        scheduler="Automatic",
+        steps=8,
+        cfg_scale=5.0,
+        width=64,
+        height=64,
+    )
     result, result_latents = process_with_latents(request, model, policy=CPU32, settings=OPTIONS)
     ours = result.images[0]
 
     cfg = model.scheduler_config
-    betas = torch.linspace(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, cfg["num_train_timesteps"],
-                           dtype=torch.float64) ** 2
+    betas = (
+        torch.linspace(
+            cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, cfg["num_train_timesteps"], dtype=torch.float64
+        )
+        ** 2
+    )
     acp = torch.cumprod(1 - betas, 0)
     training_sigmas = ((1 - acp) / acp).sqrt().float()
     sigmas = kdiffusion_sigmas(training_sigmas, request.steps)
 
     from sdui.text.encoder import PromptEncoder
+
     enc = PromptEncoder(model)
     cond = enc.encode([request.prompt]).embeds
     uncond = enc.encode([""], is_negative=True).embeds
@@ -143,9 +198,11 @@ def test_euler_automatic_equals_a1111_euler_loop(models):
     with torch.no_grad():
         for i in range(request.steps):
             sigma = sigmas[i]
-            c_in = 1 / (sigma ** 2 + 1) ** 0.5
+            c_in = 1 / (sigma**2 + 1) ** 0.5
             t = kdiffusion_sigma_to_t(sigma, training_sigmas)
-            eps = model.unet(torch.cat([x, x]) * c_in, t.expand(2), encoder_hidden_states=torch.cat([uncond, cond])).sample
+            eps = model.unet(
+                torch.cat([x, x]) * c_in, t.expand(2), encoder_hidden_states=torch.cat([uncond, cond])
+            ).sample
             den_u, den_c = (torch.cat([x, x]) - eps * sigma).chunk(2)
             denoised = den_u + (den_c - den_u) * request.cfg_scale
             d = (x - denoised) / sigma

@@ -1,4 +1,5 @@
 """Resize modes (A1111's 0-3), alpha flattening and PIL -> tensor, checked on synthetic images with known pixels."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +13,10 @@ RED, GREEN, BLUE, YELLOW, CYAN, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (2
 
 def bands(sizes_colours, other_side, vertical=True):
     """Columns (vertical=True) or rows of solid colour: [(16, RED), (16, GREEN)] -> 32 x other_side."""
-    parts = [np.broadcast_to(np.array(c, np.uint8), (other_side, n, 3) if vertical else (n, other_side, 3))
-             for n, c in sizes_colours]
+    parts = [
+        np.broadcast_to(np.array(c, np.uint8), (other_side, n, 3) if vertical else (n, other_side, 3))
+        for n, c in sizes_colours
+    ]
     return Image.fromarray(np.ascontiguousarray(np.concatenate(parts, axis=1 if vertical else 0)), "RGB")
 
 
@@ -35,32 +38,32 @@ def test_latent_upscale_mode_is_a_plain_stretch_on_the_pixel_side():
 
 
 def test_crop_and_resize_keeps_the_centre_of_a_wide_image():
-    image = bands([(16, RED), (16, GREEN), (16, BLUE)], 16)          # 48x16, same height as the target
+    image = bands([(16, RED), (16, GREEN), (16, BLUE)], 16)  # 48x16, same height as the target
     out = resize_image(1, image, 16, 16)
     assert out.size == (16, 16)
     assert (px(out) == GREEN).all()
 
 
 def test_crop_and_resize_keeps_the_centre_of_a_tall_image_after_scaling():
-    image = bands([(32, RED), (32, GREEN), (32, BLUE)], 32, vertical=False)    # 32x96 -> scaled to 16x48
+    image = bands([(32, RED), (32, GREEN), (32, BLUE)], 32, vertical=False)  # 32x96 -> scaled to 16x48
     out = resize_image(1, image, 16, 16)
     assert out.size == (16, 16)
     a = px(out)
     assert (np.abs(a[3:13] - GREEN) <= 3).all()
-    assert a[:, :, 0].max() < 40 and a[:, :, 2].max() < 40    # neither red nor blue survives the crop
+    assert a[:, :, 0].max() < 40 and a[:, :, 2].max() < 40  # neither red nor blue survives the crop
 
 
 def test_resize_and_fill_pads_a_wide_image_with_its_edge_rows():
-    image = bands([(4, YELLOW), (8, GREY), (4, CYAN)], 32, vertical=False)     # 32x16: yellow top, cyan bottom
+    image = bands([(4, YELLOW), (8, GREY), (4, CYAN)], 32, vertical=False)  # 32x16: yellow top, cyan bottom
     out = resize_image(2, image, 32, 32)
     a = px(out)
-    assert (a[:8] == YELLOW).all()                 # band above = the top edge stretched
-    assert np.array_equal(a[8:24], px(image))      # the image, unscaled, centred
-    assert (a[24:] == CYAN).all()                  # band below = the bottom edge stretched
+    assert (a[:8] == YELLOW).all()  # band above = the top edge stretched
+    assert np.array_equal(a[8:24], px(image))  # the image, unscaled, centred
+    assert (a[24:] == CYAN).all()  # band below = the bottom edge stretched
 
 
 def test_resize_and_fill_pads_a_tall_image_with_its_edge_columns():
-    image = bands([(4, RED), (8, GREY), (4, BLUE)], 32)                        # 16x32
+    image = bands([(4, RED), (8, GREY), (4, BLUE)], 32)  # 16x32
     a = px(resize_image(2, image, 32, 32))
     assert (a[:, :8] == RED).all() and (a[:, 24:] == BLUE).all()
     assert np.array_equal(a[:, 8:24], px(image))
@@ -68,7 +71,7 @@ def test_resize_and_fill_pads_a_tall_image_with_its_edge_columns():
 
 def test_resize_and_fill_leaves_no_unfilled_row_when_the_bands_are_uneven():
     image = bands([(4, YELLOW), (8, GREY), (4, CYAN)], 32, vertical=False)
-    a = px(resize_image(2, image, 32, 33))          # 17 rows to fill: 8 above, 9 below
+    a = px(resize_image(2, image, 32, 33))  # 17 rows to fill: 8 above, 9 below
     assert (a[:8] == YELLOW).all() and (a[24:] == CYAN).all()
 
 
@@ -113,15 +116,15 @@ def test_bad_mode_and_size_are_refused():
 
 def test_flatten_puts_transparency_on_the_background_colour():
     rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[0, 0] = (255, 0, 0, 255)      # opaque red
-    rgba[0, 1] = (255, 0, 0, 0)        # transparent
-    rgba[1, 0] = (0, 0, 0, 128)        # half-transparent black
+    rgba[0, 0] = (255, 0, 0, 255)  # opaque red
+    rgba[0, 1] = (255, 0, 0, 0)  # transparent
+    rgba[1, 0] = (0, 0, 0, 128)  # half-transparent black
     out = px(flatten(Image.fromarray(rgba, "RGBA"), "#00ff00"))
     assert tuple(out[0, 0]) == RED
     assert tuple(out[0, 1]) == GREEN
     assert abs(out[1, 0, 1] - 127) <= 1 and out[1, 0, 0] == 0
     assert flatten(Image.new("RGB", (2, 2), BLUE)).mode == "RGB"
-    assert tuple(px(flatten(Image.fromarray(rgba, "RGBA")))[0, 1]) == (255, 255, 255)    # default white
+    assert tuple(px(flatten(Image.fromarray(rgba, "RGBA")))[0, 1]) == (255, 255, 255)  # default white
 
 
 def test_image_to_tensor_is_nchw_in_minus_one_to_one():

@@ -1,13 +1,14 @@
 """Masks: reading (alpha / black-and-white), resize, invert, A1111's blur, "only masked" region, fill, paste back,
 outpaint canvas, latent mask. Pixel assertions throughout; the blur is checked against a reference written here."""
+
 import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from sdui.imaging import masking
 from sdui.errors import InvalidRequestError
+from sdui.imaging import masking
 from sdui.imaging.image_ops import resize_image
 from sdui.imaging.masking import (
     composite,
@@ -41,8 +42,9 @@ def square_mask(w, h, box, value=255):
 
 # ----------------------------------------------------------------------------------------------- reading the mask
 
+
 def test_rgba_mask_uses_alpha_and_rounds_it():
-    rgba = np.zeros((4, 4, 4), np.uint8)        # black colour everywhere: only alpha can carry the mask
+    rgba = np.zeros((4, 4, 4), np.uint8)  # black colour everywhere: only alpha can carry the mask
     rgba[0, 0, 3] = 255
     rgba[0, 1, 3] = 200
     rgba[0, 2, 3] = 100
@@ -73,7 +75,7 @@ def test_invert_swaps_masked_and_kept():
 
 
 def test_a_mask_of_another_size_is_resized_and_noted():
-    mask = square_mask(16, 16, (0, 0, 8, 16))     # left half
+    mask = square_mask(16, 16, (0, 0, 8, 16))  # left half
     prepared = prepare_mask(mask, blur_x=0, blur_y=0, size=(32, 24))
     assert prepared.mask.size == (32, 24)
     assert "resized" in prepared.note and "16x16" in prepared.note and "32x24" in prepared.note
@@ -84,10 +86,11 @@ def test_a_mask_of_another_size_is_resized_and_noted():
 
 # ----------------------------------------------------------------------------------------------- blur
 
+
 def reference_kernel(sigma):
     size = 2 * int(2.5 * sigma + 0.5) + 1
     centre = (size - 1) / 2
-    weights = [math.exp(-((i - centre) ** 2) / (2 * sigma ** 2)) for i in range(size)]
+    weights = [math.exp(-((i - centre) ** 2) / (2 * sigma**2)) for i in range(size)]
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -118,7 +121,7 @@ def reference_blur(mask, blur_x, blur_y):
 
 
 def test_kernel_size_and_weights_follow_a1111():
-    assert len(masking.gaussian_kernel(4)) == 21         # 2 * int(2.5*4 + 0.5) + 1
+    assert len(masking.gaussian_kernel(4)) == 21  # 2 * int(2.5*4 + 0.5) + 1
     assert len(masking.gaussian_kernel(1)) == 7
     assert len(masking.gaussian_kernel(64)) == 321
     assert np.allclose(masking.gaussian_kernel(3), reference_kernel(3), rtol=0, atol=1e-15)
@@ -128,25 +131,26 @@ def test_kernel_size_and_weights_follow_a1111():
 def test_blur_matches_an_independent_reference(blur_x, blur_y):
     rng = np.random.default_rng(blur_x * 10 + blur_y)
     mask = Image.fromarray((rng.random((13, 17)) > 0.7).astype(np.uint8) * 255, "L")
-    mask.paste(255, (0, 0, 1, 13))      # a white border column: reflect-101 and edge-repeat give different results
+    mask.paste(255, (0, 0, 1, 13))  # a white border column: reflect-101 and edge-repeat give different results
     out = arr(prepare_mask(mask, blur_x=blur_x, blur_y=blur_y).mask)
     assert np.array_equal(out, reference_blur(mask, blur_x, blur_y))
 
 
 def test_blur_wider_than_the_mask_reflects_repeatedly():
     mask = square_mask(5, 3, (0, 0, 1, 3))
-    out = arr(prepare_mask(mask, blur_x=4, blur_y=0).mask)    # kernel of 21 taps on 5 pixels
+    out = arr(prepare_mask(mask, blur_x=4, blur_y=0).mask)  # kernel of 21 taps on 5 pixels
     assert np.array_equal(out, reference_blur(mask, 4, 0))
 
 
 def test_blur_x_only_blurs_horizontally():
     mask = square_mask(16, 16, (6, 6, 10, 10))
     out = arr(prepare_mask(mask, blur_x=2, blur_y=0).mask)
-    assert (out[:6] == 0).all() and (out[10:] == 0).all()     # no vertical spread
+    assert (out[:6] == 0).all() and (out[10:] == 0).all()  # no vertical spread
     assert 0 < out[8, 4] < out[8, 7] < 255 and (out[6:10, 0] == 0).all()
 
 
 # ----------------------------------------------------------------------------------------------- only masked
+
 
 def test_crop_region_is_the_mask_bbox_plus_clamped_padding():
     mask = square_mask(64, 32, (10, 5, 20, 15))
@@ -181,16 +185,17 @@ def test_crop_to_region_cuts_and_brings_to_the_processing_size():
 
 # ----------------------------------------------------------------------------------------------- fill
 
+
 def test_fill_keeps_unmasked_pixels_and_fills_with_nearby_colours():
     image = Image.new("RGB", (64, 32), RED)
     image.paste(BLUE, (32, 0, 64, 32))
     noise = noise_image(64, 32, seed=3)
     noisy = np.asarray(image).copy()
-    noisy[28:32] = np.asarray(noise)[28:32]              # bottom rows: noise, to check exact preservation
+    noisy[28:32] = np.asarray(noise)[28:32]  # bottom rows: noise, to check exact preservation
     image = Image.fromarray(noisy, "RGB")
     mask = Image.new("L", (64, 32), 0)
-    mask.paste(255, (44, 8, 56, 20))                     # inside the blue half
-    mask.paste(255, (8, 8, 20, 20))                      # inside the red half
+    mask.paste(255, (44, 8, 56, 20))  # inside the blue half
+    mask.paste(255, (8, 8, 20, 20))  # inside the red half
     out = arr(fill_masked(image, mask))
     keep = np.asarray(mask) == 0
     assert np.array_equal(out[keep], arr(image)[keep])
@@ -204,6 +209,7 @@ def test_fill_with_everything_masked_is_black():
 
 
 # ----------------------------------------------------------------------------------------------- paste back
+
 
 def test_overlay_mask_doubles_for_whole_picture_only():
     mask = Image.fromarray(np.array([[0, 1, 100, 200, 255]], np.uint8), "L")
@@ -228,7 +234,7 @@ def test_composite_only_masked_puts_the_crop_back_in_its_region():
     original = noise_image(64, 64, 4)
     mask = prepare_mask(square_mask(64, 64, (24, 20, 40, 36)), blur_x=2, blur_y=2).mask
     region = expand_to_aspect(crop_region(mask, 4), 32, 32, 64, 64)
-    generated = noise_image(32, 32, 5)                      # what the model made at the processing size
+    generated = noise_image(32, 32, 5)  # what the model made at the processing size
     out, m = arr(composite(original, generated, mask, region)), np.asarray(mask)
     assert np.array_equal(out[m == 0], arr(original)[m == 0])
     x1, y1, x2, y2 = region
@@ -240,6 +246,7 @@ def test_composite_only_masked_puts_the_crop_back_in_its_region():
 
 # ----------------------------------------------------------------------------------------------- outpaint
 
+
 def test_outpaint_canvas_sizes_placement_and_mask():
     image = noise_image(24, 16, 6)
     canvas, mask = outpaint_canvas(image, left=8, right=16, down=8, fill="edge")
@@ -249,7 +256,7 @@ def test_outpaint_canvas_sizes_placement_and_mask():
     assert (m[0:16, 8:32] == 0).all()
     m_new = m.copy()
     m_new[0:16, 8:32] = 255
-    assert (m_new == 255).all()                               # everything else is to be painted
+    assert (m_new == 255).all()  # everything else is to be painted
     # edge stretch: new columns repeat the outermost column, the corner its corner pixel
     assert np.array_equal(c[0:16, 0], src[:, 0]) and np.array_equal(c[0:16, 47], src[:, -1])
     assert np.array_equal(c[23, 8:32], src[-1]) and tuple(c[23, 0]) == tuple(src[-1, 0])
@@ -258,10 +265,10 @@ def test_outpaint_canvas_sizes_placement_and_mask():
 def test_outpaint_overlap_reaches_into_the_original_on_grown_sides_only():
     _, mask = outpaint_canvas(noise_image(24, 16), left=8, down=8, fill="none", overlap=4)
     m = arr(mask)
-    assert (m[0:12, 12:32] == 0).all()                          # kept: not the overlap strips
-    assert (m[0:16, 8:12] == 255).all()                         # left grew: 4 px into the original
-    assert (m[12:16, 8:32] == 255).all()                        # down grew
-    assert (m[0:4, 12:32] == 0).all()                           # up did not grow: no overlap there
+    assert (m[0:12, 12:32] == 0).all()  # kept: not the overlap strips
+    assert (m[0:16, 8:12] == 255).all()  # left grew: 4 px into the original
+    assert (m[12:16, 8:32] == 255).all()  # down grew
+    assert (m[0:4, 12:32] == 0).all()  # up did not grow: no overlap there
 
 
 def test_outpaint_fills():
@@ -270,22 +277,26 @@ def test_outpaint_fills():
     assert (black[:, 16:] == 0).all() and (black[:, :16] == BLUE).all()
     filled = arr(outpaint_canvas(image, right=8, up=8, fill="fill").image)
     assert filled.shape == (24, 24, 3)
-    assert (np.abs(filled - BLUE) <= 2).all()                  # only blue around to take colours from
+    assert (np.abs(filled - BLUE) <= 2).all()  # only blue around to take colours from
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"left": 5}, "multiple of 8"),
-    ({"up": 12, "down": 8}, "'up' is 12 pixels"),
-    ({"right": -8}, "multiple of 8"),
-    ({}, "nothing to outpaint"),
-    ({"left": 8, "fill": "mirror"}, "unknown outpaint fill"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"left": 5}, "multiple of 8"),
+        ({"up": 12, "down": 8}, "'up' is 12 pixels"),
+        ({"right": -8}, "multiple of 8"),
+        ({}, "nothing to outpaint"),
+        ({"left": 8, "fill": "mirror"}, "unknown outpaint fill"),
+    ],
+)
 def test_outpaint_refusals(kwargs, message):
     with pytest.raises(InvalidRequestError, match=message):
         outpaint_canvas(noise_image(16, 16), **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- latent side
+
 
 def test_latent_mask_is_shrunk_and_rounded():
     mask = square_mask(64, 64, (0, 0, 32, 64))

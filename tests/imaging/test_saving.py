@@ -1,4 +1,5 @@
 """Saving (names, metadata, atomicity, concurrency), grids, reading metadata back, base64 in and out."""
+
 import base64
 import datetime
 import io
@@ -50,10 +51,10 @@ def test_parameters_chunk_reads_back_exactly(tmp_path):
     path = save_image(im, tmp_path, seed=123, infotext=INFOTEXT, date=DAY)
     with Image.open(path) as saved:
         assert saved.info["parameters"] == INFOTEXT
-        assert saved.info["extras"] == "upscaled"              # other text entries kept
+        assert saved.info["extras"] == "upscaled"  # other text entries kept
         assert saved.size == (8, 6) and saved.getpixel((0, 0)) == (255, 0, 0)
         assert read_info_from_image(saved) == (INFOTEXT, {"extras": "upscaled"})
-    latin = "plain text, Steps: 1"                                 # Latin-1 text goes as tEXt
+    latin = "plain text, Steps: 1"  # Latin-1 text goes as tEXt
     path = save_image(tiny(), tmp_path, seed=1, infotext=latin, date=DAY)
     assert b"tEXtparameters\x00" + latin.encode() in path.read_bytes()
 
@@ -66,7 +67,7 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setitem(Image.SAVE, "PNG", broken_png_writer)
     with pytest.raises(OSError, match="disk full"):
         save_image(tiny(), tmp_path, seed=1, infotext=INFOTEXT, date=DAY)
-    assert files_in(tmp_path / "2024-07-27") == []                # no image, no temp file
+    assert files_in(tmp_path / "2024-07-27") == []  # no image, no temp file
 
 
 def test_concurrent_saves_get_distinct_numbers(tmp_path):
@@ -91,7 +92,7 @@ def test_concurrent_saves_get_distinct_numbers(tmp_path):
     names = files_in(tmp_path / "2024-07-27")
     assert len(names) == len(set(paths)) == workers * per_worker
     assert sorted(n[:5] for n in names) == [f"{i:05}" for i in range(workers * per_worker)]
-    for p in paths:                                                 # each file holds its own image's text
+    for p in paths:  # each file holds its own image's text
         with Image.open(p) as im:
             assert im.info["parameters"] == f"seed {p.stem.split('-')[1]}"
 
@@ -100,6 +101,7 @@ def test_never_overwrites_when_a_name_was_taken_meanwhile(tmp_path, monkeypatch)
     # another process saved between our folder scan and our write: we must take the next number, not overwrite
     first = save_image(tiny("blue"), tmp_path, seed=7, infotext="first", date=DAY)
     from sdui.imaging import saving
+
     monkeypatch.setattr(saving, "next_sequence_number", lambda folder, basename="": 0)
     second = save_image(tiny("green"), tmp_path, seed=7, infotext="second", date=DAY)
     assert (first.name, second.name) == ("00000-7.png", "00001-7.png")
@@ -126,11 +128,30 @@ def test_gif_comment(tmp_path):
 
 
 def test_pattern_tags_and_sanitising(tmp_path):
-    path = save_image(tiny(), tmp_path, seed=5, infotext=None, date=DAY, prompt='a cat: "x" / y?', tags={"steps": 20}, options=SaveOptions(pattern="[seed]-[prompt_spaces]-[steps]"))
+    path = save_image(
+        tiny(),
+        tmp_path,
+        seed=5,
+        infotext=None,
+        date=DAY,
+        prompt='a cat: "x" / y?',
+        tags={"steps": 20},
+        options=SaveOptions(pattern="[seed]-[prompt_spaces]-[steps]"),
+    )
     assert path.name == "00000-5-a cat_ _x_ _ y_-20.png"
-    path = save_image(tiny(), tmp_path, seed=5, infotext=None, date=DAY, prompt="Hello, big world!", options=SaveOptions(pattern="[prompt_words]-[unknown]"))
+    path = save_image(
+        tiny(),
+        tmp_path,
+        seed=5,
+        infotext=None,
+        date=DAY,
+        prompt="Hello, big world!",
+        options=SaveOptions(pattern="[prompt_words]-[unknown]"),
+    )
     assert path.name == "00001-Hello big world-[unknown].png"
-    path = save_image(tiny(), tmp_path, seed=5, infotext=None, options=SaveOptions(save_to_dirs=False, pattern="[none]"))
+    path = save_image(
+        tiny(), tmp_path, seed=5, infotext=None, options=SaveOptions(save_to_dirs=False, pattern="[none]")
+    )
     assert path == tmp_path / "00000.png"
     assert sanitize_filename_part(" a:b. ", replace_spaces=False) == "a_b"
     assert sanitize_filename_part("a b\tc") == "a_b_c"
@@ -147,23 +168,42 @@ def test_folder_pattern_cannot_escape(tmp_path):
 
 
 def test_no_number_replaces_or_suffixes(tmp_path):
-    a = save_image(tiny("red"), tmp_path, seed=4, infotext="a", options=SaveOptions(pattern="[seed]", add_number=False, save_to_dirs=False))
-    b = save_image(tiny("blue"), tmp_path, seed=4, infotext="b", options=SaveOptions(pattern="[seed]", add_number=False, save_to_dirs=False))
-    c = save_image(tiny("blue"), tmp_path, seed=4, infotext="c", options=SaveOptions(pattern="[seed]", add_number=False, save_to_dirs=False, replace_existing=False))
+    a = save_image(
+        tiny("red"),
+        tmp_path,
+        seed=4,
+        infotext="a",
+        options=SaveOptions(pattern="[seed]", add_number=False, save_to_dirs=False),
+    )
+    b = save_image(
+        tiny("blue"),
+        tmp_path,
+        seed=4,
+        infotext="b",
+        options=SaveOptions(pattern="[seed]", add_number=False, save_to_dirs=False),
+    )
+    c = save_image(
+        tiny("blue"),
+        tmp_path,
+        seed=4,
+        infotext="c",
+        options=SaveOptions(pattern="[seed]", add_number=False, save_to_dirs=False, replace_existing=False),
+    )
     assert (a.name, b.name, c.name) == ("4.png", "4.png", "4-1.png")
     with Image.open(a) as im:
         assert im.info["parameters"] == "b"
 
 
-@pytest.mark.parametrize("n,cols,rows", [(1, 1, 1), (2, 2, 1), (3, 2, 2), (4, 2, 2), (5, 3, 2), (6, 3, 2),
-                                         (7, 3, 3), (8, 3, 3), (9, 3, 3)])
+@pytest.mark.parametrize(
+    "n,cols,rows", [(1, 1, 1), (2, 2, 1), (3, 2, 2), (4, 2, 2), (5, 3, 2), (6, 3, 2), (7, 3, 3), (8, 3, 3), (9, 3, 3)]
+)
 def test_grid_layout(n, cols, rows):
     colors = [(i * 20, 255 - i * 20, 7) for i in range(n)]
     grid = image_grid([Image.new("RGB", (8, 6), c) for c in colors])
     assert grid.size == (cols * 8, rows * 6)
     for i, c in enumerate(colors):
         assert grid.getpixel((i % cols * 8 + 4, i // cols * 6 + 3)) == c
-    for empty in range(n, cols * rows):                             # unfilled cells are white
+    for empty in range(n, cols * rows):  # unfilled cells are white
         assert grid.getpixel((empty % cols * 8 + 4, empty // cols * 6 + 3)) == (255, 255, 255)
 
 
@@ -201,9 +241,17 @@ def test_png_bytes_and_base64_round_trip():
     assert Image.open(io.BytesIO(image_to_png_bytes(im))).info["parameters"] == "old"
 
 
-@pytest.mark.parametrize("bad", ["not an image at all!!", base64.b64encode(b"hello world").decode(), "",
-                                 "data:image/png;base64,", "https://example.com/x.png",
-                                 base64.b64encode(image_to_png_bytes(tiny()))[:60].decode()])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not an image at all!!",
+        base64.b64encode(b"hello world").decode(),
+        "",
+        "data:image/png;base64,",
+        "https://example.com/x.png",
+        base64.b64encode(image_to_png_bytes(tiny()))[:60].decode(),
+    ],
+)
 def test_bad_base64_is_invalid_request(bad):
     with pytest.raises(InvalidRequestError, match="^Invalid encoded image: "):
         decode_base64_image(bad)
@@ -219,12 +267,19 @@ def test_read_info_drops_encoding_details(tmp_path):
 
 def test_novelai_png_converted():
     im = tiny()
-    im.info.update({"Software": "NovelAI", "Description": "a cat",
-                    "Comment": '{"uc": "ugly", "steps": 28, "sampler": "k_euler", "scale": 11, "seed": 42}'})
+    im.info.update(
+        {
+            "Software": "NovelAI",
+            "Description": "a cat",
+            "Comment": '{"uc": "ugly", "steps": 28, "sampler": "k_euler", "scale": 11, "seed": 42}',
+        }
+    )
     with Image.open(io.BytesIO(image_to_png_bytes(im, None))) as png:
         info, items = read_info_from_image(png)
-    assert info == ("a cat\nNegative prompt: ugly\nSteps: 28, Sampler: Euler, CFG scale: 11, Seed: 42, "
-                    "Size: 8x6, Clip skip: 2, ENSD: 31337")
+    assert info == (
+        "a cat\nNegative prompt: ugly\nSteps: 28, Sampler: Euler, CFG scale: 11, Seed: 42, "
+        "Size: 8x6, Clip skip: 2, ENSD: 31337"
+    )
     assert items["Software"] == "NovelAI"
 
 
@@ -234,7 +289,7 @@ def test_temp_files_are_hidden_and_not_counted(tmp_path):
     (folder / ".0123abcd.tmp").write_bytes(b"")
     assert filenames.next_sequence_number(folder) == 0
     assert filenames.next_sequence_number(tmp_path / "missing") == 0
-    os.makedirs(folder / "2024-07-27")                              # dated sub-folders are not images
+    os.makedirs(folder / "2024-07-27")  # dated sub-folders are not images
     assert filenames.next_sequence_number(folder) == 0
     (folder / "00009-1.png").write_bytes(b"")
     assert filenames.next_sequence_number(folder) == 10

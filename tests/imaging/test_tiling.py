@@ -3,6 +3,7 @@
 Roll-equivariance is the seam test: decode(roll(z, half)) == roll(decode(z), half * 8) means the image rolled by half
 its width (its left/right wrap now in the middle) is exactly what the decoder paints as an ordinary interior region.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -21,9 +22,11 @@ def _roll(x: torch.Tensor, shift: int) -> torch.Tensor:
 def _conv_net() -> torch.nn.Sequential:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.SiLU(),
-        torch.nn.Conv2d(4, 4, 5, padding=2), torch.nn.SiLU(),
-        torch.nn.Conv2d(4, 4, 1),                               # padding 0: nothing to wrap
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.SiLU(),
+        torch.nn.Conv2d(4, 4, 5, padding=2),
+        torch.nn.SiLU(),
+        torch.nn.Conv2d(4, 4, 1),  # padding 0: nothing to wrap
         torch.nn.Conv2d(4, 3, 3, padding=1),
     ).eval()
 
@@ -32,9 +35,17 @@ def _conv_net() -> torch.nn.Sequential:
 def vae() -> AutoencoderKL:
     # the SD layout (four levels, 8x) at a few thousand parameters
     torch.manual_seed(1)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=4,
-                         block_out_channels=(8, 8, 16, 16), down_block_types=["DownEncoderBlock2D"] * 4,
-                         up_block_types=["UpDecoderBlock2D"] * 4, sample_size=32).eval()
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        sample_size=32,
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +53,17 @@ def unet() -> UNet2DConditionModel:
     # three levels (two stride-2 down-sampling convs with padding 1, like SD's), cross-attention on the first
     torch.manual_seed(2)
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16, 16), layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16, 16),
+        layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4).eval()
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    ).eval()
 
 
 # ------------------------------------------------------------------------------------------------ conv stack
@@ -101,8 +119,9 @@ def test_unet_wraps_for_shifts_aligned_to_its_coarsest_level(unet):
     context = torch.randn(1, 3, 8, generator=torch.Generator().manual_seed(9))
     shift = 4  # 2 ** (levels - 1): the stride-2 convs sample the same phase after the roll
     with tiled(unet):
-        torch.testing.assert_close(unet(_roll(z, shift), 500, context).sample,
-                                   _roll(unet(z, 500, context).sample, shift), atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            unet(_roll(z, shift), 500, context).sample, _roll(unet(z, 500, context).sample, shift), atol=ATOL, rtol=0
+        )
     assert (unet(_roll(z, shift), 500, context).sample - _roll(unet(z, 500, context).sample, shift)).abs().max() > 1e-2
 
 
@@ -121,17 +140,17 @@ def test_only_padded_convs_switch_and_other_modes_come_back():
     net[2].padding_mode = "reflect"
     with tiled(net, None) as convs:
         assert [conv.padding_mode for conv in convs] == ["circular"] * 3
-        assert net[4].padding_mode == "zeros"          # 1x1, padding 0: untouched
+        assert net[4].padding_mode == "zeros"  # 1x1, padding 0: untouched
     assert [net[i].padding_mode for i in (0, 2, 4, 5)] == ["zeros", "reflect", "zeros", "zeros"]
 
 
 def test_nested_and_shared_modules():
     net = _conv_net()
-    assert len(padded_convs(net, net[0], net)) == 3    # each conv once
+    assert len(padded_convs(net, net[0], net)) == 3  # each conv once
     with tiled(net):
         with tiled(net[0]):
             assert net[0].padding_mode == "circular"
-        assert net[0].padding_mode == "circular"      # the inner block restores what it found
+        assert net[0].padding_mode == "circular"  # the inner block restores what it found
     assert net[0].padding_mode == "zeros"
 
 

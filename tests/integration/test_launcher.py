@@ -1,4 +1,5 @@
 """The launchers: webui.sh and launch.py, run as a user runs them."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import launch
 from tests.helpers import REPO_DIR
+
+pytestmark = pytest.mark.slow  # starts real processes
 
 
 def clean_env(**extra) -> dict:
@@ -17,8 +22,14 @@ def clean_env(**extra) -> dict:
 
 
 def run_launch(*argv, timeout=120):
-    return subprocess.run([sys.executable, "launch.py", *argv], cwd=REPO_DIR, env=clean_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "launch.py", *argv],
+        cwd=REPO_DIR,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_skip_install_exit_exits_zero_quickly():
@@ -40,9 +51,14 @@ def test_unknown_flag_exits_2_with_a_suggestion():
 
 
 def test_commandline_args_env_is_read():
-    result = subprocess.run([sys.executable, "launch.py", "--skip-install", "--exit"], cwd=REPO_DIR,
-                            env=clean_env(COMMANDLINE_ARGS="--skip-torch-cuda-test --listne"),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--skip-install", "--exit"],
+        cwd=REPO_DIR,
+        env=clean_env(COMMANDLINE_ARGS="--skip-torch-cuda-test --listne"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "did you mean --listen" in result.stderr
 
 
@@ -55,22 +71,38 @@ def test_webui_sh_syntax():
 def test_webui_sh_builds_a_venv_and_runs_launch_py_with_the_stdlib_only(tmp_path):
     """A fresh venv has nothing installed: launch.py must get as far as --exit on the standard library alone."""
     venv = tmp_path / "fresh venv"
-    result = subprocess.run(["bash", "webui.sh", "--skip-install", "--skip-torch-cuda-test", "--exit"],
-                            cwd=REPO_DIR, env=clean_env(venv_dir=str(venv)), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        ["bash", "webui.sh", "--skip-install", "--skip-torch-cuda-test", "--exit"],
+        cwd=REPO_DIR,
+        env=clean_env(venv_dir=str(venv)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (venv / "bin" / "python").exists()
     assert "Creating a virtual environment" in result.stdout and "Exiting because of --exit" in result.stdout
     # the second run reuses it
-    again = subprocess.run(["bash", "webui.sh", "--skip-install", "--skip-torch-cuda-test", "--exit"],
-                           cwd=REPO_DIR, env=clean_env(venv_dir=str(venv)), capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        ["bash", "webui.sh", "--skip-install", "--skip-torch-cuda-test", "--exit"],
+        cwd=REPO_DIR,
+        env=clean_env(venv_dir=str(venv)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "Creating a virtual environment" not in again.stdout
 
 
 def test_webui_sh_passes_the_exit_status_through(tmp_path):
-    result = subprocess.run(["bash", "webui.sh", "--no-such-flag"], cwd=REPO_DIR, env=clean_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "webui.sh", "--no-such-flag"],
+        cwd=REPO_DIR,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "unknown flag --no-such-flag" in result.stderr
 
 
@@ -84,6 +116,7 @@ def test_requirements_are_met_in_this_venv_so_no_pip_runs():
 
 def test_pin_checks_see_missing_and_different_versions():
     import importlib.metadata
+
     have = importlib.metadata.version("pytest")
     text = f"pytest=={have}\n# a comment\nPyTest==0.0.1  # wrong version\nno-such-package-xyz==1.0\n"
     pins = launch.read_pins(text)

@@ -1,5 +1,6 @@
 """Inpaint and outpaint through the one core: fidelity with diffusers' inpaint pipeline for 9-channel checkpoints,
 and the promise users care about most: pixels outside the mask come back exactly as they were."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,19 +9,18 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
-from sdui.modes import img2img, inpaint
-
+from sdui.core.processing import process
+from sdui.core.samplers import build_scheduler
+from sdui.errors import InvalidRequestError
 from sdui.imaging import masking
 from sdui.imaging import vae as vae_io
-from sdui.errors import InvalidRequestError
 from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
-from sdui.settings.snapshot import Settings
-from sdui.core.processing import process
+from sdui.modes import img2img
 from sdui.request import MASKED_CONTENT, Img2ImgRequest
-from sdui.core.samplers import build_scheduler
-from tests.helpers import CPU32, process_with_latents
+from sdui.settings.snapshot import Settings
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.helpers import CPU32, process_with_latents
 
 OPTIONS = Settings.defaults(samples_save=False)
 
@@ -28,30 +28,45 @@ OPTIONS = Settings.defaults(samples_save=False)
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("inpaint")
-    return {variant: load_sd_model(build_tiny_checkpoint(root / f"{variant}.safetensors", variant=variant), CPU32)
-            for variant in ("base", "inpaint")}
+    return {
+        variant: load_sd_model(build_tiny_checkpoint(root / f"{variant}.safetensors", variant=variant), CPU32)
+        for variant in ("base", "inpaint")
+    }
 
 
 def picture(w=64, h=64) -> Image.Image:
     y, x = np.mgrid[0:h, 0:w]
-    return Image.fromarray(np.stack([x * 255 // w, y * 255 // h, 255 - (x + y) * 127 // (w + h)], -1)
-                           .astype(np.uint8))
+    return Image.fromarray(np.stack([x * 255 // w, y * 255 // h, 255 - (x + y) * 127 // (w + h)], -1).astype(np.uint8))
 
 
 def box_mask(w=64, h=64, box=(16, 16, 48, 40)) -> Image.Image:
     arr = np.zeros((h, w), np.uint8)
-    arr[box[1]:box[3], box[0]:box[2]] = 255
+    arr[box[1] : box[3], box[0] : box[2]] = 255
     return Image.fromarray(arr)
 
 
 def request(**fields) -> Img2ImgRequest:
-    base = dict(prompt="a red door", negative_prompt="blurry", seed=11, steps=8, cfg_scale=6.0, width=64, height=64,
-                sampler_name="Euler", init_images=[picture()], mask=box_mask(), denoising_strength=0.75,
-                mask_blur_x=0, mask_blur_y=0, inpainting_fill=1)
+    base = dict(
+        prompt="a red door",
+        negative_prompt="blurry",
+        seed=11,
+        steps=8,
+        cfg_scale=6.0,
+        width=64,
+        height=64,
+        sampler_name="Euler",
+        init_images=[picture()],
+        mask=box_mask(),
+        denoising_strength=0.75,
+        mask_blur_x=0,
+        mask_blur_y=0,
+        inpainting_fill=1,
+    )
     base.update(fields)
     return Img2ImgRequest(**base)
 
 
+@pytest.mark.slow  # fidelity: equality with a diffusers pipeline
 @pytest.mark.parametrize("sampler,schedule", [("Euler", "Automatic"), ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")])
 def test_inpainting_checkpoint_equals_diffusers_inpaint_pipeline(models, sampler, schedule):
     model = models["inpaint"]
@@ -60,10 +75,16 @@ def test_inpainting_checkpoint_equals_diffusers_inpaint_pipeline(models, sampler
 
     steps, to_run = img2img.schedule_steps(req, fix_steps=False)
     setup = build_scheduler(sampler, schedule, steps, model.scheduler_config, seeds=[req.seed])
-    pipe = StableDiffusionInpaintPipeline(vae=model.vae, unet=model.unet, text_encoder=model.text_encoders[0],
-                                          tokenizer=model.tokenizers[0], safety_checker=None, feature_extractor=None,
-                                          requires_safety_checker=False,
-                                          scheduler=type(setup.scheduler).from_config(setup.scheduler.config))
+    pipe = StableDiffusionInpaintPipeline(
+        vae=model.vae,
+        unet=model.unet,
+        text_encoder=model.text_encoders[0],
+        tokenizer=model.tokenizers[0],
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        scheduler=type(setup.scheduler).from_config(setup.scheduler.config),
+    )
     init_latents = vae_io.encode(model.vae, image_to_tensor(picture()))
     masked_latents = vae_io.encode(model.vae, image_to_tensor(picture()) * (masking.mask_to_tensor(box_mask()) < 0.5))
     captured = {}
@@ -72,10 +93,20 @@ def test_inpainting_checkpoint_equals_diffusers_inpaint_pipeline(models, sampler
         captured["latents"] = tensors["latents"]
         return tensors
 
-    theirs = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt, image=init_latents, mask_image=box_mask(),
-                  masked_image_latents=masked_latents, height=64, width=64, strength=(to_run + 0.5) / steps,
-                  guidance_scale=req.cfg_scale, generator=[torch.Generator().manual_seed(req.seed)],
-                  callback_on_step_end=keep, **setup.pipeline_kwargs).images[0]
+    theirs = pipe(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        image=init_latents,
+        mask_image=box_mask(),
+        masked_image_latents=masked_latents,
+        height=64,
+        width=64,
+        strength=(to_run + 0.5) / steps,
+        guidance_scale=req.cfg_scale,
+        generator=[torch.Generator().manual_seed(req.seed)],
+        callback_on_step_end=keep,
+        **setup.pipeline_kwargs,
+    ).images[0]
     scale = captured["latents"].abs().max().item()
     assert (ours_latents - captured["latents"]).abs().max().item() <= 1e-4 * scale
     before_paste = vae_io.to_pil(vae_io.decode(model.vae, ours_latents))[0]
@@ -93,7 +124,7 @@ def test_pixels_outside_the_mask_are_unchanged(models, variant, fill):
     assert outside.sum() > 1000
     assert np.array_equal(out[outside], original[outside])
     inside = np.asarray(box_mask()) == 255
-    assert np.abs(out[inside].astype(int) - original[inside].astype(int)).mean() > 5   # something was painted
+    assert np.abs(out[inside].astype(int) - original[inside].astype(int)).mean() > 5  # something was painted
     text = result.infotexts[0]
     assert "Mask blur: 4" in text and "Denoising strength: 0.75" in text
     assert ("Masked content: " + MASKED_CONTENT[fill] in text) == (fill != 1)
@@ -102,15 +133,17 @@ def test_pixels_outside_the_mask_are_unchanged(models, variant, fill):
 def test_only_masked_works_on_the_crop_and_pastes_into_the_full_image(models):
     big = picture(96, 80)
     mask = box_mask(96, 80, (60, 40, 76, 56))
-    req = request(init_images=[big], mask=mask, inpaint_full_res=True, inpaint_full_res_padding=8,
-                  mask_blur_x=2, mask_blur_y=2)
+    req = request(
+        init_images=[big], mask=mask, inpaint_full_res=True, inpaint_full_res_padding=8, mask_blur_x=2, mask_blur_y=2
+    )
     result = process(req, models["base"], policy=CPU32, settings=OPTIONS)
     out = np.asarray(result.images[0])
-    assert out.shape == (80, 96, 3)                             # the original's size, not the 64x64 work size
-    region = masking.expand_to_aspect(masking.crop_region(
-        masking.prepare_mask(mask, blur_x=2, blur_y=2).mask, 8), 64, 64, 96, 80)
+    assert out.shape == (80, 96, 3)  # the original's size, not the 64x64 work size
+    region = masking.expand_to_aspect(
+        masking.crop_region(masking.prepare_mask(mask, blur_x=2, blur_y=2).mask, 8), 64, 64, 96, 80
+    )
     keep = np.ones((80, 96), bool)
-    keep[region[1]:region[3], region[0]:region[2]] = False
+    keep[region[1] : region[3], region[0] : region[2]] = False
     assert np.array_equal(out[keep], np.asarray(big)[keep])
     assert "Inpaint area: Only masked" in result.infotexts[0] and "Masked area padding: 8" in result.infotexts[0]
 
@@ -119,15 +152,16 @@ def test_inverted_mask_keeps_the_inside(models):
     result = process(request(inpainting_mask_invert=1), models["base"], policy=CPU32, settings=OPTIONS)
     inside = np.asarray(box_mask()) == 255
     inner = np.zeros_like(inside)
-    inner[18:38, 18:46] = True                                  # well inside: blur 0, so the overlay is exact
+    inner[18:38, 18:46] = True  # well inside: blur 0, so the overlay is exact
     assert np.array_equal(np.asarray(result.images[0])[inner], np.asarray(picture())[inner])
     assert "Mask mode: Inpaint not masked" in result.infotexts[0]
 
 
 def test_empty_mask_is_refused_with_a_hint(models, tmp_path):
     with pytest.raises(InvalidRequestError) as err:
-        process(request(mask=Image.new("L", (64, 64), 0)), models["base"], policy=CPU32, settings=OPTIONS,
-                data_dir=tmp_path)
+        process(
+            request(mask=Image.new("L", (64, 64), 0)), models["base"], policy=CPU32, settings=OPTIONS, data_dir=tmp_path
+        )
     assert "mask is empty" in err.value.message
     assert list(tmp_path.rglob("*")) == []
 
@@ -142,8 +176,14 @@ def test_mask_of_another_size_is_resized(models):
 def test_outpaint_keeps_the_original_region_exactly(models):
     canvas = masking.outpaint_canvas(picture(48, 64), left=0, right=16, up=0, down=0, fill="edge")
     assert canvas.image.size == (64, 64)
-    req = request(init_images=[canvas.image], mask=canvas.mask, inpainting_fill=1, mask_blur_x=0, mask_blur_y=0,
-                  denoising_strength=0.8)
+    req = request(
+        init_images=[canvas.image],
+        mask=canvas.mask,
+        inpainting_fill=1,
+        mask_blur_x=0,
+        mask_blur_y=0,
+        denoising_strength=0.8,
+    )
     for variant in ("base", "inpaint"):
         out = np.asarray(process(req, models[variant], policy=CPU32, settings=OPTIONS).images[0])
         assert np.array_equal(out[:, :48], np.asarray(picture(48, 64)))
@@ -152,8 +192,9 @@ def test_outpaint_keeps_the_original_region_exactly(models):
 
 def test_outpaint_of_an_odd_sized_image_keeps_it_exactly(models):
     from sdui.modes.outpaint import outpaint_request
+
     odd = picture(45, 59)
     req = outpaint_request(request(init_images=[odd], mask=None, mask_blur_x=0, mask_blur_y=0), left=8)
-    assert (req.width, req.height) == (56, 64)                  # 45+8 -> 56 (3 more on the left), 59 -> 64 (down)
+    assert (req.width, req.height) == (56, 64)  # 45+8 -> 56 (3 more on the left), 59 -> 64 (down)
     out = np.asarray(process(req, models["base"], policy=CPU32, settings=OPTIONS).images[0])
     assert np.array_equal(out[:59, 11:56], np.asarray(odd))

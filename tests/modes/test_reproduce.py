@@ -1,21 +1,21 @@
 """Every img2img-family mode: the same request twice gives the same pixels, and the infotext it writes (with the
 same init image and mask, which no infotext carries) re-runs to the same pixels."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from sdui.core.infotext_fields import request_fields
+from sdui.core.processing import process
 from sdui.infotext import parse_infotext
 from sdui.models.loading import load_sd_model
 from sdui.modes.outpaint import outpaint_request
-from sdui.settings.snapshot import Settings
-from sdui.core.processing import process
 from sdui.request import Img2ImgRequest, request_from_fields
-from tests.helpers import CPU32
+from sdui.settings.snapshot import Settings
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.helpers import CPU32
 
 OPTIONS = Settings.defaults()
 
@@ -41,13 +41,27 @@ def mask() -> Image.Image:
     return Image.fromarray(arr)
 
 
-BASE = dict(prompt="a (small:1.2) boat\non a lake", negative_prompt="blur", seed=8, steps=5, cfg_scale=5.5,
-            width=64, height=64, sampler_name="Euler a", init_images=[picture()], denoising_strength=0.6)
+BASE = dict(
+    prompt="a (small:1.2) boat\non a lake",
+    negative_prompt="blur",
+    seed=8,
+    steps=5,
+    cfg_scale=5.5,
+    width=64,
+    height=64,
+    sampler_name="Euler a",
+    init_images=[picture()],
+    denoising_strength=0.6,
+)
 CASES = {
     "img2img": ("sd1", Img2ImgRequest(**BASE, resize_mode=1)),
     "inpaint-whole": ("sd1", Img2ImgRequest(**BASE, mask=mask(), mask_blur_x=3, mask_blur_y=3, inpainting_fill=0)),
-    "inpaint-only-masked": ("inpaint", Img2ImgRequest(**BASE, mask=mask(), inpaint_full_res=True,
-                                                      inpaint_full_res_padding=4, inpainting_mask_invert=1)),
+    "inpaint-only-masked": (
+        "inpaint",
+        Img2ImgRequest(
+            **BASE, mask=mask(), inpaint_full_res=True, inpaint_full_res_padding=4, inpainting_mask_invert=1
+        ),
+    ),
     "inpaint-latent-noise": ("sd1", Img2ImgRequest(**BASE, mask=mask(), inpainting_fill=2)),
     "outpaint": ("inpaint", outpaint_request(Img2ImgRequest(**{**BASE, "init_images": [picture(48, 64)]}), right=16)),
     "depth2img": ("depth", Img2ImgRequest(**BASE)),
@@ -67,8 +81,9 @@ def test_same_request_same_pixels_and_infotext_reruns(models, case):
     fields = request_fields(parse_infotext(text), mode="img2img")
     overrides = fields.pop("override_settings", {})
     # what an infotext cannot carry comes from the original request: the images, and the resize mode
-    rerun_request = request_from_fields(Img2ImgRequest, fields, init_images=request.init_images, mask=request.mask,
-                                        resize_mode=request.resize_mode)
+    rerun_request = request_from_fields(
+        Img2ImgRequest, fields, init_images=request.init_images, mask=request.mask, resize_mode=request.resize_mode
+    )
     rerun = process(rerun_request, model, policy=CPU32, settings=OPTIONS.replace(overrides))
     assert np.array_equal(np.asarray(rerun.images[0]), np.asarray(first.images[0])), case
     assert rerun.infotexts[0] == text

@@ -1,4 +1,5 @@
 """parse_prompt_attention against results A1111 v1.10.1 gives for the same text."""
+
 import pytest
 
 from sdui.text.emphasis import parse_prompt_attention
@@ -14,9 +15,20 @@ A1111_RESULTS = [
     ("(unnecessary)(parens)", [["unnecessaryparens", 1.1]]),
     ("[a] ((b))", [["a", 1 / 1.1], [" ", 1.0], ["b", 1.1 * 1.1]]),
     ("a BREAK b", [["a", 1.0], ["BREAK", -1.0], ["b", 1.0]]),
-    ("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
-     [["a ", 1.0], ["house", 1.5730000000000004], [" ", 1.1], ["on", 1.0], [" a ", 1.1], ["hill", 0.55],
-      [", sun, ", 1.1], ["sky", 1.4641000000000006], [".", 1.1]]),
+    (
+        "a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
+        [
+            ["a ", 1.0],
+            ["house", 1.5730000000000004],
+            [" ", 1.1],
+            ["on", 1.0],
+            [" a ", 1.1],
+            ["hill", 0.55],
+            [", sun, ", 1.1],
+            ["sky", 1.4641000000000006],
+            [".", 1.1],
+        ],
+    ),
     ("((x))", [["x", 1.2100000000000002]]),
     ("[[x]]", [["x", (1 / 1.1) * (1 / 1.1)]]),
     ("(x:0.5)", [["x", 0.5]]),
@@ -24,11 +36,11 @@ A1111_RESULTS = [
     ("(x:-1)", [["x", -1.0]]),
     ("((x:2))", [["x", 2.2]]),
     ("(a (b:2) c)", [["a ", 1.1], ["b", 2.2], [" c", 1.1]]),
-    ("x:1.5) y", [["x:1.5) y", 1.0]]),                       # a weight with no open bracket is text
-    ("a) b] c", [["a) b] c", 1.0]]),                         # closing brackets with nothing open are text
+    ("x:1.5) y", [["x:1.5) y", 1.0]]),  # a weight with no open bracket is text
+    ("a) b] c", [["a) b] c", 1.0]]),  # closing brackets with nothing open are text
     ("a:b", [["a:b", 1.0]]),
     ("\\\\ back", [["\\ back", 1.0]]),
-    ("a\\b", [["ab", 1.0]]),                                 # a lone backslash disappears
+    ("a\\b", [["ab", 1.0]]),  # a lone backslash disappears
     ("(\\(x\\))", [["(x)", 1.1]]),
     ("[a", [["a", 1 / 1.1]]),
     ("a BREAK", [["a", 1.0], ["BREAK", -1.0], ["", 1.0]]),

@@ -1,4 +1,5 @@
 """PromptEncoder on tiny real-format text encoders: equal to diffusers for plain prompts, A1111 rules beyond that."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,27 +9,43 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
 from sdui.errors import InvalidRequestError
 from sdui.models.sd_model import SDModel
 from sdui.models.text_encoder_loading import load_text_encoders
-from sdui.text.encoder import (COMMA_ID, Conditioning, PromptChunk, PromptEncoder, apply_emphasis, chunk_tokens,
-                                  pad_to_chunks)
+from sdui.text.encoder import (
+    COMMA_ID,
+    Conditioning,
+    PromptChunk,
+    PromptEncoder,
+    apply_emphasis,
+    chunk_tokens,
+    pad_to_chunks,
+)
 from sdui.text.tokenizer import load_clip_tokenizer, tokenize
 from tests.fixtures.text_encoder_ldm import CONTEXT_DIM, POOLED_DIM, text_encoders_to_ldm, tiny_text_encoders
 
 CPU = torch.device("cpu")
 PLAIN = "a photo of an astronaut riding a horse on mars"
 # 100 different one-token words, no commas
-WORDS = ("cat dog red blue green house tree car road sky sun moon star water fire stone wood metal glass paper "
-         "book door window light dark night day city river lake sea boat ship bird fish horse cow sheep goat "
-         "bear lion tiger wolf fox deer mouse rat snake frog king queen man woman boy girl baby old young big "
-         "small tall short fast slow hot cold wet dry soft hard happy sad angry calm loud quiet bright clean "
-         "dirty rich poor new good bad black white brown pink gold silver purple orange yellow gray map cup hat bed egg "
-         "leg").split()
+WORDS = (
+    "cat dog red blue green house tree car road sky sun moon star water fire stone wood metal glass paper "
+    "book door window light dark night day city river lake sea boat ship bird fish horse cow sheep goat "
+    "bear lion tiger wolf fox deer mouse rat snake frog king queen man woman boy girl baby old young big "
+    "small tall short fast slow hot cold wet dry soft hard happy sad angry calm loud quiet bright clean "
+    "dirty rich poor new good bad black white brown pink gold silver purple orange yellow gray map cup hat bed egg "
+    "leg"
+).split()
 
 
 def make_model(arch: str) -> SDModel:
     state_dict = text_encoders_to_ldm(arch, tiny_text_encoders(arch))
     encoders, tokenizers = load_text_encoders(state_dict, arch)
-    return SDModel(arch=arch, variant="base", prediction_type="epsilon", unet=None, vae=None,
-                   text_encoders=encoders, tokenizers=tokenizers)
+    return SDModel(
+        arch=arch,
+        variant="base",
+        prediction_type="epsilon",
+        unet=None,
+        vae=None,
+        text_encoders=encoders,
+        tokenizers=tokenizers,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +64,20 @@ def test_word_list_is_one_token_per_word():
 
 # ---- (a) plain prompts equal diffusers' encode_prompt ----
 
+
 @pytest.mark.parametrize("arch", ["sd1", "sd2"])
 def test_sd_equals_diffusers(models, arch):
     model = models[arch]
-    pipe = StableDiffusionPipeline(vae=None, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0],
-                                   unet=None, scheduler=None, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=None,
+        text_encoder=model.text_encoders[0],
+        tokenizer=model.tokenizers[0],
+        unet=None,
+        scheduler=None,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     ref_pos, ref_neg = pipe.encode_prompt([PLAIN, "Two CATS"], CPU, 1, True, negative_prompt=["", "blurry"])
     enc = PromptEncoder(model)
     pos = enc.encode([PLAIN, "Two CATS"])
@@ -65,8 +90,15 @@ def test_sd_equals_diffusers(models, arch):
 def test_sdxl_equals_diffusers(models):
     model = models["sdxl"]
     te, tok = model.text_encoders, model.tokenizers
-    pipe = StableDiffusionXLPipeline(vae=None, text_encoder=te[0], text_encoder_2=te[1], tokenizer=tok[0],
-                                     tokenizer_2=tok[1], unet=None, scheduler=None)
+    pipe = StableDiffusionXLPipeline(
+        vae=None,
+        text_encoder=te[0],
+        text_encoder_2=te[1],
+        tokenizer=tok[0],
+        tokenizer_2=tok[1],
+        unet=None,
+        scheduler=None,
+    )
     enc = PromptEncoder(model)
     # empty negative -> zeros (diffusers: negative_prompt=None with force_zeros_for_empty_prompt)
     pos, neg, pooled, neg_pooled = pipe.encode_prompt(PLAIN, device=CPU, do_classifier_free_guidance=True)
@@ -76,19 +108,28 @@ def test_sdxl_equals_diffusers(models):
     assert torch.count_nonzero(ours_neg.embeds) == 0 and torch.count_nonzero(ours_neg.pooled) == 0
     assert ours_neg.embeds.shape == neg.shape and ours_neg.pooled.shape == neg_pooled.shape
     # a real negative prompt is encoded like a positive one
-    _, neg, _, neg_pooled = pipe.encode_prompt(PLAIN, device=CPU, do_classifier_free_guidance=True,
-                                               negative_prompt="blurry, ugly")
+    _, neg, _, neg_pooled = pipe.encode_prompt(
+        PLAIN, device=CPU, do_classifier_free_guidance=True, negative_prompt="blurry, ugly"
+    )
     ours_neg = enc.encode(["blurry, ugly"], is_negative=True)
     assert close(ours_neg.embeds, neg) and close(ours_neg.pooled, neg_pooled)
 
 
 def test_refiner_equals_diffusers(models):
     model = models["sdxl-refiner"]
-    pipe = StableDiffusionXLImg2ImgPipeline(vae=None, text_encoder=None, text_encoder_2=model.text_encoders[0],
-                                            tokenizer=None, tokenizer_2=model.tokenizers[0], unet=None,
-                                            scheduler=None, requires_aesthetics_score=True)
-    pos, neg, pooled, neg_pooled = pipe.encode_prompt(PLAIN, device=CPU, do_classifier_free_guidance=True,
-                                                      negative_prompt="blurry")
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=None,
+        text_encoder=None,
+        text_encoder_2=model.text_encoders[0],
+        tokenizer=None,
+        tokenizer_2=model.tokenizers[0],
+        unet=None,
+        scheduler=None,
+        requires_aesthetics_score=True,
+    )
+    pos, neg, pooled, neg_pooled = pipe.encode_prompt(
+        PLAIN, device=CPU, do_classifier_free_guidance=True, negative_prompt="blurry"
+    )
     enc = PromptEncoder(model)
     ours, ours_neg = enc.encode([PLAIN]), enc.encode(["blurry"], is_negative=True)
     assert close(ours.embeds, pos) and close(ours.pooled, pooled)
@@ -108,6 +149,7 @@ def test_empty_positive_prompt_is_encoded_not_zeroed(models):
 
 # ---- (b) long prompts: 75-token chunks ----
 
+
 @pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
 def test_long_prompt_makes_two_chunks(models, arch):
     enc = PromptEncoder(models[arch])
@@ -116,7 +158,7 @@ def test_long_prompt_makes_two_chunks(models, arch):
     rest = enc.encode([" ".join(WORDS[75:])])
     assert full.embeds.shape == (1, 154, CONTEXT_DIM[arch]) and full.chunks == 2
     assert close(full.embeds[:, :77], first.embeds) and close(full.embeds[:, 77:], rest.embeds)
-    if arch == "sdxl":   # pooled comes from the first chunk
+    if arch == "sdxl":  # pooled comes from the first chunk
         assert close(full.pooled, first.pooled) and not close(full.pooled, rest.pooled)
 
 
@@ -140,16 +182,16 @@ def test_batch_is_padded_with_empty_chunks(models):
 
 
 def test_comma_word_wrap():
-    ids = list(range(1000, 1070)) + [COMMA_ID] + list(range(2000, 2010))       # comma at index 70
+    ids = list(range(1000, 1070)) + [COMMA_ID] + list(range(2000, 2010))  # comma at index 70
     chunks, count = chunk_tokens([(ids, 1.0)])
-    assert [len(c.tokens) for c in chunks] == [71, 10]                          # text after the comma moved
+    assert [len(c.tokens) for c in chunks] == [71, 10]  # text after the comma moved
     assert chunks[0].tokens[-1] == COMMA_ID and chunks[1].tokens == list(range(2000, 2010))
     assert count == 85
 
-    far = list(range(1000, 1050)) + [COMMA_ID] + list(range(2000, 2030))        # comma 25 tokens from the end
+    far = list(range(1000, 1050)) + [COMMA_ID] + list(range(2000, 2030))  # comma 25 tokens from the end
     chunks, _ = chunk_tokens([(far, 1.0)])
     assert [len(c.tokens) for c in chunks] == [75, 6]
-    chunks, _ = chunk_tokens([(ids, 1.0)], backtrack=0)                         # option off
+    chunks, _ = chunk_tokens([(ids, 1.0)], backtrack=0)  # option off
     assert [len(c.tokens) for c in chunks] == [75, 6]
 
     # a comma arriving at a full chunk starts the next one and is not a wrap point there (A1111 quirk)
@@ -166,11 +208,12 @@ def test_chunk_weights_follow_tokens():
 
 # ---- (c) emphasis ----
 
+
 def test_emphasis_weights_exactly_the_weighted_tokens(models):
     enc = PromptEncoder(models["sd1"])
     plain = enc.encode(["a cat on a mat"]).embeds
     weights = torch.ones(1, 77)
-    weights[0, 2] = 1.5                     # BOS, "a", "cat"
+    weights[0, 2] = 1.5  # BOS, "a", "cat"
     no_norm = enc.encode(["a (cat:1.5) on a mat"], emphasis="No norm").embeds
     assert close(no_norm, plain * weights[..., None])
     changed = (no_norm != plain).any(dim=-1)[0]
@@ -198,7 +241,7 @@ def test_original_emphasis_restores_the_mean_of_the_whole_batch_chunk(models):
     expected = plain * weights
     expected = expected * (plain.mean() / expected.mean())
     assert close(enc.encode(["a (cat:1.5)", "a dog"]).embeds, expected)
-    assert not close(enc.encode(["a dog"]).embeds[0], expected[1])     # the unweighted prompt was rescaled too
+    assert not close(enc.encode(["a dog"]).embeds[0], expected[1])  # the unweighted prompt was rescaled too
 
 
 def test_sdxl_emphasis_is_applied_per_encoder_and_not_to_pooled(models):
@@ -221,19 +264,21 @@ def test_apply_emphasis_modes():
 
 # ---- (d) BREAK ----
 
+
 def test_break_starts_a_new_chunk(models):
     enc = PromptEncoder(models["sd1"])
     both = enc.encode(["a red cat BREAK a blue dog"]).embeds
     assert both.shape == (1, 154, 64)
     assert close(both[:, :77], enc.encode(["a red cat"]).embeds)
     assert close(both[:, 77:], enc.encode(["a blue dog"]).embeds)
-    assert enc.encode(["a red cat BREAK"]).embeds.shape[1] == 77              # nothing after: no extra chunk
-    assert enc.encode(["a BREAK BREAK b"]).embeds.shape[1] == 231             # an empty chunk in between
-    assert enc.encode(["a break b"]).embeds.shape[1] == 77                    # only the upper-case word
-    assert enc.encode(["a BREAK b"], emphasis="None").embeds.shape[1] == 77   # "None": text taken literally
+    assert enc.encode(["a red cat BREAK"]).embeds.shape[1] == 77  # nothing after: no extra chunk
+    assert enc.encode(["a BREAK BREAK b"]).embeds.shape[1] == 231  # an empty chunk in between
+    assert enc.encode(["a break b"]).embeds.shape[1] == 77  # only the upper-case word
+    assert enc.encode(["a BREAK b"], emphasis="None").embeds.shape[1] == 77  # "None": text taken literally
 
 
 # ---- (e) clip skip ----
+
 
 def test_clip_skip_sd1(models):
     model = models["sd1"]
@@ -248,7 +293,7 @@ def test_clip_skip_sd1(models):
         assert close(two, te.final_layer_norm(out.hidden_states[-2]))
     assert close(enc.encode([PLAIN], clip_skip=0).embeds, one)
     with pytest.raises(InvalidRequestError, match="Clip skip 3"):
-        enc.encode([PLAIN], clip_skip=3)                   # the tiny encoder has 2 layers
+        enc.encode([PLAIN], clip_skip=3)  # the tiny encoder has 2 layers
 
 
 def test_clip_skip_ignored_where_a1111_ignores_it(models):
@@ -264,12 +309,13 @@ def test_sdxl_clip_l_skip_option(models):
     with torch.no_grad():
         hidden = clip_l(ids, output_hidden_states=True).hidden_states
     cond = enc.encode([PLAIN], clip_skip=1, sdxl_clip_l_skip=True)
-    assert close(cond.embeds[..., :64], hidden[-1])          # no final norm on SDXL's CLIP-L
+    assert close(cond.embeds[..., :64], hidden[-1])  # no final norm on SDXL's CLIP-L
     default = enc.encode([PLAIN])
     assert close(default.embeds[..., :64], hidden[-2]) and close(cond.embeds[..., 64:], default.embeds[..., 64:])
 
 
 # ---- helpers ----
+
 
 def test_pad_to_chunks(models):
     enc = PromptEncoder(models["sd1"])
@@ -289,7 +335,14 @@ def test_conditioning_dtype_follows_encoder():
 
 
 def test_wrong_encoder_count_is_refused(models):
-    broken = SDModel(arch="sdxl", variant="base", prediction_type="epsilon", unet=None, vae=None,
-                     text_encoders=models["sdxl"].text_encoders[:1], tokenizers=models["sdxl"].tokenizers[:1])
+    broken = SDModel(
+        arch="sdxl",
+        variant="base",
+        prediction_type="epsilon",
+        unet=None,
+        vae=None,
+        text_encoders=models["sdxl"].text_encoders[:1],
+        tokenizers=models["sdxl"].tokenizers[:1],
+    )
     with pytest.raises(ValueError, match="needs 2 text encoders"):
         PromptEncoder(broken)

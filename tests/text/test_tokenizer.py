@@ -1,4 +1,5 @@
 """The committed CLIP tokenizer files and our tokenize path, checked against the original algorithm re-done here."""
+
 from __future__ import annotations
 
 import gzip
@@ -43,6 +44,7 @@ def test_committed_files_equal_a_fresh_derivation():
 
 # ---- an independent re-implementation of the original CLIP tokenizer (reads the gz directly) ----
 
+
 class ReferenceClipBPE:
     def __init__(self, gz_path: Path):
         # byte -> printable character: keep visible latin-1 characters, move the others above U+00FF in byte order
@@ -60,7 +62,8 @@ class ReferenceClipBPE:
         self.ids = {n: i for i, n in enumerate(names)}
         self.pattern = regex.compile(
             r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
-            regex.IGNORECASE)
+            regex.IGNORECASE,
+        )
 
     def merge_word(self, word: str) -> list[str]:
         if word in ("<|startoftext|>", "<|endoftext|>"):
@@ -107,7 +110,7 @@ TRICKY_PROMPTS = [
     "emoji 🐱🚀 test 👍🏽 ❤️ 🏳️‍🌈",
     "日本語のテキスト 中文提示词 한국어 Ελληνικά русский العربية",
     "fish &amp; chips &lt;b&gt;bold&lt;/b&gt; &amp;amp; &quot;q&quot; &#39;s &nbsp;x",
-    "<b>salt &amp; pepper</b> a < b &amp;amp; c",        # looks like HTML: ftfy leaves the entities alone
+    "<b>salt &amp; pepper</b> a < b &amp;amp; c",  # looks like HTML: ftfy leaves the entities alone
     "The Mona Lisa doesnâ€™t have eyebrows. Ã©tÃ© Ã  Paris",
     "multiple   spaces\n\nand\ttabs\r\n end  \u00a0nbsp\u2003em\u200bzero-width",
     "!!!???...,,,;;;:::---***~~~###@@@$$$%%%^^^&&&|||",
@@ -144,7 +147,7 @@ def test_known_ids(reference):
 
 def test_pad_kinds():
     eot, zero = tk.load_clip_tokenizer("eot"), tk.load_clip_tokenizer("zero")
-    assert tk.load_clip_tokenizer("eot") is eot          # cached
+    assert tk.load_clip_tokenizer("eot") is eot  # cached
     assert (eot.bos_token_id, eot.eos_token_id, eot.pad_token_id) == (49406, 49407, 49407)
     assert (zero.bos_token_id, zero.eos_token_id, zero.pad_token_id) == (49406, 49407, 0)
     assert eot.model_max_length == zero.model_max_length == 77
@@ -162,12 +165,19 @@ def test_long_prompt_is_not_truncated():
 
 
 def test_loads_offline_from_local_files():
-    code = ("from sdui.text.tokenizer import load_clip_tokenizer, tokenize\n"
-            "print(tokenize(load_clip_tokenizer('zero'), 'a photo of a cat'))\n")
+    code = (
+        "from sdui.text.tokenizer import load_clip_tokenizer, tokenize\n"
+        "print(tokenize(load_clip_tokenizer('zero'), 'a photo of a cat'))\n"
+    )
     # offline, an empty HF cache and a dead proxy: any hub access would fail
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_HOME": str(ROOT / "tests" / "_nonexistent_hf_home"),
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(ROOT / "tests" / "_nonexistent_hf_home"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[320, 1125, 539, 320, 2368]"

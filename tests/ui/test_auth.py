@@ -1,5 +1,6 @@
 """--gradio-auth protects the UI's own routes (config, Gradio's API and queue); /sdapi keeps its own --api-auth,
 as in A1111."""
+
 from __future__ import annotations
 
 from fastapi.testclient import TestClient

@@ -1,34 +1,75 @@
 """The Gradio UI: the page builds with a real app context, carries the element ids A1111 extensions hook, and its
 thin wiring (widget values -> request, job -> gallery/infotext/error, ↙️ paste, ♻️ seed) does the right thing.
 Event handlers are called the way Gradio calls them (through the Blocks' registered functions), without a browser."""
+
 from __future__ import annotations
 
 import gradio as gr
+import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
 from sdui.core.processed import Processed
-from sdui.request import GenerationRequest
 from sdui.errors import UserError
+from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
 from sdui.ui import common, generation
 from sdui.ui.app import create_ui, png_info
 from sdui.ui.tabs import txt2img
 from tests.helpers import components_by_id, handler, outputs_by_id
 
-A1111_TXT2IMG_IDS = {"txt2img_prompt", "txt2img_neg_prompt", "txt2img_width", "txt2img_height", "txt2img_steps",
-                     "txt2img_batch_count", "txt2img_batch_size", "txt2img_cfg_scale", "txt2img_generate",
-                     "txt2img_gallery", "tabs"}
+A1111_TXT2IMG_IDS = {
+    "txt2img_prompt",
+    "txt2img_neg_prompt",
+    "txt2img_width",
+    "txt2img_height",
+    "txt2img_steps",
+    "txt2img_batch_count",
+    "txt2img_batch_size",
+    "txt2img_cfg_scale",
+    "txt2img_generate",
+    "txt2img_gallery",
+    "tabs",
+}
 
 # the hires fix widgets at their defaults (off), as txt2img.build_request takes them before the common ones
 HIRES_OFF = [False, "Latent", 0, 0.7, 2, 0, 0, "Use same sampler", "Use same scheduler", "", ""]
-HIRES_IDS = ["txt2img_enable_hr", "txt2img_hr_upscaler", "txt2img_hires_steps", "txt2img_denoising_strength",
-             "txt2img_hr_scale", "txt2img_hr_resize_x", "txt2img_hr_resize_y", "hr_sampler", "hr_scheduler",
-             "hires_prompt", "hires_neg_prompt"]
+HIRES_IDS = [
+    "txt2img_enable_hr",
+    "txt2img_hr_upscaler",
+    "txt2img_hires_steps",
+    "txt2img_denoising_strength",
+    "txt2img_hr_scale",
+    "txt2img_hr_resize_x",
+    "txt2img_hr_resize_y",
+    "hr_sampler",
+    "hr_scheduler",
+    "hires_prompt",
+    "hires_neg_prompt",
+]
 
-ALL_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE", "Euler a",
-                "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM", "DDIM CFG++",
-                "PLMS", "UniPC", "LCM"]
+ALL_SAMPLERS = [
+    "DPM++ 2M",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Heun",
+    "DPM++ 2S a",
+    "DPM++ 3M SDE",
+    "Euler a",
+    "Euler",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "DPM fast",
+    "DPM adaptive",
+    "Restart",
+    "DDIM",
+    "DDIM CFG++",
+    "PLMS",
+    "UniPC",
+    "LCM",
+]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -45,15 +86,20 @@ def test_page_builds_with_a1111_ids_and_widget_ranges(ctx):
     assert scheduler.value == "Automatic"
     assert "Karras" in [c[0] for c in scheduler.choices]
 
-    expected = {"txt2img_steps": (1, 150, 1, 20), "txt2img_width": (64, 2048, 8, 512),
-                "txt2img_height": (64, 2048, 8, 512), "txt2img_batch_count": (1, 100, 1, 1),
-                "txt2img_batch_size": (1, 8, 1, 1), "txt2img_cfg_scale": (1, 30, 0.5, 7)}
+    expected = {
+        "txt2img_steps": (1, 150, 1, 20),
+        "txt2img_width": (64, 2048, 8, 512),
+        "txt2img_height": (64, 2048, 8, 512),
+        "txt2img_batch_count": (1, 100, 1, 1),
+        "txt2img_batch_size": (1, 8, 1, 1),
+        "txt2img_cfg_scale": (1, 30, 0.5, 7),
+    }
     for elem_id, (lo, hi, step, value) in expected.items():
         s = blocks[elem_id]
         assert (s.minimum, s.maximum, s.step, s.value) == (lo, hi, step, value), elem_id
     assert blocks["txt2img_seed"].value == -1
     assert blocks["txt2img_generate"].variant == "primary"
-    assert blocks["txt2img_gallery"].format == "png"   # keeps the parameters chunk in what the browser downloads
+    assert blocks["txt2img_gallery"].format == "png"  # keeps the parameters chunk in what the browser downloads
 
     # no checkpoint yet: the picker is empty and the hint names the folder to drop checkpoints into
     assert blocks["setting_sd_model_checkpoint"].choices == []
@@ -61,19 +107,40 @@ def test_page_builds_with_a1111_ids_and_widget_ranges(ctx):
 
 
 def test_build_request_maps_widget_values():
-    req = txt2img.build_request(*HIRES_OFF, "a cat", "blurry", "Euler a", "Karras", 30.0, 768, 640, 3, 2, 7.5, -1,
-                                1234, 0.25, 0, 0)
+    req = txt2img.build_request(
+        *HIRES_OFF, "a cat", "blurry", "Euler a", "Karras", 30.0, 768, 640, 3, 2, 7.5, -1, 1234, 0.25, 0, 0
+    )
     assert isinstance(req, GenerationRequest)
-    assert (req.prompt, req.negative_prompt, req.sampler_name, req.scheduler) == ("a cat", "blurry", "Euler a", "Karras")
+    assert (req.prompt, req.negative_prompt, req.sampler_name, req.scheduler) == (
+        "a cat",
+        "blurry",
+        "Euler a",
+        "Karras",
+    )
     assert (req.steps, req.width, req.height, req.n_iter, req.batch_size) == (30, 768, 640, 3, 2)
     assert req.cfg_scale == 7.5 and req.seed == -1 and req.subseed == 1234 and req.subseed_strength == 0.25
-    assert (req.seed_resize_from_w, req.seed_resize_from_h) == (-1, -1)   # 0 in the UI = off
+    assert (req.seed_resize_from_w, req.seed_resize_from_h) == (-1, -1)  # 0 in the UI = off
     assert req.mode == "txt2img" and req.enable_hr is False
     assert type(req.steps) is int and type(req.width) is int
 
-    # whole CFG values arrive as int, as from A1111's UI (the infotext then says "CFG scale: 7"); an empty seed box is -1
-    req = txt2img.build_request(*HIRES_OFF, "", None, "DPM++ 2M", "Automatic", 20, 512, 512, 1, 1, 7.0, None,
-                                seed_resize_from_w=256, seed_resize_from_h=384)
+    # whole CFG values arrive as int, as from A1111's UI (the infotext then says "CFG scale: 7");
+    # an empty seed box is -1
+    req = txt2img.build_request(
+        *HIRES_OFF,
+        "",
+        None,
+        "DPM++ 2M",
+        "Automatic",
+        20,
+        512,
+        512,
+        1,
+        1,
+        7.0,
+        None,
+        seed_resize_from_w=256,
+        seed_resize_from_h=384,
+    )
     assert req.cfg_scale == 7 and type(req.cfg_scale) is int
     assert req.seed == -1 and req.negative_prompt == ""
     assert (req.seed_resize_from_w, req.seed_resize_from_h) == (256, 384)
@@ -82,11 +149,24 @@ def test_build_request_maps_widget_values():
 def test_generate_handler_inputs_follow_build_request_order(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
-    assert [b.elem_id for b in fn.inputs] == [*HIRES_IDS,
-        "txt2img_prompt", "txt2img_neg_prompt", "txt2img_sampling", "txt2img_scheduler", "txt2img_steps",
-        "txt2img_width", "txt2img_height", "txt2img_batch_count", "txt2img_batch_size", "txt2img_cfg_scale",
-        "txt2img_seed", "txt2img_subseed", "txt2img_subseed_strength", "txt2img_seed_resize_from_w",
-        "txt2img_seed_resize_from_h"]
+    assert [b.elem_id for b in fn.inputs] == [
+        *HIRES_IDS,
+        "txt2img_prompt",
+        "txt2img_neg_prompt",
+        "txt2img_sampling",
+        "txt2img_scheduler",
+        "txt2img_steps",
+        "txt2img_width",
+        "txt2img_height",
+        "txt2img_batch_count",
+        "txt2img_batch_size",
+        "txt2img_cfg_scale",
+        "txt2img_seed",
+        "txt2img_subseed",
+        "txt2img_subseed_strength",
+        "txt2img_seed_resize_from_w",
+        "txt2img_seed_resize_from_h",
+    ]
 
 
 def test_runner_turns_user_errors_into_messages(ctx):
@@ -99,6 +179,7 @@ def test_runner_turns_user_errors_into_messages(ctx):
     # a UserError raised inside the job (e.g. by validation) comes back as its message, not an exception
     def failing(ctx_, request, *, job):
         raise UserError(f"width must be a positive multiple of 8 (got {request.width})")
+
     request = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
     result = generation.run_generation(ctx, request, generate=failing)
     assert result.error == "width must be a positive multiple of 8 (got 100)"
@@ -107,11 +188,13 @@ def test_runner_turns_user_errors_into_messages(ctx):
     # a bug (not the user's fault) is reported too, with its type, and the UI keeps going
     def broken(ctx_, request, *, job):
         raise RuntimeError("boom")
+
     assert generation.run_generation(ctx, GenerationRequest(), generate=broken).error == "RuntimeError: boom"
 
 
 def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
     """The Generate click handler as Gradio runs it, on a stand-in generate function (the job queue is real)."""
+
     def fake_generate(ctx_, request, *, job):
         job.add_batches(1, request.steps)
         images, infotexts = [], []
@@ -121,10 +204,16 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
             im.info["parameters"] = f"{request.prompt}\nSteps: {request.steps}, Seed: {100 + i}, Size: 8x8"
             images.append(im)
             infotexts.append(im.info["parameters"])
-        return Processed(images=images, request=request, settings=Settings.defaults(),
-                         all_prompts=[request.prompt] * len(images), all_negative_prompts=[""] * len(images),
-                         all_seeds=[100 + i for i in range(len(images))], all_subseeds=[7] * len(images),
-                         infotexts=infotexts)
+        return Processed(
+            images=images,
+            request=request,
+            settings=Settings.defaults(),
+            all_prompts=[request.prompt] * len(images),
+            all_negative_prompts=[""] * len(images),
+            all_seeds=[100 + i for i in range(len(images))],
+            all_subseeds=[7] * len(images),
+            infotexts=infotexts,
+        )
 
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
@@ -138,7 +227,7 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
     assert "Time taken" in final["html_info_txt2img"]
 
     # picking the second image shows its infotext; ♻️ then takes its seed (the first image's when none is picked)
-    states = [v for b, v in zip(fn.outputs, updates[-1]) if isinstance(b, gr.State)]
+    states = [v for b, v in zip(fn.outputs, updates[-1], strict=False) if isinstance(b, gr.State)]
     infotexts, seeds = states[0], states[1]
     assert seeds == [100, 101]
     select = handler(demo, "txt2img_gallery", "select")
@@ -154,15 +243,17 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
 def test_paste_button_fills_widgets_from_an_infotext(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_paste", "click")
-    text = ("a fox in the snow\nNegative prompt: blurry\n"
-            "Steps: 33, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 1234567890, Size: 512x768, "
-            "Model hash: 6ce0161689, Variation seed: 42, Variation seed strength: 0.3")
+    text = (
+        "a fox in the snow\nNegative prompt: blurry\n"
+        "Steps: 33, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 1234567890, Size: 512x768, "
+        "Model hash: 6ce0161689, Variation seed: 42, Variation seed strength: 0.3"
+    )
     out = outputs_by_id(fn, fn.fn(text, ""))
     assert out["txt2img_prompt"] == "a fox in the snow"
     assert out["txt2img_neg_prompt"] == "blurry"
     assert out["txt2img_steps"] == 33
-    assert out["txt2img_sampling"] == "DPM++ 2M"       # old combined name split ...
-    assert out["txt2img_scheduler"] == "Karras"        # ... into sampler + schedule type
+    assert out["txt2img_sampling"] == "DPM++ 2M"  # old combined name split ...
+    assert out["txt2img_scheduler"] == "Karras"  # ... into sampler + schedule type
     assert out["txt2img_cfg_scale"] == 6.5
     assert out["txt2img_seed"] == 1234567890
     assert (out["txt2img_width"], out["txt2img_height"]) == (512, 768)
@@ -187,6 +278,7 @@ def test_paste_button_fills_widgets_from_an_infotext(ctx):
 
 def test_refresh_lists_a_dropped_checkpoint(ctx):
     from safetensors.torch import save_file
+
     demo = create_ui(ctx)
     fn = handler(demo, "refresh_sd_model_checkpoint", "click")
     (ctx.paths.sd_models_dir / "sub").mkdir()
@@ -218,6 +310,7 @@ def test_png_info_tab_reads_the_parameters_chunk_and_sends_it_to_txt2img(ctx, tm
     upload = components_by_id(demo)["pnginfo_image"]
     # what Gradio hands the handler for an uploaded RGBA PNG: the file itself, chunks intact
     from gradio.data_classes import ImageData
+
     handed = upload.preprocess(ImageData(path=str(path), orig_name="a.png"))
     assert png_info(handed) == (text, "")
 
@@ -229,24 +322,27 @@ def test_png_info_tab_reads_the_parameters_chunk_and_sends_it_to_txt2img(ctx, tm
     assert text_out == "" and "no generation parameters" in message
 
 
+@pytest.mark.slow
 def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
     """The runner through the real job queue, app_context.generate and the processing core: one PNG-ready image
     whose parameters chunk describes the request, saved under outputs/txt2img-images."""
     from tests.fixtures.checkpoints import build_tiny_checkpoint
+
     build_tiny_checkpoint(ctx.paths.sd_models_dir / "tiny.safetensors", arch="sd1")
     ctx.store.refresh()
     assert common.select_checkpoint(ctx, "tiny.safetensors") == ""
     assert ctx.options.get("sd_model_checkpoint").startswith("tiny.safetensors")
 
-    request = txt2img.build_request(*HIRES_OFF, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7,
-                                    1234)
+    request = txt2img.build_request(*HIRES_OFF, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234)
     result = generation.run_generation(ctx, request, poll=0.05)
     assert result.error == ""
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     params = result.images[0].info["parameters"]
     assert params == result.info
-    assert params.startswith("a tiny test\nNegative prompt: noise\nSteps: 2, Sampler: Euler, Schedule type: Automatic, "
-                             "CFG scale: 7, Seed: 1234, Size: 64x64")
+    assert params.startswith(
+        "a tiny test\nNegative prompt: noise\nSteps: 2, Sampler: Euler, Schedule type: Automatic, "
+        "CFG scale: 7, Seed: 1234, Size: 64x64"
+    )
     assert result.seeds == [1234]
     # the file the browser gets (and downloads) from the gallery still carries the parameters chunk
     gallery = components_by_id(create_ui(ctx))["txt2img_gallery"]
@@ -271,6 +367,7 @@ def test_sampler_note_warns_about_pairs_that_will_not_run(ctx):
     assert update.visible and "Euler a does not work with schedule type Karras" in update.value
     assert "Automatic" in update.value
     from sdui.core.samplers import find_sampler
+
     refused = next(name for name in ALL_SAMPLERS if not find_sampler(name).supported)
     assert f"{refused} is not available: {find_sampler(refused).refusal}" in fn.fn(refused, "Automatic").value
 
@@ -287,15 +384,20 @@ def inside(block, container) -> bool:
 
 def test_hires_fix_accordion_has_a1111_ids_ranges_and_choices(ctx):
     from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, upscaler_names
+
     demo = create_ui(ctx)
     blocks = components_by_id(demo)
     accordion = blocks["txt2img_hr"]
     assert isinstance(accordion, gr.Accordion) and accordion.open is False
     assert all(inside(blocks[elem_id], accordion) for elem_id in HIRES_IDS + ["txtimg_hr_finalres"])
     assert isinstance(blocks["txt2img_enable_hr"], gr.Checkbox) and blocks["txt2img_enable_hr"].value is False
-    sliders = {"txt2img_hires_steps": (0, 150, 1, 0), "txt2img_denoising_strength": (0, 1, 0.01, 0.7),
-               "txt2img_hr_scale": (1, 4, 0.05, 2), "txt2img_hr_resize_x": (0, 2048, 8, 0),
-               "txt2img_hr_resize_y": (0, 2048, 8, 0)}
+    sliders = {
+        "txt2img_hires_steps": (0, 150, 1, 0),
+        "txt2img_denoising_strength": (0, 1, 0.01, 0.7),
+        "txt2img_hr_scale": (1, 4, 0.05, 2),
+        "txt2img_hr_resize_x": (0, 2048, 8, 0),
+        "txt2img_hr_resize_y": (0, 2048, 8, 0),
+    }
     for elem_id, (lo, hi, step, value) in sliders.items():
         s = blocks[elem_id]
         assert (s.minimum, s.maximum, s.step, s.value) == (lo, hi, step, value), elem_id
@@ -314,18 +416,20 @@ def test_hires_fix_accordion_has_a1111_ids_ranges_and_choices(ctx):
 
 def test_build_request_passes_the_hires_fix_fields():
     common_values = ["a cat", "", "Euler a", "Automatic", 20, 512, 512, 1, 1, 7, 5]
-    req = txt2img.build_request(True, "Lanczos", 12.0, 0.45, 1.5, 0, 0, "Use same sampler", "Use same scheduler",
-                                "", None, *common_values)
+    req = txt2img.build_request(
+        True, "Lanczos", 12.0, 0.45, 1.5, 0, 0, "Use same sampler", "Use same scheduler", "", None, *common_values
+    )
     assert req.enable_hr is True and req.hr_upscaler == "Lanczos"
     assert (req.hr_second_pass_steps, req.denoising_strength, req.hr_scale) == (12, 0.45, 1.5)
     assert type(req.hr_second_pass_steps) is int
     assert (req.hr_resize_x, req.hr_resize_y) == (0, 0)
-    assert req.hr_sampler_name is None and req.hr_scheduler is None        # "Use same ..." = the first pass's
+    assert req.hr_sampler_name is None and req.hr_scheduler is None  # "Use same ..." = the first pass's
     assert (req.hr_prompt, req.hr_negative_prompt) == ("", "")
     assert (req.prompt, req.sampler_name, req.width, req.seed) == ("a cat", "Euler a", 512, 5)
 
-    req = txt2img.build_request(True, "Latent (bicubic)", 0, 0.7, 2.0, 1024, 768.0, "DPM++ 2M", "Karras",
-                                "a cat, sharp", "blur", *common_values)
+    req = txt2img.build_request(
+        True, "Latent (bicubic)", 0, 0.7, 2.0, 1024, 768.0, "DPM++ 2M", "Karras", "a cat, sharp", "blur", *common_values
+    )
     assert req.hr_upscaler == "Latent (bicubic)" and req.hr_scale == 2 and type(req.hr_scale) is int
     assert (req.hr_resize_x, req.hr_resize_y) == (1024, 768) and type(req.hr_resize_y) is int
     assert (req.hr_sampler_name, req.hr_scheduler) == ("DPM++ 2M", "Karras")
@@ -339,16 +443,24 @@ def test_build_request_passes_the_hires_fix_fields():
 def test_hires_size_note_follows_the_inputs(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_hr_scale", "change")
-    for elem_id in ("txt2img_enable_hr", "txt2img_width", "txt2img_height", "txt2img_hr_resize_x",
-                    "txt2img_hr_resize_y"):
-        assert fn in [f for f in demo.fns.values()
-                      if any(t[1] == "change" and t[0] == components_by_id(demo)[elem_id]._id for t in f.targets)]
+    for elem_id in (
+        "txt2img_enable_hr",
+        "txt2img_width",
+        "txt2img_height",
+        "txt2img_hr_resize_x",
+        "txt2img_hr_resize_y",
+    ):
+        assert fn in [
+            f
+            for f in demo.fns.values()
+            if any(t[1] == "change" and t[0] == components_by_id(demo)[elem_id]._id for t in f.targets)
+        ]
     assert [b.elem_id for b in fn.outputs] == ["txtimg_hr_finalres"]
     assert fn.fn(False, 512, 512, 2, 0, 0) == ""
     assert "from 512x512 to 1024x1024" in fn.fn(True, 512, 512, 2, 0, 0)
-    assert "from 520x520 to 776x776" in fn.fn(True, 520, 520, 1.5, 0, 0)        # 780 floored to the latent grid
-    assert "from 512x768 to 1000x1496" in fn.fn(True, 512, 768, 2, 1000, 0)     # the other side keeps the ratio
-    assert "from 512x512 to 1024x768" in fn.fn(True, 512, 512, 2, 1024, 768)    # cover, then crop
+    assert "from 520x520 to 776x776" in fn.fn(True, 520, 520, 1.5, 0, 0)  # 780 floored to the latent grid
+    assert "from 512x768 to 1000x1496" in fn.fn(True, 512, 768, 2, 1000, 0)  # the other side keeps the ratio
+    assert "from 512x512 to 1024x768" in fn.fn(True, 512, 512, 2, 1024, 768)  # cover, then crop
     too_small = fn.fn(True, 64, 64, 2, 4, 0)
     assert 'class="error"' in too_small and "smaller than 8x8" in too_small
     assert txt2img.hires_size(512, 512, 2, 0, 0) == (1024, 1024)
@@ -357,10 +469,12 @@ def test_hires_size_note_follows_the_inputs(ctx):
 def test_paste_fills_the_hires_fix_fields(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_paste", "click")
-    text = ("a castle\nNegative prompt: fog\nSteps: 12, Sampler: Euler, Schedule type: Karras, CFG scale: 6, "
-            "Seed: 5, Size: 256x384, Denoising strength: 0.55, Hires upscale: 1.5, Hires steps: 8, "
-            "Hires upscaler: Lanczos, Hires sampler: DPM++ 2M, Hires schedule type: Exponential, "
-            "Hires prompt: \"a castle, sharp\", Hires negative prompt: blur")
+    text = (
+        "a castle\nNegative prompt: fog\nSteps: 12, Sampler: Euler, Schedule type: Karras, CFG scale: 6, "
+        "Seed: 5, Size: 256x384, Denoising strength: 0.55, Hires upscale: 1.5, Hires steps: 8, "
+        "Hires upscaler: Lanczos, Hires sampler: DPM++ 2M, Hires schedule type: Exponential, "
+        "Hires prompt: \"a castle, sharp\", Hires negative prompt: blur"
+    )
     out = outputs_by_id(fn, fn.fn(text, ""))
     assert (out["txt2img_width"], out["txt2img_height"], out["txt2img_steps"]) == (256, 384, 12)  # the first pass
     assert out["txt2img_enable_hr"] is True
@@ -372,8 +486,14 @@ def test_paste_fills_the_hires_fix_fields(ctx):
     assert out["html_info_txt2img"] == ""
 
     # resize-to instead of a scale; same steps (no "Hires steps"); an upscaler this UI lacks is reported
-    out = outputs_by_id(fn, fn.fn("cat\nSteps: 5, Sampler: Euler, Seed: 9, Size: 512x512, Denoising strength: 0.4, "
-                                  "Hires resize: 1024x768, Hires upscaler: R-ESRGAN 4x+", ""))
+    out = outputs_by_id(
+        fn,
+        fn.fn(
+            "cat\nSteps: 5, Sampler: Euler, Seed: 9, Size: 512x512, Denoising strength: 0.4, "
+            "Hires resize: 1024x768, Hires upscaler: R-ESRGAN 4x+",
+            "",
+        ),
+    )
     assert out["txt2img_enable_hr"] is True
     assert (out["txt2img_hr_resize_x"], out["txt2img_hr_resize_y"], out["txt2img_hires_steps"]) == (1024, 768, 0)
     assert out["txt2img_hr_scale"] == gr.skip() and out["txt2img_hr_upscaler"] == gr.skip()
@@ -389,15 +509,18 @@ def test_paste_fills_the_hires_fix_fields(ctx):
     # ticking "Enable" (by hand or by ↙️) opens the accordion
     enable = components_by_id(demo)["txt2img_enable_hr"]
     accordion = components_by_id(demo)["txt2img_hr"]
-    opener = next(f for f in demo.fns.values()
-                  if any(t == (enable._id, "change") for t in f.targets) and f.outputs == [accordion])
+    opener = next(
+        f for f in demo.fns.values() if any(t == (enable._id, "change") for t in f.targets) and f.outputs == [accordion]
+    )
     assert opener.fn(True).open is True and opener.fn(False) == gr.skip()
 
 
+@pytest.mark.slow
 def test_hires_fix_end_to_end_on_a_tiny_checkpoint(ctx):
     """The txt2img Generate handler with hires fix on: a 64x64 first pass, upscaled in latent space and refined
     at 128x128 through the one processing core."""
     from tests.fixtures.checkpoints import build_tiny_checkpoint
+
     build_tiny_checkpoint(ctx.paths.sd_models_dir / "tiny.safetensors", arch="sd1")
     ctx.store.refresh()
     assert common.select_checkpoint(ctx, "tiny.safetensors") == ""
@@ -411,7 +534,7 @@ def test_hires_fix_end_to_end_on_a_tiny_checkpoint(ctx):
     assert len(images) == 1 and images[0].size == (128, 128)
     info = out["generation_info_txt2img"]
     assert info == images[0].info["parameters"]
-    assert "Seed: 1234, Size: 64x64" in info                  # Size is the first pass's, as in A1111
+    assert "Seed: 1234, Size: 64x64" in info  # Size is the first pass's, as in A1111
     assert "Denoising strength: 0.6, " in info and "Hires upscale: 2, " in info and "Hires steps: 2, " in info
     assert "Hires upscaler: Latent" in info
     saved = list((ctx.paths.outputs_dir / "txt2img-images").rglob("*-1234.png"))

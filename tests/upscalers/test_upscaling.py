@@ -1,4 +1,5 @@
 """Hires-fix upscaling: latent modes, pixel upscalers and target-size arithmetic, against A1111 v1.10.1 behaviour."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sdui.upscalers import upscaling
 from sdui.errors import InvalidRequestError
+from sdui.upscalers import upscaling
 
 LANCZOS = Image.Resampling.LANCZOS
 
@@ -49,7 +50,7 @@ def test_latent_modes_give_different_results():
     outs = {name: upscaling.upscale_latent(latents, name, 12, 12) for name in EXPECTED_MODES}
     names = list(outs)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not torch.equal(outs[a], outs[b]), (a, b)
 
 
@@ -79,8 +80,10 @@ def test_upscalers_list_has_a1111_api_shape():
 
 
 @pytest.mark.parametrize("name", ["None", "Lanczos", "Nearest"])
-@pytest.mark.parametrize("source,target", [((32, 32), (64, 64)), ((40, 24), (60, 36)), ((32, 48), (77, 101)),
-                                           ((64, 64), (32, 48)), ((30, 20), (64, 64))])
+@pytest.mark.parametrize(
+    "source,target",
+    [((32, 32), (64, 64)), ((40, 24), (60, 36)), ((32, 48), (77, 101)), ((64, 64), (32, 48)), ((30, 20), (64, 64))],
+)
 def test_pixel_upscalers_hit_the_exact_target_size(name, source, target):
     out = upscaling.upscale_image(_random_image(*source), name, *target)
     assert out.size == target and out.mode == "RGB"
@@ -124,11 +127,13 @@ def test_aspect_change_scales_by_the_larger_factor():
 
 def test_downscale_and_greyscale_skip_the_upscaler():
     image = _random_image(64, 64, seed=9)
-    assert np.array_equal(np.array(upscaling.upscale_image(image, "Nearest", 32, 32)),
-                          np.array(image.resize((32, 32), LANCZOS)))
+    assert np.array_equal(
+        np.array(upscaling.upscale_image(image, "Nearest", 32, 32)), np.array(image.resize((32, 32), LANCZOS))
+    )
     grey = _random_image(16, 16, seed=10, mode="L")
-    assert np.array_equal(np.array(upscaling.upscale_image(grey, "Nearest", 32, 32)),
-                          np.array(grey.resize((32, 32), LANCZOS)))
+    assert np.array_equal(
+        np.array(upscaling.upscale_image(grey, "Nearest", 32, 32)), np.array(grey.resize((32, 32), LANCZOS))
+    )
 
 
 def test_unknown_pixel_upscaler_lists_valid_names():
@@ -150,20 +155,23 @@ def test_resolve_hr_upscaler():
 
 
 # ------------------------------------------------------------------------------------------------ hires sizes
-@pytest.mark.parametrize("args,expected,image_size", [
-    ((512, 512, 2.0, 0, 0), (1024, 1024, 0, 0), (1024, 1024)),
-    ((512, 768, 1.5, 0, 0), (768, 1152, 0, 0), (768, 1152)),
-    ((512, 512, 1.3, 0, 0), (665, 665, 0, 0), (664, 664)),            # int() truncates, the latent grid floors
-    ((520, 512, 1.1, 0, 0), (572, 563, 0, 0), (568, 560)),
-    ((512, 768, 2.0, 1024, 0), (1024, 1536, 0, 0), (1024, 1536)),     # width given: height keeps the aspect
-    ((768, 512, 2.0, 0, 768), (1152, 768, 0, 0), (1152, 768)),        # height given: width keeps the aspect
-    ((512, 512, 2.0, 1000, 0), (1000, 1000, 0, 0), (1000, 1000)),
-    ((512, 768, 2.0, 1024, 1024), (1024, 1536, 0, 64), (1024, 1024)),  # cover, crop 64 latent rows
-    ((768, 512, 2.0, 1024, 1024), (1536, 1024, 64, 0), (1024, 1024)),  # cover, crop 64 latent columns
-    ((512, 768, 2.0, 1000, 1000), (1000, 1500, 0, 62), (1000, 1000)),
-    ((640, 512, 2.0, 1024, 768), (1024, 819, 0, 6), (1024, 768)),
-    ((512, 512, 2.0, 768, 768), (768, 768, 0, 0), (768, 768)),         # same aspect: nothing to crop
-])
+@pytest.mark.parametrize(
+    "args,expected,image_size",
+    [
+        ((512, 512, 2.0, 0, 0), (1024, 1024, 0, 0), (1024, 1024)),
+        ((512, 768, 1.5, 0, 0), (768, 1152, 0, 0), (768, 1152)),
+        ((512, 512, 1.3, 0, 0), (665, 665, 0, 0), (664, 664)),  # int() truncates, the latent grid floors
+        ((520, 512, 1.1, 0, 0), (572, 563, 0, 0), (568, 560)),
+        ((512, 768, 2.0, 1024, 0), (1024, 1536, 0, 0), (1024, 1536)),  # width given: height keeps the aspect
+        ((768, 512, 2.0, 0, 768), (1152, 768, 0, 0), (1152, 768)),  # height given: width keeps the aspect
+        ((512, 512, 2.0, 1000, 0), (1000, 1000, 0, 0), (1000, 1000)),
+        ((512, 768, 2.0, 1024, 1024), (1024, 1536, 0, 64), (1024, 1024)),  # cover, crop 64 latent rows
+        ((768, 512, 2.0, 1024, 1024), (1536, 1024, 64, 0), (1024, 1024)),  # cover, crop 64 latent columns
+        ((512, 768, 2.0, 1000, 1000), (1000, 1500, 0, 62), (1000, 1000)),
+        ((640, 512, 2.0, 1024, 768), (1024, 819, 0, 6), (1024, 768)),
+        ((512, 512, 2.0, 768, 768), (768, 768, 0, 0), (768, 768)),  # same aspect: nothing to crop
+    ],
+)
 def test_hires_target_size_table(args, expected, image_size):
     result = upscaling.hires_target_size(*args)
     assert result == expected
@@ -174,12 +182,15 @@ def test_hires_target_size_ignores_scale_when_resize_given():
     assert upscaling.hires_target_size(512, 512, 0, 1024, 0) == (1024, 1024, 0, 0)
 
 
-@pytest.mark.parametrize("args,fragment", [
-    ((512, 512, 0, 0, 0), "hr_scale"),
-    ((512, 512, -1.0, 0, 0), "hr_scale"),
-    ((512, 512, 2.0, -8, 0), "hr_resize"),
-    ((512, 512, 0.01, 0, 0), "smaller than 8x8"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        ((512, 512, 0, 0, 0), "hr_scale"),
+        ((512, 512, -1.0, 0, 0), "hr_scale"),
+        ((512, 512, 2.0, -8, 0), "hr_resize"),
+        ((512, 512, 0.01, 0, 0), "smaller than 8x8"),
+    ],
+)
 def test_hires_target_size_rejects_impossible_sizes(args, fragment):
     with pytest.raises(InvalidRequestError, match=fragment):
         upscaling.hires_target_size(*args)

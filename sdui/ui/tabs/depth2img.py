@@ -6,6 +6,7 @@ size, so it can be checked, saved and uploaded again. Everything else is the img
 strength, 📐, the shared prompt/sampling/seed widgets; the request is an ordinary img2img one (outputs go to
 outputs/img2img-images, as A1111's depth2img does).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +14,8 @@ import dataclasses
 import gradio as gr
 from PIL import Image
 
-from sdui.errors import UserError
 from sdui.core.processed import Processed
+from sdui.errors import UserError
 from sdui.request import Img2ImgRequest
 from sdui.ui import common, generation
 from sdui.ui.tabs import img2img
@@ -29,11 +30,18 @@ def build_request(image, depth_map, resize_mode, denoising_strength, *values, **
     """The request the depth2img widgets describe. `depth_map`: None lets the checkpoint estimate the depth.
     `values`/`named`: generation.request_fields' arguments (prompt, negative prompt, sampler, ..., seeds)."""
     if image is None:
-        raise UserError("No image to work from: drop an image into the depth2img image box (a depth map is "
-                        "optional), then press Generate.")
-    return Img2ImgRequest(**generation.request_fields(*values, **named), init_images=[image], depth_map=depth_map,
-                          resize_mode=img2img.resize_mode_index(resize_mode),
-                          denoising_strength=img2img.denoising_value(denoising_strength), mode=img2img.MODE)
+        raise UserError(
+            "No image to work from: drop an image into the depth2img image box (a depth map is "
+            "optional), then press Generate."
+        )
+    return Img2ImgRequest(
+        **generation.request_fields(*values, **named),
+        init_images=[image],
+        depth_map=depth_map,
+        resize_mode=img2img.resize_mode_index(resize_mode),
+        denoising_strength=img2img.denoising_value(denoising_strength),
+        mode=img2img.MODE,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -44,9 +52,11 @@ def require_depth_model(model) -> None:
     if model.variant == "depth":
         return
     name = model.checkpoint.title if model.checkpoint is not None else "the selected checkpoint"
-    raise UserError(f"depth2img needs an SD2 depth checkpoint (such as 512-depth-ema), but {name} is not one "
-                    f"({model.arch}, {model.variant}): pick a depth checkpoint "
-                    "at the top of the page, or use the img2img tab with this one.")
+    raise UserError(
+        f"depth2img needs an SD2 depth checkpoint (such as 512-depth-ema), but {name} is not one "
+        f"({model.arch}, {model.variant}): pick a depth checkpoint "
+        "at the top of the page, or use the img2img tab with this one."
+    )
 
 
 def depth_maps_for_display(maps: list, size: tuple[int, int]) -> list[Image.Image]:
@@ -63,13 +73,15 @@ def with_depth_maps(processed: Processed) -> Processed:
     shown = depth_maps_for_display(maps, processed.images[-1].size)
     infotexts = list(processed.infotexts or [])
     last = infotexts[-1] if infotexts else ""
-    return dataclasses.replace(processed, images=[*processed.images, *shown],
-                               infotexts=[*infotexts, *[last] * len(shown)])
+    return dataclasses.replace(
+        processed, images=[*processed.images, *shown], infotexts=[*infotexts, *[last] * len(shown)]
+    )
 
 
 def generate(ctx, request, *, job=None) -> Processed:
     """What the tab's job runs: app_context.generate on the selected checkpoint, if it is a depth one."""
     from sdui.app.context import generate as generate_any  # late: app_context builds the UI
+
     # inside the job: the model cannot change between this check and the generation
     require_depth_model(ctx.store.get())
     return with_depth_maps(generate_any(ctx, request, job=job))
@@ -78,8 +90,10 @@ def generate(ctx, request, *, job=None) -> Processed:
 # ---------------------------------------------------------------------------------------------------------------
 # The tab
 # ---------------------------------------------------------------------------------------------------------------
-HINT = ("Needs an SD2 depth checkpoint (such as 512-depth-ema). Without a depth map, the checkpoint estimates the "
-        "depth of the image itself; the map used is shown after the result.")
+HINT = (
+    "Needs an SD2 depth checkpoint (such as 512-depth-ema). Without a depth map, the checkpoint estimates the "
+    "depth of the image itself; the map used is shown after the result."
+)
 
 
 def create_tab(ctx) -> generation.GenerationTab:
@@ -88,10 +102,22 @@ def create_tab(ctx) -> generation.GenerationTab:
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             with gr.Row(equal_height=True):
-                image = gr.Image(label="Image for depth2img", sources=["upload", "clipboard"], type="pil",
-                                 image_mode="RGBA", elem_id=f"{TAB}_image", height=360)
-                depth_map = gr.Image(label="Depth map (optional; brighter = nearer)", sources=["upload", "clipboard"],
-                                     type="pil", image_mode="L", elem_id=f"{TAB}_depth_map", height=360)
+                image = gr.Image(
+                    label="Image for depth2img",
+                    sources=["upload", "clipboard"],
+                    type="pil",
+                    image_mode="RGBA",
+                    elem_id=f"{TAB}_image",
+                    height=360,
+                )
+                depth_map = gr.Image(
+                    label="Depth map (optional; brighter = nearer)",
+                    sources=["upload", "clipboard"],
+                    type="pil",
+                    image_mode="L",
+                    elem_id=f"{TAB}_depth_map",
+                    height=360,
+                )
             gr.HTML(common.note_html(HINT), elem_id=f"{TAB}_hint", js_on_load=None)
             resize_mode = img2img.create_resize_mode(TAB)
             settings = generation.create_settings(TAB, size_from_image=True)
@@ -99,9 +125,15 @@ def create_tab(ctx) -> generation.GenerationTab:
             seed = common.create_seed_row(TAB)
         panel = generation.create_output_panel(TAB)
 
-    tab = generation.GenerationTab(TAB, row, settings, seed, panel,
-                                   own_inputs=[image, depth_map, resize_mode, denoising],
-                                   own_paste_fields={"denoising_strength": denoising})
+    tab = generation.GenerationTab(
+        TAB,
+        row,
+        settings,
+        seed,
+        panel,
+        own_inputs=[image, depth_map, resize_mode, denoising],
+        own_paste_fields={"denoising_strength": denoising},
+    )
     generation.wire_generation(ctx, tab, build_request, generate=generate)
     generation.wire_paste(tab, mode=img2img.MODE)
     img2img.wire_size_from_image(settings, [image], lambda im: im)

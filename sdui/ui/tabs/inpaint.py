@@ -4,21 +4,22 @@ White in the mask = repaint (unless "Inpaint not masked"). Painting happens in a
 the image, the alpha of the painted layer is the mask (`mask_from_editor`). Element ids follow A1111's inpaint
 sub-tabs (img2maskimg, img_inpaint_base, img_inpaint_mask); the shared widgets carry the "inpaint_" prefix.
 """
+
 from __future__ import annotations
 
 import gradio as gr
 import numpy as np
 from PIL import Image, ImageChops
 
-from sdui.imaging import masking
 from sdui.errors import UserError
+from sdui.imaging import masking
 from sdui.request import Img2ImgRequest
 from sdui.ui import common, generation, widgets
 from sdui.ui.tabs import img2img
 
 TAB = "inpaint"
 
-SOURCES = ("draw", "upload")     # which sub-tab the image and mask come from
+SOURCES = ("draw", "upload")  # which sub-tab the image and mask come from
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -74,34 +75,53 @@ def image_and_mask(editor, base_image, base_mask, source) -> tuple[Image.Image |
 # ---------------------------------------------------------------------------------------------------------------
 # Widget values -> request
 # ---------------------------------------------------------------------------------------------------------------
-def build_request(editor, base_image, base_mask, source, resize_mode, mask_blur, mask_mode, masked_content,
-                  inpaint_area, padding, denoising_strength, *values, **named) -> Img2ImgRequest:
+def build_request(
+    editor,
+    base_image,
+    base_mask,
+    source,
+    resize_mode,
+    mask_blur,
+    mask_mode,
+    masked_content,
+    inpaint_area,
+    padding,
+    denoising_strength,
+    *values,
+    **named,
+) -> Img2ImgRequest:
     """The request the inpaint widgets describe. `values`/`named`: generation.request_fields' arguments."""
     image, mask = image_and_mask(editor, base_image, base_mask, source)
     if image is None:
-        where = ("into the Image box of the Upload mask tab" if source == "upload"
-                 else "into the Draw mask editor")
+        where = "into the Image box of the Upload mask tab" if source == "upload" else "into the Draw mask editor"
         raise UserError(f"No image to inpaint: drop an image {where}, mark what to change, then press Generate.")
     if mask is None:
-        raise UserError("No mask: upload a mask next to the image (white = repaint), "
-                        "or paint one over the image on the Draw mask tab.")
+        raise UserError(
+            "No mask: upload a mask next to the image (white = repaint), "
+            "or paint one over the image on the Draw mask tab."
+        )
     invert = widgets.to_request("inpainting_mask_invert", mask_mode, 0)
     if _nothing_to_change(mask, bool(invert)):
-        raise UserError("The mask marks nothing to change: paint over the part of the image to repaint "
-                        "(or upload a mask where white marks it)" +
-                        (", or switch the mask mode to \"Inpaint masked\"." if invert else "."))
+        raise UserError(
+            "The mask marks nothing to change: paint over the part of the image to repaint "
+            "(or upload a mask where white marks it)"
+            + (", or switch the mask mode to \"Inpaint masked\"." if invert else ".")
+        )
     blur = widgets.to_request("mask_blur_x", mask_blur, 4)
     return Img2ImgRequest(
         **generation.request_fields(*values, **named),
-        init_images=[image], mask=mask,
+        init_images=[image],
+        mask=mask,
         resize_mode=img2img.resize_mode_index(resize_mode),
         denoising_strength=img2img.denoising_value(denoising_strength),
-        mask_blur_x=blur, mask_blur_y=blur,
+        mask_blur_x=blur,
+        mask_blur_y=blur,
         inpainting_mask_invert=invert,
         inpainting_fill=widgets.to_request("inpainting_fill", masked_content, 1),
         inpaint_full_res=widgets.to_request("inpaint_full_res", inpaint_area, False),
         inpaint_full_res_padding=widgets.to_request("inpaint_full_res_padding", padding, 32),
-        mode=img2img.MODE)
+        mode=img2img.MODE,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -119,16 +139,33 @@ def create_tab(ctx) -> generation.GenerationTab:
                 with gr.Tab("Draw mask", id=f"{TAB}_draw", elem_id=f"{TAB}_draw_tab") as draw_tab:
                     # one layer, opaque brushes: the layer's alpha is the mask, the colour only helps to see it
                     editor = gr.ImageEditor(
-                        label="Image for inpainting with mask", elem_id="img2maskimg", type="pil", image_mode="RGBA",
-                        sources=["upload", "clipboard"], transforms=(), height=480,
+                        label="Image for inpainting with mask",
+                        elem_id="img2maskimg",
+                        type="pil",
+                        image_mode="RGBA",
+                        sources=["upload", "clipboard"],
+                        transforms=(),
+                        height=480,
                         brush=gr.Brush(colors=["#ffffff", "#000000", "#ff3030"], color_mode="fixed"),
-                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]))
+                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]),
+                    )
                 with gr.Tab("Upload mask", id=f"{TAB}_upload", elem_id=f"{TAB}_upload_tab") as upload_tab:
-                    base_image = gr.Image(label="Image", sources=["upload", "clipboard"], type="pil",
-                                          image_mode="RGBA", elem_id="img_inpaint_base", height=300)
-                    base_mask = gr.Image(label="Mask (white = repaint, or the alpha of a transparent PNG)",
-                                         sources=["upload", "clipboard"], type="pil", image_mode="RGBA",
-                                         elem_id="img_inpaint_mask", height=300)
+                    base_image = gr.Image(
+                        label="Image",
+                        sources=["upload", "clipboard"],
+                        type="pil",
+                        image_mode="RGBA",
+                        elem_id="img_inpaint_base",
+                        height=300,
+                    )
+                    base_mask = gr.Image(
+                        label="Mask (white = repaint, or the alpha of a transparent PNG)",
+                        sources=["upload", "clipboard"],
+                        type="pil",
+                        image_mode="RGBA",
+                        elem_id="img_inpaint_mask",
+                        height=300,
+                    )
             source = gr.State(SOURCES[0])
             resize_mode = img2img.create_resize_mode(TAB)
             mask_blur = widgets.create("mask_blur_x", TAB)
@@ -142,15 +179,40 @@ def create_tab(ctx) -> generation.GenerationTab:
             seed = common.create_seed_row(TAB)
         panel = generation.create_output_panel(TAB)
 
-    own_inputs = [editor, base_image, base_mask, source, resize_mode, mask_blur, mask_mode, masked_content,
-                  inpaint_area, padding, denoising]
-    tab = generation.GenerationTab(TAB, row, settings, seed, panel, own_inputs=own_inputs, own_paste_fields={
-        "denoising_strength": denoising, "mask_blur_x": mask_blur, "inpainting_mask_invert": mask_mode,
-        "inpainting_fill": masked_content, "inpaint_full_res": inpaint_area, "inpaint_full_res_padding": padding})
+    own_inputs = [
+        editor,
+        base_image,
+        base_mask,
+        source,
+        resize_mode,
+        mask_blur,
+        mask_mode,
+        masked_content,
+        inpaint_area,
+        padding,
+        denoising,
+    ]
+    tab = generation.GenerationTab(
+        TAB,
+        row,
+        settings,
+        seed,
+        panel,
+        own_inputs=own_inputs,
+        own_paste_fields={
+            "denoising_strength": denoising,
+            "mask_blur_x": mask_blur,
+            "inpainting_mask_invert": mask_mode,
+            "inpainting_fill": masked_content,
+            "inpaint_full_res": inpaint_area,
+            "inpaint_full_res_padding": padding,
+        },
+    )
     generation.wire_generation(ctx, tab, build_request)
     generation.wire_paste(tab, mode=img2img.MODE)
     draw_tab.select(lambda: SOURCES[0], inputs=[], outputs=[source], queue=False, api_visibility="private")
     upload_tab.select(lambda: SOURCES[1], inputs=[], outputs=[source], queue=False, api_visibility="private")
-    img2img.wire_size_from_image(settings, [editor, base_image, base_mask, source],
-                                 lambda *values: image_and_mask(*values)[0])
+    img2img.wire_size_from_image(
+        settings, [editor, base_image, base_mask, source], lambda *values: image_and_mask(*values)[0]
+    )
     return tab

@@ -5,6 +5,7 @@ and their wiring are shared with the other generating tabs (sdui/ui/generation.p
 "Hires. fix" accordion (a second, img2img-like pass at a larger size). Element ids are A1111's (txt2img_*, hr_*,
 hires_*): extensions' JavaScript finds the widgets by them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ TAB = "txt2img"
 # the first choice of the hires sampler / schedule dropdowns: the second pass uses the first pass's
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
-HIRES_DENOISING = 0.7      # A1111's txt2img starts the hires denoising slider lower than img2img's
+HIRES_DENOISING = 0.7  # A1111's txt2img starts the hires denoising slider lower than img2img's
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -29,6 +30,7 @@ HIRES_DENOISING = 0.7      # A1111's txt2img starts the hires denoising slider l
 def hires_upscaler_names() -> list[str]:
     """The hires upscaler choices, A1111's order: the latent modes, then the pixel upscalers (None, Lanczos, ...)."""
     from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, upscaler_names
+
     return [*LATENT_UPSCALE_MODES, *upscaler_names()]
 
 
@@ -44,9 +46,14 @@ def hires_size(width, height, hr_scale, hr_resize_x, hr_resize_y) -> tuple[int, 
     """The size of the final image (the core's arithmetic: resize-to wins over the scale, the latent grid floors
     it, an aspect ratio change is cover-cropped). Raises UserError for a size the core would refuse."""
     from sdui.upscalers.upscaling import hires_image_size, hires_target_size
-    target = hires_target_size(widgets.whole(width, 512), widgets.whole(height, 512),
-                               float(widgets.number(hr_scale, 2)), widgets.whole(hr_resize_x, 0),
-                               widgets.whole(hr_resize_y, 0))
+
+    target = hires_target_size(
+        widgets.whole(width, 512),
+        widgets.whole(height, 512),
+        float(widgets.number(hr_scale, 2)),
+        widgets.whole(hr_resize_x, 0),
+        widgets.whole(hr_resize_y, 0),
+    )
     return hires_image_size(*target)
 
 
@@ -58,16 +65,26 @@ def hires_size_note(enable_hr, width, height, hr_scale, hr_resize_x, hr_resize_y
         final_w, final_h = hires_size(width, height, hr_scale, hr_resize_x, hr_resize_y)
     except UserError as e:
         return common.error_html(e.message)
-    return common.note_html(f"from {widgets.whole(width, 512)}x{widgets.whole(height, 512)} "
-                            f"to {final_w}x{final_h}")
+    return common.note_html(f"from {widgets.whole(width, 512)}x{widgets.whole(height, 512)} to {final_w}x{final_h}")
 
 
 def _unless(value, same: str):
     return None if value in (None, "", same) else value
 
 
-def hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x,
-                 hr_resize_y, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt) -> dict:
+def hires_fields(
+    enable_hr,
+    hr_upscaler,
+    hr_second_pass_steps,
+    denoising_strength,
+    hr_scale,
+    hr_resize_x,
+    hr_resize_y,
+    hr_sampler_name,
+    hr_scheduler,
+    hr_prompt,
+    hr_negative_prompt,
+) -> dict:
     """The GenerationRequest hires fields of the accordion's widgets, in the order `HiresWidgets.inputs` lists them.
     "Use same sampler"/"Use same scheduler" become None, as the API sends them."""
     return {
@@ -85,13 +102,36 @@ def hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strengt
     }
 
 
-def build_request(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x,
-                  hr_resize_y, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt,
-                  *values, **named) -> GenerationRequest:
+def build_request(
+    enable_hr,
+    hr_upscaler,
+    hr_second_pass_steps,
+    denoising_strength,
+    hr_scale,
+    hr_resize_x,
+    hr_resize_y,
+    hr_sampler_name,
+    hr_scheduler,
+    hr_prompt,
+    hr_negative_prompt,
+    *values,
+    **named,
+) -> GenerationRequest:
     """The request the txt2img widgets describe (validated later by the processing core, as the API's are): the
     hires fix widgets first, then `values`/`named`, generation.request_fields' arguments (prompt, ..., seeds)."""
-    hires = hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x,
-                         hr_resize_y, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt)
+    hires = hires_fields(
+        enable_hr,
+        hr_upscaler,
+        hr_second_pass_steps,
+        denoising_strength,
+        hr_scale,
+        hr_resize_x,
+        hr_resize_y,
+        hr_sampler_name,
+        hr_scheduler,
+        hr_prompt,
+        hr_negative_prompt,
+    )
     return GenerationRequest(**generation.request_fields(*values, **named), **hires, mode=TAB)
 
 
@@ -117,23 +157,46 @@ class HiresWidgets:
     @property
     def inputs(self) -> list:
         """In the order of hires_fields' arguments."""
-        return [self.enable_hr, self.hr_upscaler, self.hr_second_pass_steps, self.denoising_strength, self.hr_scale,
-                self.hr_resize_x, self.hr_resize_y, self.hr_sampler_name, self.hr_scheduler, self.hr_prompt,
-                self.hr_negative_prompt]
+        return [
+            self.enable_hr,
+            self.hr_upscaler,
+            self.hr_second_pass_steps,
+            self.denoising_strength,
+            self.hr_scale,
+            self.hr_resize_x,
+            self.hr_resize_y,
+            self.hr_sampler_name,
+            self.hr_scheduler,
+            self.hr_prompt,
+            self.hr_negative_prompt,
+        ]
 
     @property
     def paste_fields(self) -> dict:
         """Request field -> widget, for ↙️ (the field names are hires_fields' argument names)."""
-        names = ("enable_hr", "hr_upscaler", "hr_second_pass_steps", "denoising_strength", "hr_scale", "hr_resize_x",
-                 "hr_resize_y", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt")
-        return dict(zip(names, self.inputs))
+        names = (
+            "enable_hr",
+            "hr_upscaler",
+            "hr_second_pass_steps",
+            "denoising_strength",
+            "hr_scale",
+            "hr_resize_x",
+            "hr_resize_y",
+            "hr_sampler_name",
+            "hr_scheduler",
+            "hr_prompt",
+            "hr_negative_prompt",
+        )
+        return dict(zip(names, self.inputs, strict=False))
 
 
 def paste_choices() -> dict:
     """What ↙️ may put into the hires dropdowns (see generation.paste_values): a name this UI lacks is reported."""
-    return {"hr_upscaler": ("hires upscaler", hires_upscaler_names()),
-            "hr_sampler_name": ("hires sampler", hires_sampler_names()),
-            "hr_scheduler": ("hires schedule type", hires_scheduler_labels())}
+    return {
+        "hr_upscaler": ("hires upscaler", hires_upscaler_names()),
+        "hr_sampler_name": ("hires sampler", hires_sampler_names()),
+        "hr_scheduler": ("hires schedule type", hires_scheduler_labels()),
+    }
 
 
 def create_hires_fix(settings: generation.GenerationSettings) -> HiresWidgets:
@@ -154,20 +217,47 @@ def create_hires_fix(settings: generation.GenerationSettings) -> HiresWidgets:
             hr_sampler = widgets.create("hr_sampler_name", TAB, choices=hires_sampler_names())
             hr_scheduler = widgets.create("hr_scheduler", TAB, choices=hires_scheduler_labels())
         with gr.Row(elem_id=f"{TAB}_hires_fix_row4"):
-            hr_prompt = widgets.create("hr_prompt", TAB,
-                                       placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt.")
-            hr_negative = widgets.create("hr_negative_prompt", TAB,
-                                         placeholder="Negative prompt for hires fix pass.\n"
-                                                     "Leave empty to use the same negative prompt.")
+            hr_prompt = widgets.create(
+                "hr_prompt", TAB, placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt."
+            )
+            hr_negative = widgets.create(
+                "hr_negative_prompt",
+                TAB,
+                placeholder="Negative prompt for hires fix pass.\nLeave empty to use the same negative prompt.",
+            )
 
     size_inputs = [enable_hr, settings.width, settings.height, hr_scale, hr_resize_x, hr_resize_y]
-    gr.on([w.change for w in size_inputs], hires_size_note, inputs=size_inputs, outputs=[size_note], queue=False,
-          api_visibility="private")
+    gr.on(
+        [w.change for w in size_inputs],
+        hires_size_note,
+        inputs=size_inputs,
+        outputs=[size_note],
+        queue=False,
+        api_visibility="private",
+    )
     # checked by ↙️ (or by the user): show what it does
-    enable_hr.change(lambda on: gr.Accordion(open=True) if on else gr.skip(), inputs=[enable_hr],
-                     outputs=[accordion], queue=False, api_visibility="private")
-    return HiresWidgets(accordion, enable_hr, hr_upscaler, hr_steps, denoising, hr_scale, hr_resize_x, hr_resize_y,
-                        hr_sampler, hr_scheduler, hr_prompt, hr_negative, size_note)
+    enable_hr.change(
+        lambda on: gr.Accordion(open=True) if on else gr.skip(),
+        inputs=[enable_hr],
+        outputs=[accordion],
+        queue=False,
+        api_visibility="private",
+    )
+    return HiresWidgets(
+        accordion,
+        enable_hr,
+        hr_upscaler,
+        hr_steps,
+        denoising,
+        hr_scale,
+        hr_resize_x,
+        hr_resize_y,
+        hr_sampler,
+        hr_scheduler,
+        hr_prompt,
+        hr_negative,
+        size_note,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -183,8 +273,9 @@ def create_tab(ctx) -> generation.GenerationTab:
             hires = create_hires_fix(settings)
         panel = generation.create_output_panel(TAB)
 
-    tab = generation.GenerationTab(TAB, row, settings, seed, panel, own_inputs=hires.inputs,
-                                   own_paste_fields=hires.paste_fields)
+    tab = generation.GenerationTab(
+        TAB, row, settings, seed, panel, own_inputs=hires.inputs, own_paste_fields=hires.paste_fields
+    )
     generation.wire_generation(ctx, tab, build_request)
     generation.wire_paste(tab, mode=TAB, choices=paste_choices())
     return tab
