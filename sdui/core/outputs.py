@@ -140,3 +140,25 @@ class OutputWriter:
             chunks=params.pnginfo if keep else {},
         )
         return ImageSaveParams(image=params.image, run=self.run, filename=path, pnginfo=params.pnginfo)
+
+    def save_masks(
+        self, image: Image.Image, overlay: Image.Image, *, infotext: str, seed: int, prompt: str
+    ) -> list[Path]:
+        """A1111's save_mask / save_mask_composite: the mask used (`overlay`), and the result shown through it."""
+        saved = []
+        if self.settings.save_mask:
+            saved.append(self.save(overlay.convert("RGB"), infotext=infotext, seed=seed, prompt=prompt, suffix="-mask"))
+        if self.settings.save_mask_composite:
+            mask = overlay.resize(image.size) if overlay.size != image.size else overlay
+            composite = Image.composite(image.convert("RGBA"), Image.new("RGBA", image.size), mask.convert("L"))
+            saved.append(self.save(composite, infotext=infotext, seed=seed, prompt=prompt, suffix="-mask-composite"))
+        return saved
+
+    def save_before_hires(
+        self, images: list[Image.Image], *, infotexts: list[str], seeds: list[int], prompts: list[str]
+    ) -> list[Path]:
+        """A1111's save_images_before_highres_fix: the first pass's images, with the final images' infotexts."""
+        return [
+            self.save(image, infotext=text, seed=seed, prompt=prompt, suffix="-before-highres-fix")
+            for image, text, seed, prompt in zip(images, infotexts, seeds, prompts, strict=True)
+        ]

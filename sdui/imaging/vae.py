@@ -35,7 +35,7 @@ def decode(vae, latents: torch.Tensor) -> torch.Tensor:
 
 def to_pil(decoded: torch.Tensor) -> list[Image.Image]:
     """[-1, 1] NCHW -> 8-bit RGB, rounding like diffusers' image processor."""
-    return [Image.fromarray(a) for a in to_uint8(decoded)]
+    return [Image.fromarray(a) for a in to_uint8(to_unit(decoded))]
 
 
 def to_unit(decoded: torch.Tensor) -> torch.Tensor:
@@ -43,8 +43,9 @@ def to_unit(decoded: torch.Tensor) -> torch.Tensor:
     return (decoded.float() / 2 + 0.5).clamp(0, 1)
 
 
-def to_uint8(decoded: torch.Tensor) -> Sequence[np.ndarray]:
-    arr = to_unit(decoded).permute(0, 2, 3, 1).cpu().numpy()
+def to_uint8(unit: torch.Tensor) -> Sequence[np.ndarray]:
+    """[0, 1] NCHW -> HWC uint8 arrays."""
+    arr = unit.permute(0, 2, 3, 1).cpu().numpy()
     return [(a * 255).round().astype(np.uint8) for a in arr]
 
 

@@ -2,11 +2,9 @@
 
 - widget values -> request fields (`request_fields`), the sampler/schedule choices and the warning about pairs
   that will not run;
-- the runner: a request goes to the shared job queue, the tab gets the Job while it waits or runs (for the progress
-  bar and live preview), then a `GenerationResult` (images + infotexts, or the message of the user's mistake);
-- pasting an infotext (A1111's ↙️) into widget values;
 - the widget groups every tab lays out the same way: the prompt row, the sampling settings, the output panel,
-  and `wire_generation` / `wire_paste`, which connect them to the runner.
+  and `wire_generation` / `wire_paste`, which connect them to the runner (sdui/ui/runner.py) and to pasting
+  (sdui/ui/paste.py).
 
 A tab module builds its own widgets around these, writes a pure `build_request(...)`, and calls the two wire
 functions. Everything that decides something is a plain function, testable without a browser.
@@ -15,15 +13,14 @@ functions. Everything that decides something is a plain function, testable witho
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import gradio as gr
 
 from sdui.errors import UserError
-from sdui.ui import common, widgets
+from sdui.ui import common, paste, widgets
+from sdui.ui.runner import GenerationResult, iter_generation, jobs_ahead, progress_text, status_html
 
 log = logging.getLogger(__name__)
 
@@ -106,164 +103,6 @@ def sampler_note(sampler_name: str, scheduler: str) -> str:
     return common.error_html(
         f"{sampler_name} does not work with schedule type {scheduler}; pick one of: {', '.join(labels)}."
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Running a request
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass
-class GenerationResult:
-    images: list = field(default_factory=list)  # PIL images, each with .info["parameters"]
-    infotexts: list = field(default_factory=list)  # one per image (a grid has the grid's infotext)
-    seeds: list = field(default_factory=list)  # the seed behind each image shown (a grid: the first seed)
-    subseeds: list = field(default_factory=list)
-    error: str = ""  # a message for the user, "" when all went well
-    elapsed: float = 0.0
-
-    @property
-    def info(self) -> str:
-        """The infotext of the first image: what the info box shows before the user picks another one."""
-        return self.infotexts[0] if self.infotexts else ""
-
-
-def _per_image(values: list, n_images: int, first: int) -> list:
-    """all_seeds-style lists cover the real images; a leading grid gets the first value."""
-    if not values:
-        return [-1] * n_images
-    return [values[min(max(i - first, 0), len(values) - 1)] for i in range(n_images)]
-
-
-def result_from_processed(processed, elapsed: float = 0.0) -> GenerationResult:
-    images = list(processed.images)
-    first = processed.index_of_first_image
-    infotexts = list(processed.infotexts or [])
-    if len(infotexts) < len(images):  # defensive: fall back on the text each image carries
-        infotexts = [im.info.get("parameters", "") for im in images]
-    return GenerationResult(
-        images=images,
-        infotexts=infotexts[: len(images)],
-        seeds=_per_image(list(processed.all_seeds or []), len(images), first),
-        subseeds=_per_image(list(processed.all_subseeds or []), len(images), first),
-        elapsed=elapsed,
-    )
-
-
-def _default_generate():
-    from sdui.app.context import (
-        generate,  # late: app_context builds the UI, the UI must not import it first
-    )
-
-    return generate
-
-
-def iter_generation(ctx, request, *, generate: Callable | None = None, poll: float = 0.2) -> Iterator[Any]:
-    """Submit to the job queue; yield the Job while it waits or runs, then the GenerationResult last.
-
-    A user's mistake (UserError) and an unexpected failure both end as a result with `error` set: the UI shows
-    the message and stays usable."""
-    started = time.perf_counter()
-    job = ctx.jobs.submit(generate or _default_generate(), ctx, request, name=request.mode)
-    while not job.done:
-        yield job
-        time.sleep(poll)
-    try:
-        processed = job.wait()
-    except UserError as e:
-        yield GenerationResult(error=e.message, elapsed=time.perf_counter() - started)
-        return
-    except Exception as e:
-        log.error("%s %s failed", request.mode, job.id, exc_info=e)
-        yield GenerationResult(error=f"{type(e).__name__}: {e}", elapsed=time.perf_counter() - started)
-        return
-    yield result_from_processed(processed, time.perf_counter() - started)
-
-
-def run_generation(ctx, request, *, generate: Callable | None = None, poll: float = 0.2) -> GenerationResult:
-    """iter_generation without the progress: block until the result (or the error message) is there."""
-    result = None
-    for item in iter_generation(ctx, request, generate=generate, poll=poll):
-        result = item
-    return result
-
-
-def jobs_ahead(jobs, job) -> int:
-    """How many jobs finish before `job` starts: the pending ones before it, and the one running now."""
-    position = jobs.position(job)
-    running = jobs.current
-    return position + (1 if running is not None and running is not job else 0)
-
-
-def progress_text(job, ahead: int = 0) -> tuple[float, str]:
-    """(fraction done, description) for the progress bar."""
-    if job.state == "queued":
-        if ahead <= 0:
-            return 0.0, "Starting"
-        return 0.0, f"Waiting for {ahead} job{'s' if ahead != 1 else ''} to finish"
-    desc = ""
-    if job.job_count > 1:
-        desc = f"Batch {job.job_no + 1}/{job.job_count}, "
-    if job.sampling_steps:
-        desc += f"step {job.sampling_step}/{job.sampling_steps}"
-    else:
-        desc += "preparing"
-    return job.progress, desc
-
-
-def status_html(result: GenerationResult) -> str:
-    if result.error:
-        return common.error_html(result.error)
-    return f'<div class="note">Time taken: {result.elapsed:.2f} s</div>'
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Pasting parameters (A1111's ↙️): an infotext in the prompt box fills the widgets
-# ---------------------------------------------------------------------------------------------------------------
-# An infotext without these keys was made with the feature off: pasting it switches the feature off, so the
-# pasted parameters reproduce the image (A1111 would keep the old widget values).
-# ("Hires steps" is written only when the second pass has its own count.)
-PASTE_OFF_WHEN_ABSENT = {
-    "subseed_strength": 0,
-    "seed_resize_from_w": 0,
-    "seed_resize_from_h": 0,
-    "hr_second_pass_steps": 0,
-}
-
-
-def fields_from_infotext(text: str, *, mode: str, fields) -> dict:
-    """Request fields an infotext sets, limited to `fields` (the ones a tab has widgets for). Empty when the text
-    has no parameters line: plain prompt text is not "parameters" and must not wipe the other widgets.
-    `mode` picks the mode-specific keys ("txt2img": hires fix; "img2img": denoising, mask settings)."""
-    from sdui.core.infotext_fields import request_fields
-    from sdui.infotext import parse_infotext
-
-    if not text or not text.strip():
-        return {}
-    if set(parse_infotext(text, defaults=False)) <= {"Prompt", "Negative prompt"}:
-        return {}
-    values = request_fields(parse_infotext(text), mode=mode)
-    return {k: v for k, v in values.items() if k in fields}
-
-
-def paste_values(text: str, fields, *, mode: str, choices: dict | None = None) -> tuple[dict, list[str]]:
-    """({field: widget value} to set, [what was left alone and why]) for pasting `text` into a tab.
-
-    `choices` maps a dropdown's field to (what it is called, the names it offers): a value it lacks (a sampler this
-    UI does not list) is not pasted but reported. Radio fields show their declared label (1 -> "original")."""
-    found = fields_from_infotext(text, mode=mode, fields=fields)
-    if not found:
-        return {}, []
-    values, ignored = {}, []
-    for name in fields:
-        value = found.get(name, PASTE_OFF_WHEN_ABSENT.get(name))
-        if value is None:
-            continue
-        if choices and name in choices and value not in choices[name][1]:
-            ignored.append(f"{choices[name][0]} {value!r}")
-            continue
-        if widgets.spec_of(name).choices:
-            value = widgets.to_widget(name, value)
-        values[name] = value
-    return values, ignored
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -596,7 +435,7 @@ def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, ch
     def on_paste(prompt_text, last_info):
         text = prompt_text if prompt_text and prompt_text.strip() else last_info
         try:
-            values, ignored = paste_values(text, order, mode=mode, choices=all_choices)
+            values, ignored = paste.paste_values(text, order, mode=mode, choices=all_choices)
         except UserError as e:
             return (*[gr.skip()] * len(order), common.error_html(e.message))
         if not values:

@@ -13,9 +13,10 @@ from sdui.core.processed import Processed
 from sdui.errors import UserError
 from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
-from sdui.ui import common, generation
-from sdui.ui.app import create_ui, png_info
+from sdui.ui import common, runner
+from sdui.ui.app import create_ui
 from sdui.ui.tabs import txt2img
+from sdui.ui.tabs.pnginfo import png_info
 from tests.helpers import components_by_id, handler, outputs_by_id
 
 A1111_TXT2IMG_IDS = {
@@ -172,7 +173,7 @@ def test_generate_handler_inputs_follow_build_request_order(ctx):
 def test_runner_turns_user_errors_into_messages(ctx):
     # no checkpoint: the message says where to put one
     request = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1)
-    result = generation.run_generation(ctx, request)
+    result = runner.run_generation(ctx, request)
     assert result.images == []
     assert str(ctx.paths.sd_models_dir) in result.error
 
@@ -181,15 +182,15 @@ def test_runner_turns_user_errors_into_messages(ctx):
         raise UserError(f"width must be a positive multiple of 8 (got {request.width})")
 
     request = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
-    result = generation.run_generation(ctx, request, generate=failing)
+    result = runner.run_generation(ctx, request, generate=failing)
     assert result.error == "width must be a positive multiple of 8 (got 100)"
-    assert "width must be" in generation.status_html(result)
+    assert "width must be" in runner.status_html(result)
 
     # a bug (not the user's fault) is reported too, with its type, and the UI keeps going
     def broken(ctx_, request, *, job):
         raise RuntimeError("boom")
 
-    assert generation.run_generation(ctx, GenerationRequest(), generate=broken).error == "RuntimeError: boom"
+    assert runner.run_generation(ctx, GenerationRequest(), generate=broken).error == "RuntimeError: boom"
 
 
 def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
@@ -218,7 +219,7 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
     values = [*HIRES_OFF, "a red square", "", "Euler", "Automatic", 3, 16, 16, 1, 2, 7, -1, -1, 0, 0, 0]
-    monkeypatch.setattr(generation, "_default_generate", lambda: fake_generate)
+    monkeypatch.setattr(runner, "_default_generate", lambda: fake_generate)
     updates = list(fn.fn(*values))
     final = outputs_by_id(fn, updates[-1])
     assert len(final["txt2img_gallery"]) == 2
@@ -334,7 +335,7 @@ def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
     assert ctx.options.get("sd_model_checkpoint").startswith("tiny.safetensors")
 
     request = txt2img.build_request(*HIRES_OFF, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234)
-    result = generation.run_generation(ctx, request, poll=0.05)
+    result = runner.run_generation(ctx, request, poll=0.05)
     assert result.error == ""
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     params = result.images[0].info["parameters"]
@@ -351,7 +352,7 @@ def test_generate_end_to_end_on_a_tiny_checkpoint(ctx):
 
     # the user's mistake inside the real pipeline: a readable message, no exception
     bad = txt2img.build_request(*HIRES_OFF, "x", "", "Euler", "Automatic", 2, 100, 64, 1, 1, 7, 1)
-    error = generation.run_generation(ctx, bad, poll=0.05).error
+    error = runner.run_generation(ctx, bad, poll=0.05).error
     assert "width" in error and "100" in error
 
 

@@ -191,7 +191,7 @@ class HiresWidgets:
 
 
 def paste_choices() -> dict:
-    """What ↙️ may put into the hires dropdowns (see generation.paste_values): a name this UI lacks is reported."""
+    """What ↙️ may put into the hires dropdowns (see sdui.ui.paste.paste_values): a name this UI lacks is reported."""
     return {
         "hr_upscaler": ("hires upscaler", hires_upscaler_names()),
         "hr_sampler_name": ("hires sampler", hires_sampler_names()),
