@@ -7,6 +7,8 @@ from sdui.core.sampler_setup import eta_for
 from sdui.core.samplers import SamplerSetup
 from sdui.infotext import build_infotext, generation_params
 from sdui.models.sd_model import SDModel
+from sdui.modes.hires import HiresPlan
+from sdui.modes.img2img import InitInputs
 from sdui.settings.snapshot import Settings
 
 
@@ -18,7 +20,9 @@ def model_identity(model: SDModel, settings: Settings) -> tuple[str | None, str 
     return name, (info.shorthash or info.hash) if settings.add_model_hash_to_info else None
 
 
-def infotext_for(run: Run, batch: Batch | None, j: int, setup: SamplerSetup, init, hires_plan) -> str:
+def infotext_for(
+    run: Run, batch: Batch | None, j: int, setup: SamplerSetup, init: InitInputs | None, hires_plan: HiresPlan | None
+) -> str:
     """The infotext of image j of `batch`, or of the whole job (the grid) when batch is None."""
     request, settings = run.request, run.settings
     seed = batch.seeds[j] if batch is not None else run.all_seeds[0]

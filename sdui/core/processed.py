@@ -56,6 +56,18 @@ class Processed:
     def negative_prompt(self) -> str:
         return self.all_negative_prompts[0] if self.all_negative_prompts else self.request.negative_prompt
 
+    # the request's values under A1111's Processed names (extensions read processed.width, .steps, ...)
+    width = property(lambda self: self.request.width)
+    height = property(lambda self: self.request.height)
+    sampler_name = property(lambda self: self.request.sampler_name)
+    cfg_scale = property(lambda self: self.request.cfg_scale)
+    steps = property(lambda self: self.request.steps)
+    batch_size = property(lambda self: self.request.batch_size)
+    styles = property(lambda self: self.request.styles)
+    subseed_strength = property(lambda self: self.request.subseed_strength)
+    seed_resize_from_w = property(lambda self: self.request.seed_resize_from_w)
+    seed_resize_from_h = property(lambda self: self.request.seed_resize_from_h)
+
     @property
     def clip_skip(self) -> int:
         return int(self.settings.get("CLIP_stop_at_last_layers", 1))

@@ -107,8 +107,8 @@ def sigma_to_t(sigma, train_sigmas: torch.Tensor) -> torch.Tensor:
 
 def t_to_sigma(t, train_sigmas: torch.Tensor) -> torch.Tensor:
     """Sigma of a continuous timestep: log-sigma interpolated linearly between the two training steps."""
-    t = torch.as_tensor(t, dtype=torch.float32)
     log_sigmas = train_sigmas.log()
+    t = torch.as_tensor(t, dtype=torch.float32).clamp(0, len(log_sigmas) - 1)  # float noise at the ends
     low_idx, high_idx, w = t.floor().long(), t.ceil().long(), t.frac()
     return ((1 - w) * log_sigmas[low_idx] + w * log_sigmas[high_idx]).exp()
 

@@ -171,3 +171,25 @@ def test_a_failing_job_leaves_the_cached_model_as_it_was_loaded(model):
     convs = [c for m in (model.unet, model.vae) for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
     assert {c.padding_mode for c in convs} == {"zeros"}
     assert model.vae.dtype == torch.float32
+
+
+def test_eta_ddim_setting_is_used_written_and_pasted_back(model):
+    from sdui.core.infotext_fields import request_fields
+    from sdui.infotext import parse_infotext
+    from sdui.request import request_from_fields
+    from sdui.settings.snapshot import Settings
+
+    request = GenerationRequest(prompt="x", seed=4, steps=4, width=64, height=64, sampler_name="DDIM")
+    plain = process(request, model, policy=CPU32)
+    noisy = process(request, model, policy=CPU32, settings=Settings.defaults(eta_ddim=0.5))
+    assert "Eta DDIM" not in plain.infotexts[0] and "Eta DDIM: 0.5" in noisy.infotexts[0]
+    assert noisy.images[0].tobytes() != plain.images[0].tobytes()
+    fields = request_fields(parse_infotext(noisy.infotexts[0]))
+    assert fields["override_settings"]["eta_ddim"] == 0.5
+    again = process(
+        request_from_fields(GenerationRequest, fields),
+        model,
+        policy=CPU32,
+        settings=Settings.defaults(**fields["override_settings"]),
+    )
+    assert again.images[0].tobytes() == noisy.images[0].tobytes()
