@@ -23,6 +23,7 @@ RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resiz
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS = ("Whole picture", "Only masked")
+MAX_MASK_BLUR = 256  # pixels; a larger blur would only cost time and memory (A1111's slider stops at 64)
 
 
 class _Same:

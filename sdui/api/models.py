@@ -18,6 +18,7 @@ from sdui.errors import InvalidRequestError, NotFoundError
 from sdui.modes.outpaint import outpaint_request
 from sdui.request import SAME, GenerationRequest, field_spec
 from sdui.request import Img2ImgRequest as ProcessingImg2ImgRequest
+from sdui.settings.definitions import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def to_generation_request(body: BaseModel, mode: str = "txt2img") -> GenerationR
     return GenerationRequest(**values)
 
 
-def to_img2img_request(body: BaseModel) -> ProcessingImg2ImgRequest:
+def to_img2img_request(body: BaseModel, max_pixels: int = MAX_IMAGE_PIXELS) -> ProcessingImg2ImgRequest:
     """Decode the images and build the processing request; the txt2img fields go through to_generation_request."""
     from sdui.imaging.encoding import decode_base64_image
 
@@ -162,7 +163,7 @@ def to_img2img_request(body: BaseModel) -> ProcessingImg2ImgRequest:
     if any(sides.values()):
         if body.mask:
             raise InvalidRequestError("send either a mask (inpaint) or outpaint_* sides (outpaint), not both")
-        request = outpaint_request(request, **sides)
+        request = outpaint_request(request, **sides, max_pixels=max_pixels)
     return request
 
 

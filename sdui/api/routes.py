@@ -159,7 +159,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     def img2img(body: Img2ImgRequest):
         body = apply_infotext(body, ctx.options, mode="img2img")
         check_scripts(body)
-        result = run(body, to_img2img_request(body), "img2img")
+        result = run(body, to_img2img_request(body, max_pixels=ctx.options.max_image_pixels), "img2img")
         echo = body.model_dump()
         if not body.include_init_images:  # A1111 does not echo the images back unless asked
             echo["init_images"] = echo["mask"] = None

@@ -46,7 +46,7 @@ def generate(ctx: AppContext, request: GenerationRequest, *, job: Job) -> Proces
     from sdui.core.processing import process  # late: importing torch/diffusers is not needed to build the app
 
     overrides = dict(request.override_settings or {})
-    checkpoint = overrides.pop(CHECKPOINT_KEY, None) or None
+    checkpoint = ctx.options.cast_value(CHECKPOINT_KEY, overrides.pop(CHECKPOINT_KEY, None)) or None
     settings = ctx.options.snapshot(overrides)  # a bad override is refused here, before any work
     model = ctx.store.get(checkpoint)
     if checkpoint is None:

@@ -10,7 +10,8 @@ from PIL import Image
 
 from sdui.errors import InvalidRequestError
 from sdui.imaging.masking import OutpaintCanvas, outpaint_canvas
-from sdui.request import Img2ImgRequest
+from sdui.request import MAX_MASK_BLUR, Img2ImgRequest
+from sdui.settings.definitions import MAX_IMAGE_PIXELS
 
 # how the new area is pre-filled, by the request's "masked content" (inpainting_fill): "original" has nothing
 # original there, so the outermost pixels are stretched outward; the latent modes replace it anyway
@@ -43,14 +44,30 @@ def _round_up(canvas: OutpaintCanvas, sides: dict) -> OutpaintCanvas:
 
 
 def outpaint_request(
-    request: Img2ImgRequest, *, left: int = 0, right: int = 0, up: int = 0, down: int = 0
+    request: Img2ImgRequest,
+    *,
+    left: int = 0,
+    right: int = 0,
+    up: int = 0,
+    down: int = 0,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Img2ImgRequest:
     """The request grown by the given pixels (multiples of 8) on each side: the canvas is the init image, the new
     area (plus twice the mask blur into the original, so the seam fades over original pixels, as A1111) the mask,
-    and the size the canvas's."""
+    and the size the canvas's. The canvas size is checked against `max_pixels` before anything is allocated."""
     if not request.init_images:
         raise InvalidRequestError("outpaint needs an image: send it in init_images")
     sides = dict(left=left, right=right, up=up, down=down)
+    if any(not isinstance(v, int) or v < 0 for v in sides.values()):
+        raise InvalidRequestError(f"outpaint sides must be 0 or more pixels (got {sides})")
+    if not isinstance(request.mask_blur_x, int) or not 0 <= request.mask_blur_x <= MAX_MASK_BLUR:
+        raise InvalidRequestError(f"mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {request.mask_blur_x})")
+    w, h = canvas_size(request.init_images[0].size, **sides)
+    if w * h > max_pixels:
+        raise InvalidRequestError(
+            f"outpainting {request.init_images[0].width}x{request.init_images[0].height} by {sides} gives a "
+            f"{w}x{h} canvas, larger than the configured limit of {max_pixels} pixels (setting max_image_pixels)"
+        )
     canvas = outpaint_canvas(
         request.init_images[0],
         **sides,

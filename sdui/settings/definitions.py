@@ -1,6 +1,6 @@
 """Our settings, with A1111's keys, defaults and section ids, each one honoured by the code that reads it.
 
-A setting is listed here only when it does what A1111's setting of the same key does (or, for `max_image_pixels`,
+A setting is listed here only when it does what A1111's setting of the same key does (or, for our own `max_*` bounds,
 what its label says). Keys of A1111 features this program does not have yet are left out rather than accepted and
 ignored; the feature's issue adds them with the feature. Values a client stores for keys we do not know are kept
 in config.json as they are.
@@ -13,6 +13,11 @@ from sdui.settings.registry import OptionInfo, Registry, options_section
 # Largest width*height a request may ask for: 4096x4096 (or e.g. 8192x2048). Covers 2x hires fix of SDXL sizes;
 # beyond it one VAE decode needs tens of GB. Users with the memory raise it in Settings.
 MAX_IMAGE_PIXELS = 4096 * 4096
+# Bounds on the work one request may ask for, far above what A1111's sliders offer (150 steps, batch size 8, count
+# 100), so that no client's number runs for days or exhausts memory before it is checked.
+MAX_SAMPLING_STEPS = 1000
+MAX_BATCH_SIZE = 64
+MAX_BATCH_COUNT = 1000
 
 IMAGE_FORMATS = ("png", "jpg", "jpeg", "webp", "avif", "gif")
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
@@ -108,6 +113,15 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 "max_image_pixels": OptionInfo(
                     MAX_IMAGE_PIXELS, "Largest image a request may ask for (pixels)", "number", {"minimum": 64 * 64}
                 ).info("width x height, for every pass; larger images need more memory than most machines have"),
+                "max_sampling_steps": OptionInfo(
+                    MAX_SAMPLING_STEPS, "Most sampling steps a request may ask for", "number", {"minimum": 1}
+                ),
+                "max_batch_size": OptionInfo(
+                    MAX_BATCH_SIZE, "Largest batch size a request may ask for", "number", {"minimum": 1}
+                ).info("images generated at the same time; each needs its share of memory"),
+                "max_batch_count": OptionInfo(
+                    MAX_BATCH_COUNT, "Most batches a request may ask for", "number", {"minimum": 1}
+                ),
                 "samples_log_stdout": OptionInfo(
                     False, "Print the parameters of every saved image to the console", "checkbox"
                 ),
@@ -179,7 +193,11 @@ def _sections() -> list[dict[str, OptionInfo]]:
                     1.0, "Eta for ancestral and SDE samplers", "slider", _slider(0.0, 1.0, 0.01), infotext="Eta"
                 ),
                 "eta_noise_seed_delta": OptionInfo(
-                    0, "Eta noise seed delta (ENSD)", "number", {"precision": 0}, infotext="ENSD"
+                    0,
+                    "Eta noise seed delta (ENSD)",
+                    "number",
+                    {"precision": 0, "minimum": 0, "maximum": 2**32 - 1},
+                    infotext="ENSD",
                 ).info("added to the seed of the noise ancestral samplers draw at every step"),
             },
         ),

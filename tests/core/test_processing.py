@@ -24,8 +24,8 @@ def model(tmp_path_factory):
     [
         ({"width": 100}, "width must be a positive multiple of 8 (got 100); try 96"),
         ({"height": 0}, "height must be a positive multiple of 8"),
-        ({"steps": 0}, "steps must be at least 1 (got 0)"),
-        ({"batch_size": 0}, "batch size and batch count must be at least 1"),
+        ({"steps": 0}, "steps must be between 1 and 1000 (got 0"),
+        ({"batch_size": 0}, "batch_size must be between 1 and 64 (got 0"),
         ({"subseed_strength": 1.5}, "between 0 and 1"),
         ({"width": 8192, "height": 8192}, "larger than the configured limit"),
     ],
