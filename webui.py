@@ -37,7 +37,14 @@ REPO_DIR = Path(__file__).resolve().parent
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
 
-from sdui.app.context import AppContext, apply_ckpt_flag, register_option_hooks, remember_model, startup_checkpoint  # noqa: E402
+from sdui.app.context import (  # noqa: E402
+    AppContext,
+    ServerControl,
+    apply_ckpt_flag,
+    register_option_hooks,
+    remember_model,
+    startup_checkpoint,
+)
 from sdui.app.flags import Flags, parse_flags  # noqa: E402
 
 log = logging.getLogger("webui")
@@ -109,7 +116,15 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         preferred=lambda: options.get("sd_model_checkpoint") or None,
     )
     store.refresh()
-    ctx = AppContext(flags=flags, paths=paths, options=options, policy=policy, store=store, jobs=JobQueue())
+    ctx = AppContext(
+        flags=flags,
+        paths=paths,
+        options=options,
+        policy=policy,
+        store=store,
+        jobs=JobQueue(),
+        server=ServerControl(repo_dir / "tmp" / "restart"),
+    )
     apply_ckpt_flag(ctx)
     register_option_hooks(ctx)
     return ctx
@@ -269,6 +284,7 @@ def serve(ctx: AppContext, app) -> None:
         root_path=flags.subpath or "",
     )
     server = uvicorn.Server(config)
+    ctx.server.attach(lambda: setattr(server, "should_exit", True))
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
     if host in ("0.0.0.0", "::"):

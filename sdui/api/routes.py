@@ -18,6 +18,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from sdui.api.errors import ApiRoute
+from sdui.api.extras import add_extras_routes
+from sdui.api.listing import add_listing_routes
 from sdui.api.models import (
     GenerationResponse,
     Img2ImgRequest,
@@ -229,6 +231,11 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     def scripts():
         return {"txt2img": [], "img2img": []}
 
+    add_listing_routes(router, ctx)
+    add_extras_routes(router, ctx)
+    if ctx.flags.api_server_stop:
+        add_server_routes(router, ctx)
+
     @router.post("/png-info", response_model=PngInfoResponse)
     def png_info(body: PngInfoRequest):
         if not body.image.strip():
@@ -269,3 +276,24 @@ def create_internal_router(ctx: AppContext) -> APIRouter:
         return {}
 
     return router
+
+
+def add_server_routes(router: APIRouter, ctx: AppContext) -> None:
+    """A1111's --api-server-stop routes."""
+
+    @router.post("/server-stop")
+    def server_stop():
+        ctx.server.stop()
+        return "Stopping."
+
+    @router.post("/server-restart")
+    def server_restart():
+        if not ctx.server.can_restart:
+            raise HTTPException(501, "Not started by webui.sh / webui.bat: nothing would start the server again.")
+        ctx.server.stop(restart=True)
+        return "Restarting."
+
+    @router.post("/server-kill")
+    def server_kill():
+        ctx.server.stop()
+        return "Stopping."

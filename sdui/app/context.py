@@ -9,7 +9,10 @@ running job), picks the model, and calls the processing core. It runs inside a j
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sdui.app.flags import Flags
 from sdui.app.jobs import Job, JobQueue
@@ -30,6 +33,29 @@ CHECKPOINT_KEY = "sd_model_checkpoint"
 CHECKPOINT_HASH_KEY = "sd_checkpoint_hash"
 
 
+class ServerControl:
+    """Stopping the server from a route (A1111's --api-server-stop routes); webui.py attaches the real stop."""
+
+    def __init__(self, restart_file: Path):
+        self.restart_file = restart_file
+        self._stop: Callable[[], None] | None = None
+
+    def attach(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+
+    @property
+    def can_restart(self) -> bool:
+        return bool(os.environ.get("SD_WEBUI_RESTART"))  # set by webui.sh, which loops while the file exists
+
+    def stop(self, *, restart: bool = False) -> None:
+        if restart:
+            self.restart_file.parent.mkdir(parents=True, exist_ok=True)
+            self.restart_file.touch()
+        log.info("%s on request of the API.", "Restarting" if restart else "Stopping")
+        if self._stop is not None:
+            self._stop()
+
+
 @dataclass
 class AppContext:
     flags: Flags
@@ -38,6 +64,7 @@ class AppContext:
     policy: DevicePolicy
     store: ModelStore
     jobs: JobQueue
+    server: ServerControl
     hooks: list[ProcessingHooks] = field(default_factory=list)  # called by every generation, in this order
 
 

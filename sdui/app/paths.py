@@ -31,6 +31,7 @@ class DataPaths:
     ckpt_from_flag: bool  # --ckpt was given: it is also the checkpoint selected at start
     vae_dir: Path
     lora_dir: Path
+    hypernetwork_dir: Path
     embeddings_dir: Path
     outputs_dir: Path
     config_file: Path  # settings (config.json)
@@ -64,6 +65,7 @@ class DataPaths:
             ckpt_from_flag=bool(flags.ckpt),
             vae_dir=_abs(flags.vae_dir) if flags.vae_dir else models / "VAE",
             lora_dir=_abs(flags.lora_dir) if flags.lora_dir else models / "Lora",
+            hypernetwork_dir=models / "hypernetworks",
             embeddings_dir=_abs(flags.embeddings_dir) if flags.embeddings_dir else data / "embeddings",
             outputs_dir=data / "outputs",
             config_file=_abs(flags.ui_settings_file) if flags.ui_settings_file else data / "config.json",

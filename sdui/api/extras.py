@@ -1,0 +1,120 @@
+"""/sdapi/v1 routes beyond generation: extras (upscaling), interrogation, and what A1111 offers for training."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from sdui.app.context import AppContext
+from sdui.errors import NotFoundError, UserError
+from sdui.imaging.encoding import decode_base64_image, image_to_png_bytes
+from sdui.upscalers import extras
+from sdui.upscalers.extras import ExtrasOptions
+
+INTERROGATORS = {
+    "clip": "the BLIP caption model (models/BLIP/model_base_caption_capfilt_large.pth) and CLIP ViT-L/14",
+    "deepdanbooru": "the DeepDanbooru model (models/deepbooru/model-resnet_custom_v3.pt)",
+}
+
+
+class ExtrasBase(BaseModel):
+    """A1111's ExtrasBaseRequest."""
+
+    resize_mode: int = 0
+    show_extras_results: bool = True
+    gfpgan_visibility: float = 0
+    codeformer_visibility: float = 0
+    codeformer_weight: float = 0
+    upscaling_resize: float = 2
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = 0
+    upscale_first: bool = False
+
+    def options(self) -> ExtrasOptions:
+        return ExtrasOptions(**{k: v for k, v in self.model_dump().items() if k in ExtrasOptions.__dataclass_fields__})
+
+
+class ExtrasSingleImageRequest(ExtrasBase):
+    image: str = ""
+
+
+class FileData(BaseModel):
+    data: str
+    name: str = ""
+
+
+class ExtrasBatchImagesRequest(ExtrasBase):
+    imageList: list[FileData] = Field(default_factory=list)
+
+
+class InterrogateRequest(BaseModel):
+    image: str = ""
+    model: str = "clip"
+
+
+class UnsupportedError(UserError):
+    status_code = 400
+
+
+def add_extras_routes(router: APIRouter, ctx: AppContext) -> None:
+    def process(data: str, options: ExtrasOptions) -> tuple[str, str]:
+        """(the result as base64 PNG carrying its "postprocessing" text, that text)."""
+        result, info = extras.run(decode_base64_image(data), options, int(ctx.options.max_image_pixels))
+        text = extras.info_text(info)
+        if text:
+            result.info["postprocessing"] = text
+        return base64.b64encode(image_to_png_bytes(result, None)).decode("ascii"), text
+
+    @router.post("/extra-single-image")
+    def extra_single_image(body: ExtrasSingleImageRequest) -> dict:
+        if not body.image:
+            raise NotFoundError("Image not found: send the image as base64 in `image`.")
+        image, text = process(body.image, body.options())
+        return {"html_info": f"<p>{text}</p>" if text else "", "image": image}
+
+    @router.post("/extra-batch-images")
+    def extra_batch_images(body: ExtrasBatchImagesRequest) -> dict:
+        if not body.imageList:
+            raise NotFoundError("No images: send them as imageList: [{data: base64, name: ...}].")
+        if len(body.imageList) > ctx.options.max_batch_count:
+            raise UnsupportedError(
+                f"{len(body.imageList)} images are more than the configured limit of "
+                f"{ctx.options.max_batch_count} (setting max_batch_count); send fewer at a time."
+            )
+        results = [process(item.data, body.options()) for item in body.imageList]
+        text = results[0][1]
+        return {"html_info": f"<p>{text}</p>" if text else "", "images": [image for image, _ in results]}
+
+    @router.post("/interrogate")
+    def interrogate(body: InterrogateRequest) -> dict:
+        if body.model not in INTERROGATORS:
+            raise NotFoundError(
+                f"Model not found: {body.model!r}; A1111's interrogators are {', '.join(INTERROGATORS)}."
+            )
+        if not body.image:
+            raise NotFoundError("Image not found: send the image as base64 in `image`.")
+        decode_base64_image(body.image)
+        raise UnsupportedError(
+            f"Interrogation with {body.model!r} is not available: it needs "
+            f"{INTERROGATORS[body.model]}, which this server does not run yet."
+        )
+
+    for kind in ("embedding", "hypernetwork"):
+        for verb in ("create", "train"):
+            router.add_api_route(f"/{verb}/{kind}", _refuse(verb, kind), methods=["POST"], name=f"{verb}_{kind}")
+
+
+def _refuse(verb: str, kind: str):
+    def route() -> dict:
+        raise UnsupportedError(
+            f"{verb.capitalize()} {kind}: training is not supported by this server; train with a "
+            "dedicated trainer and drop the file into the models folder."
+        )
+
+    return route

@@ -1,0 +1,115 @@
+"""The /sdapi/v1 routes that list what is installed, in A1111's shapes: upscalers, latent upscale modes, VAEs, LoRAs,
+hypernetworks, embeddings, styles, face restorers, memory, scripts and extensions (empty lists where nothing of
+the kind is installed or supported yet, so that clients that ask get an answer, not a 404)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import APIRouter
+
+from sdui.app.context import AppContext
+from sdui.models.files import list_files, safetensors_metadata
+from sdui.text.styles import read_styles
+from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS
+
+
+def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
+    paths = ctx.paths
+
+    @router.get("/upscalers")
+    def upscalers() -> list[dict]:
+        return [dict(entry) for entry in UPSCALERS]
+
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict]:
+        return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+    @router.get("/sd-vae")
+    def sd_vae() -> list[dict]:
+        return [
+            {"model_name": str(p.relative_to(paths.vae_dir)), "filename": str(p)} for p in list_files(paths.vae_dir)
+        ]
+
+    @router.get("/sd-modules")
+    def sd_modules() -> list[dict]:
+        return []  # separately loadable text encoders / VAEs (A1111's sd_unet modules): none here
+
+    @router.get("/hypernetworks")
+    def hypernetworks() -> list[dict]:
+        return [{"name": p.stem, "path": str(p)} for p in list_files(paths.hypernetwork_dir, (".pt",))]
+
+    @router.get("/loras")
+    def loras() -> list[dict]:
+        out = []
+        for p in list_files(paths.lora_dir, (".safetensors", ".ckpt", ".pt")):
+            metadata = safetensors_metadata(p)
+            out.append(
+                {"name": p.stem, "alias": metadata.get("ss_output_name", p.stem), "path": str(p), "metadata": metadata}
+            )
+        return out
+
+    @router.get("/embeddings")
+    def embeddings() -> dict:
+        return {"loaded": {}, "skipped": {}}  # textual inversion is not loaded yet: nothing to report
+
+    @router.get("/prompt-styles")
+    def prompt_styles() -> list[dict]:
+        return [
+            {"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+            for s in read_styles(paths.styles_files)
+        ]
+
+    @router.get("/face-restorers")
+    def face_restorers() -> list[dict]:
+        return []  # no GFPGAN / CodeFormer model is installed
+
+    @router.get("/realesrgan-models")
+    def realesrgan_models() -> list[dict]:
+        return []
+
+    @router.get("/script-info")
+    def script_info() -> list[dict]:
+        return []
+
+    @router.get("/extensions")
+    def extensions() -> list[dict]:
+        return []
+
+    for name in ("refresh-embeddings", "refresh-vae", "refresh-loras"):
+        router.add_api_route(f"/{name}", lambda: None, methods=["POST"], name=name)
+
+    @router.get("/memory")
+    def memory() -> dict:
+        return {"ram": _ram(), "cuda": _cuda()}
+
+
+def _ram() -> dict:
+    import psutil
+
+    process = psutil.Process(os.getpid())
+    used = process.memory_info().rss
+    total = psutil.virtual_memory().total
+    return {"free": total - used, "used": used, "total": total}
+
+
+def _cuda() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"error": "unavailable"}
+    free, total = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+
+    def pair(key: str) -> dict:
+        return {"current": stats.get(f"{key}.all.current", 0), "peak": stats.get(f"{key}.all.peak", 0)}
+
+    return {
+        "system": {"free": free, "used": total - free, "total": total},
+        "active": pair("active_bytes"),
+        "allocated": pair("allocated_bytes"),
+        "reserved": pair("reserved_bytes"),
+        "inactive": pair("inactive_split_bytes"),
+        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+    }
