@@ -156,7 +156,7 @@ def create_app(ctx: AppContext):
     from fastapi.middleware.cors import CORSMiddleware
 
     from sdui.api.errors import install_exception_handlers
-    from sdui.api.middleware import ApiLogMiddleware, OriginCheckMiddleware, split_origins
+    from sdui.api.middleware import ApiLogMiddleware, HostCheckMiddleware, OriginCheckMiddleware, split_origins
     from sdui.api.routes import create_api_router, create_internal_router
 
     flags = ctx.flags
@@ -182,6 +182,9 @@ def create_app(ctx: AppContext):
 
     if not flags.nowebui:
         mount_ui(app, ctx)
+    # outermost: a request for a host name that is not this server's is refused before anything else sees it
+    allowed_hosts = {h.strip() for h in (flags.allowed_hosts or "").split(",") if h.strip()}
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=allowed_hosts | {flags.server_name or "localhost"})
     return app
 
 
@@ -210,6 +213,12 @@ def mount_ui(app, ctx: AppContext) -> None:
         server_port=flags.server_port,
         **kwargs,
     )
+    # Gradio opens any path a client names in an event: allow only its own uploads and the allowed folders
+    from gradio.utils import get_upload_folder
+
+    from sdui.ui.file_guard import GradioFileGuard
+
+    app.add_middleware(GradioFileGuard, allowed_dirs=[Path(get_upload_folder()), *map(Path, allowed)])
 
 
 def _gradio_credentials(flags: Flags, parse) -> list[tuple[str, str]]:

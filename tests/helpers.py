@@ -14,6 +14,7 @@ from sdui.devices import DevicePolicy
 from sdui.settings.snapshot import Settings
 
 REPO_DIR = Path(__file__).resolve().parents[1]
+LOCAL = "http://127.0.0.1:7860"  # what a browser on this machine sends as Host (TestClient's base_url)
 CPU32 = DevicePolicy(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
 
 

@@ -1,13 +1,9 @@
-"""ASGI middleware for the whole app: refuse cross-site state changes from browsers; optional request log.
-
-A web page on another site can make the user's browser POST to http://127.0.0.1:7860 (CSRF). Browsers always
-send an Origin header with such requests, so a state-changing request whose Origin is not this server (or an
-origin the user allowed with --cors-allow-origins) is answered 403. Clients that are not browsers (curl, Python)
-send no Origin and are unaffected.
-"""
+"""ASGI middleware for the whole app: the Host check (DNS rebinding), the Origin check (cross-site requests from
+browsers), and the optional request log."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -33,54 +29,116 @@ def split_origins(text: str | None) -> list[str]:
     return [o.strip().rstrip("/") for o in (text or "").split(",") if o.strip()]
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+class HostCheckMiddleware:
+    """DNS rebinding: a page of evil.example whose name the attacker then points at 127.0.0.1 reaches this server as
+    its own origin; its requests say `Host: evil.example:7860`. Only Hosts that name this server are served: IP
+    addresses, localhost, the --server-name, and the names of --allowed-hosts ("*" turns the check off)."""
+
+    def __init__(self, app, allowed_hosts: set[str] | None = None):
+        self.app = app
+        self.allowed = {h.lower() for h in (allowed_hosts or set())}
+
+    def allowed_host(self, host: str) -> bool:
+        name, _ = _host_port(host, "http")
+        return (
+            "*" in self.allowed
+            or not name
+            or _is_ip(name)
+            or name == "localhost"
+            or name.endswith(".localhost")
+            or name in self.allowed
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+        if self.allowed_host(host):
+            return await self.app(scope, receive, send)
+        log.warning("Refused a request for host %r (not a name of this server)", host)
+        message = (
+            f"This server does not answer to the host name {host!r}. If that is its name on your network, "
+            f"start it with --allowed-hosts {_host_port(host, 'http')[0]}"
+        )
+        await _json_response(send, scope, 403, "HostNotAllowed", message)
+
+
 class OriginCheckMiddleware:
+    """Cross-site requests from browsers. A page on another site can make the user's browser send requests here
+    (CSRF); browsers always add an Origin header to them. A state-changing request whose Origin is not this server
+    (same scheme, host and port, no user info) or an origin allowed with --cors-allow-origins is answered 403, and
+    no response to such an Origin carries CORS permissions, so the page cannot read what it fetched either.
+    Clients that are not browsers (curl, Python) send no Origin and are unaffected."""
+
     def __init__(self, app, allowed_origins: list[str] | None = None, allowed_regex: str | None = None):
         self.app = app
         self.allowed = {o.lower() for o in (allowed_origins or [])}
         self.allowed_regex = re.compile(allowed_regex) if allowed_regex else None
 
-    def _allowed(self, origin: str, headers: dict[str, str], scheme: str) -> bool:
+    def allowed_origin(self, origin: str, host: str | None, scheme: str) -> bool:
         if origin.lower().rstrip("/") in self.allowed:
             return True
         if self.allowed_regex is not None and self.allowed_regex.fullmatch(origin):
             return True
-        if origin == "null":  # sandboxed frames, file:// pages
-            return False
         parts = urlsplit(origin)
-        if not parts.scheme or not parts.netloc:
+        if origin == "null" or not parts.scheme or not parts.netloc or "@" in parts.netloc:
+            return False  # sandboxed frames and file:// pages; user info never appears in a real Origin
+        if parts.scheme != {"ws": "http", "wss": "https"}.get(scheme, scheme):
             return False
-        origin_host = _host_port(parts.netloc, parts.scheme)
-        # behind a reverse proxy the browser's host arrives as X-Forwarded-Host; a cross-site page cannot set it
-        # without a CORS preflight, which only --cors-allow-origins approves
-        for candidate in (headers.get("host"), headers.get("x-forwarded-host")):
-            if candidate and _host_port(candidate.split(",")[0].strip(), parts.scheme) == origin_host:
-                return True
-        return False
+        return host is not None and _host_port(host, scheme) == _host_port(parts.netloc, parts.scheme)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in STATE_CHANGING:
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         origin = headers.get("origin")
-        if origin is None or self._allowed(origin, headers, scope.get("scheme", "http")):
+        if origin is None or self.allowed_origin(origin, headers.get("host"), scope.get("scheme", "http")):
             return await self.app(scope, receive, send)
-        message = (
-            f"Cross-origin request refused: a page from {origin} may not send {scope['method']} requests to "
-            f"this server ({headers.get('host', '?')}). If you trust that site, start the server with "
-            f"--cors-allow-origins {origin}"
-        )
-        log.warning("%s %s from origin %s refused (cross-site request)", scope["method"], scope.get("path"), origin)
-        body = json.dumps(
-            {"error": "CrossOriginRequestRefused", "detail": message, "body": "", "errors": message}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        method = scope.get("method", "GET")
+        if method in STATE_CHANGING or method == "OPTIONS" or scope["type"] == "websocket":
+            log.warning("%s %s from origin %s refused (cross-site request)", method, scope.get("path"), origin)
+            message = (
+                f"Cross-origin request refused: a page from {origin} may not send {method} requests to "
+                f"this server ({headers.get('host', '?')}). If you trust that site, start the server with "
+                f"--cors-allow-origins {origin}"
+            )
+            return await _json_response(send, scope, 403, "CrossOriginRequestRefused", message)
+
+        async def without_cors(message):
+            # a GET may run (it changes nothing), but the foreign page gets no permission to read the answer
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        (k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")
+                    ],
+                }
+            await send(message)
+
+        return await self.app(scope, receive, without_cors)
+
+
+async def _json_response(send, scope, status: int, error: str, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps({"error": error, "detail": message, "body": "", "errors": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiLogMiddleware:

@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--subpath", type=str, default=None, help="serve under this URL prefix (reverse proxies)")
     g.add_argument("--cors-allow-origins", type=str, default=None, help="comma-separated origins allowed by CORS")
     g.add_argument("--cors-allow-origins-regex", type=str, default=None, help="regex of origins allowed by CORS")
+    g.add_argument(
+        "--allowed-hosts",
+        type=str,
+        default=None,
+        help="comma-separated host names this server answers to besides IP addresses and localhost (its name on your "
+        "network, or behind a reverse proxy); '*' answers any (defeats the DNS-rebinding protection)",
+    )
     g.add_argument("--timeout-keep-alive", type=int, default=30, help="HTTP keep-alive timeout in seconds")
     g.add_argument("--tls-keyfile", type=str, default=None, help="TLS key file (enables HTTPS with --tls-certfile)")
     g.add_argument("--tls-certfile", type=str, default=None, help="TLS certificate file")
@@ -379,6 +386,7 @@ class Flags:
     subpath: str | None = None
     cors_allow_origins: str | None = None
     cors_allow_origins_regex: str | None = None
+    allowed_hosts: str | None = None
     timeout_keep_alive: int = 30
     tls_keyfile: str | None = None
     tls_certfile: str | None = None

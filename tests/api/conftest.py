@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import webui
-from tests.helpers import install_checkpoint, make_ctx
+from tests.helpers import LOCAL, install_checkpoint, make_ctx
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def make_client():
 
     def make(data_dir, *flags):
         ctx = make_ctx(data_dir, "--nowebui", *flags)
-        client = TestClient(webui.create_app(ctx))
+        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
         made.append(ctx)
         return ctx, client
 
@@ -30,5 +30,5 @@ def served(tmp_path_factory, tiny_sd1_checkpoint):
     data = tmp_path_factory.mktemp("data")
     install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
     ctx = make_ctx(data, "--nowebui")
-    yield ctx, TestClient(webui.create_app(ctx))
+    yield ctx, TestClient(webui.create_app(ctx), base_url=LOCAL)
     ctx.jobs.shutdown()

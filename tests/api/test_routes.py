@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import webui
-from tests.helpers import decode_png, install_checkpoint, make_ctx, output_files, small
+from tests.helpers import LOCAL, decode_png, install_checkpoint, make_ctx, output_files, small
 
 # ------------------------------------------------------------------------------------------------- listing routes
 
@@ -340,7 +340,7 @@ def test_cross_origin_post_is_refused(make_client, data_dir):
     )
     assert client.get("/sdapi/v1/options").json()["samples_format"] == "png"
     # the page's own origin, and clients that send no Origin, pass; so do GETs
-    assert client.post("/sdapi/v1/refresh-checkpoints", headers={"Origin": "http://testserver"}).status_code == 200
+    assert client.post("/sdapi/v1/refresh-checkpoints", headers={"Origin": LOCAL}).status_code == 200
     assert client.post("/sdapi/v1/refresh-checkpoints").status_code == 200
     assert client.get("/sdapi/v1/sd-models", headers={"Origin": "http://evil.example"}).status_code == 200
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 import webui
-from tests.helpers import make_ctx
+from tests.helpers import LOCAL, make_ctx
 
 
 def test_gradio_auth_guards_the_ui_routes(data_dir):
     ctx = make_ctx(data_dir, "--gradio-auth", "alice:s3:cret")
     try:
-        client = TestClient(webui.create_app(ctx))
+        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
         for path in ("/config", "/gradio_api/info"):
             assert client.get(path).status_code == 401, path
         assert client.post("/login", data={"username": "alice", "password": "wrong"}).status_code >= 400
