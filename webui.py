@@ -155,13 +155,22 @@ def create_app(ctx: AppContext):
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
+    from sdui.api.docs import add_docs_routes
     from sdui.api.errors import install_exception_handlers
-    from sdui.api.middleware import ApiLogMiddleware, HostCheckMiddleware, OriginCheckMiddleware, split_origins
+    from sdui.api.middleware import (
+        ApiLogMiddleware,
+        AuthThrottleMiddleware,
+        HostCheckMiddleware,
+        OriginCheckMiddleware,
+        split_origins,
+    )
     from sdui.api.routes import create_api_router, create_internal_router
+    from sdui.app.auth import Credentials
 
     flags = ctx.flags
-    app = FastAPI(title="Stable Diffusion web UI API", docs_url="/docs", redoc_url="/redoc")
+    app = FastAPI(title="Stable Diffusion web UI API", docs_url=None, redoc_url=None, openapi_url=None)
     install_exception_handlers(app)
+    add_docs_routes(app, Credentials.from_flags(flags).api)
     app.include_router(create_api_router(ctx))
     app.include_router(create_internal_router(ctx))
 
@@ -184,6 +193,7 @@ def create_app(ctx: AppContext):
         mount_ui(app, ctx)
     # outermost: a request for a host name that is not this server's is refused before anything else sees it
     allowed_hosts = {h.strip() for h in (flags.allowed_hosts or "").split(",") if h.strip()}
+    app.add_middleware(AuthThrottleMiddleware)
     app.add_middleware(HostCheckMiddleware, allowed_hosts=allowed_hosts | {flags.server_name or "localhost"})
     return app
 
@@ -192,15 +202,15 @@ def mount_ui(app, ctx: AppContext) -> None:
     """Mount the Gradio UI at "/"."""
     import gradio as gr
 
-    from sdui.api.routes import parse_credentials
+    from sdui.app.auth import Credentials
     from sdui.ui import app as ui_app
 
     flags = ctx.flags
     demo = ui_app.create_ui(ctx)
     kwargs = ui_app.mount_options()
-    credentials = _gradio_credentials(flags, parse_credentials)
+    credentials = Credentials.from_flags(flags).ui
     if credentials:
-        kwargs["auth"] = credentials
+        kwargs["auth"] = list(credentials.items())
     allowed = [str(p) for p in flags.gradio_allowed_path]
     allowed.append(str(ctx.paths.outputs_dir))
     gr.mount_gradio_app(
@@ -219,20 +229,6 @@ def mount_ui(app, ctx: AppContext) -> None:
     from sdui.ui.file_guard import GradioFileGuard
 
     app.add_middleware(GradioFileGuard, allowed_dirs=[Path(get_upload_folder()), *map(Path, allowed)])
-
-
-def _gradio_credentials(flags: Flags, parse) -> list[tuple[str, str]]:
-    text = flags.gradio_auth or ""
-    path = flags.gradio_auth_path
-    if path:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            from sdui.errors import UserError
-
-            raise UserError(f"--gradio-auth-path {path}: cannot read it ({e.strerror}).") from None
-        text = ",".join([text, *lines]) if text else ",".join(lines)
-    return list(parse(text).items())
 
 
 # ----------------------------------------------------------------------------------------------------- 4. serve

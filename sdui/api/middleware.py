@@ -141,6 +141,63 @@ async def _json_response(send, scope, status: int, error: str, message: str) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+class AuthThrottleMiddleware:
+    """Repeated wrong passwords are slowed down: once an address has failed `max_failures` times (a 401 answer to
+    credentials it sent, or a refused Gradio login) within `window` seconds, its requests that carry credentials get
+    429 until the window has passed since the last failure, whatever the password."""
+
+    def __init__(self, app, max_failures: int = 5, window: float = 60.0):
+        self.app = app
+        self.max_failures, self.window = max_failures, window
+        self.failures: dict[str, list[float]] = {}
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        times = [t for t in self.failures.get(address, []) if now - t < self.window]
+        if times:
+            self.failures[address] = times
+        else:
+            self.failures.pop(address, None)
+        return times
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        address = (scope.get("client") or ("?", 0))[0]
+        login = scope["method"] == "POST" and scope.get("path", "").endswith("/login")
+        carries = login or any(k == b"authorization" for k, _ in scope.get("headers", []))
+        now = time.monotonic()
+        recent = self._recent(address, now)
+        if carries and len(recent) >= self.max_failures:
+            wait = int(self.window - (now - recent[-1])) + 1
+            log.warning("%d wrong passwords from %s: refusing credentials for %d s", len(recent), address, wait)
+            body = json.dumps(
+                {
+                    "error": "TooManyFailures",
+                    "detail": f"Too many wrong passwords from {address}; try again in {wait} seconds.",
+                    "body": "",
+                    "errors": "too many wrong passwords",
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", str(wait).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if carries and (status == 401 or (login and 400 <= status < 500)):  # a wrong password, not none
+                    self.failures.setdefault(address, []).append(time.monotonic())
+            await send(message)
+
+        return await self.app(scope, receive, watch)
+
+
 class ApiLogMiddleware:
     """--api-log: one line per /sdapi request: method, path, status, client, duration."""
 

@@ -33,8 +33,9 @@ from sdui.api.models import (
     to_generation_request,
     to_img2img_request,
 )
+from sdui.app.auth import Credentials
 from sdui.app.context import AppContext, generate, switch_model
-from sdui.errors import CheckpointError, InvalidRequestError, UserError
+from sdui.errors import CheckpointError, InvalidRequestError
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +51,6 @@ class CheckpointNotFoundError(CheckpointError):
 
 
 # ---------------------------------------------------------------------------------------------------------- auth
-
-
-def parse_credentials(text: str | None) -> dict[str, str]:
-    """ "user:pass[,user2:pass2]" -> {user: pass}. Split on the first colon only, so a password may hold colons."""
-    credentials: dict[str, str] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        user, sep, password = item.partition(":")
-        if not sep or not user:
-            raise UserError(f"Credentials must look like user:password (several separated by commas); got {item!r}.")
-        credentials[user] = password
-    return credentials
 
 
 def basic_auth_dependency(credentials: dict[str, str]):
@@ -140,7 +127,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def create_api_router(ctx: AppContext) -> APIRouter:
-    credentials = parse_credentials(ctx.flags.api_auth)
+    credentials = Credentials.from_flags(ctx.flags).api
     dependencies = [Depends(basic_auth_dependency(credentials))] if credentials else []
     router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies, route_class=ApiRoute, tags=["sdapi"])
 
