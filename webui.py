@@ -91,12 +91,15 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     from sdui.app.jobs import JobQueue
     from sdui.app.options import Options
     from sdui.app.paths import DataPaths
+    from sdui.atomic import remove_stale_temp_files
     from sdui.devices import policy_from_flags
     from sdui.models.hashes import HashCache
     from sdui.models.store import ModelStore
 
     paths = DataPaths.from_flags(flags, repo_dir)
     paths.ensure_dirs()
+    for folder, recursive in ((paths.config_file.parent, False), (paths.cache_dir, False), (paths.outputs_dir, True)):
+        remove_stale_temp_files(folder, recursive=recursive)
     options = Options(paths.config_file, frozen=flags.freeze_settings)
     policy = policy_from_flags(
         use_cpu=flags.uses_cpu_for("sd"),

@@ -1,13 +1,21 @@
 """Atomic file writes: a temp file in the target folder, synced, then renamed over the target.
 
-A crash or an exception mid-write leaves the previous file intact and no temp file behind.
+An exception mid-write leaves the previous file intact and no temp file behind; a process killed mid-write leaves a
+hidden `.*.tmp` file, which `remove_stale_temp_files` clears at the next start.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# our temp names: write_text_atomic's ".config.json-XXXXXXXX.tmp", sdui.imaging.saving's ".<16 hex>.tmp"
+TEMP_NAME = re.compile(r"^\.[^/]+\.tmp$")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -27,3 +35,22 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             pass
         raise
     return path
+
+
+def remove_stale_temp_files(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """Remove the hidden temp files an interrupted write left in `folder` (and below it with `recursive`); call
+    at start, before anything writes. Returns what was removed."""
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
+    removed = []
+    for path in candidates:
+        if path.is_file() and TEMP_NAME.match(path.name):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError as e:
+                log.warning("Cannot remove the leftover temp file %s: %s", path, e)
+    if removed:
+        log.info("Removed %d temp file(s) an interrupted save left behind in %s", len(removed), folder)
+    return removed

@@ -108,10 +108,14 @@ def check_scripts(body: Txt2ImgRequest) -> None:
         )
 
 
-def encode_image(image) -> str:
-    from sdui.imaging.encoding import image_to_png_bytes
+def encode_image(image, options) -> str:
+    """base64 of the image in the samples_format setting, as A1111's API sends images."""
+    from sdui.imaging.encoding import image_to_bytes
 
-    return base64.b64encode(image_to_png_bytes(image, image.info.get("parameters"))).decode("ascii")
+    data = image_to_bytes(
+        image, options.samples_format, jpeg_quality=int(options.jpeg_quality), webp_lossless=bool(options.webp_lossless)
+    )
+    return base64.b64encode(data).decode("ascii")
 
 
 def _jsonable(value: Any) -> Any:
@@ -134,7 +138,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     def run(body, request, mode: str) -> dict:
         job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id)
         processed = job.wait()
-        images = [encode_image(image) for image in processed.images] if body.send_images else []
+        images = [encode_image(image, processed.settings) for image in processed.images] if body.send_images else []
         return {"images": images, "info": json.dumps(_jsonable(processed.info_dict()))}
 
     @router.post("/txt2img", response_model=GenerationResponse)

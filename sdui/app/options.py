@@ -154,17 +154,17 @@ class Options:
         """Read settings from path; never raises: problems are logged and defaults used."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return
         except OSError as e:
             log.error("Cannot read settings file %s (%s); starting with default settings.", path, e)
             return
         try:
-            loaded = json.loads(text)
+            loaded = json.loads(raw.decode("utf-8"))  # invalid UTF-8 is a ValueError too
             if not isinstance(loaded, dict):
                 raise ValueError(f"expected a JSON object, found {type(loaded).__name__}")
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than Python's stack
             backup = path.with_name(path.name + ".bak")
             try:
                 shutil.copy2(path, backup)

@@ -68,6 +68,7 @@ class OutputWriter:
         self.hooks = hooks
         self.data_dir = Path(data_dir)
         self.settings = run.settings
+        self.errors: list[str] = []  # what could not be written, for the user
 
     def folder(self, kind: str) -> Path:
         """ "samples", "grids" or "init-images": A1111's outdir_* setting for the run's mode."""
@@ -91,7 +92,22 @@ class OutputWriter:
         kind: str = "samples",
         basename: str = "",
         suffix: str = "",
-    ) -> Path:
+    ) -> Path | None:
+        """Save one image; None when the disk refused (full, read-only, a file where a folder should be): the
+        generation goes on and returns its images, and `errors` says which folder failed and why."""
+        try:
+            return self._save(
+                image, infotext=infotext, seed=seed, prompt=prompt, kind=kind, basename=basename, suffix=suffix
+            )
+        except OSError as e:
+            folder = self.folder(kind)
+            message = f"Could not save an image into {folder}: {e.strerror or e}. The images are returned unsaved."
+            log.error("%s", message)
+            if message not in self.errors:
+                self.errors.append(message)
+            return None
+
+    def _save(self, image, *, infotext, seed, prompt, kind, basename, suffix) -> Path:
         grid = kind == "grids"
         options = save_options(self.settings, grid=grid)
         if grid and not self.settings.grid_extended_filename:
@@ -121,9 +137,13 @@ class OutputWriter:
         infotext's "Init image hash")."""
         digest = hashlib.md5(image.tobytes()).hexdigest()
         options = SaveOptions(fmt="png", pattern=digest, add_number=False, replace_existing=True, save_to_dirs=False)
-        plan = plan_save(image, self.folder("init-images"), options, seed=0)
         info = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}  # A1111 keeps them
-        self.hooks.image_saved(self._write(plan, image, options, info))
+        try:
+            plan = plan_save(image, self.folder("init-images"), options, seed=0)
+            self.hooks.image_saved(self._write(plan, image, options, info))
+        except OSError as e:
+            self.errors.append(f"Could not save the init image into {self.folder('init-images')}: {e.strerror or e}.")
+            log.error("%s", self.errors[-1])
         return digest
 
     def _write(self, plan: SavePlan, image: Image.Image, options: SaveOptions, pnginfo: dict) -> ImageSaveParams:

@@ -117,6 +117,7 @@ class Processed:
             "clip_skip": self.clip_skip,
             "is_using_inpainting_conditioning": self.is_using_inpainting_conditioning,
             "version": None,
+            "notes": self.notes,  # ours: what the user should know (an image that could not be saved, a resized mask)
         }
 
     def js(self) -> str:

@@ -228,9 +228,13 @@ def process(
         job_timestamp=run.job_timestamp,
         extra_generation_params=dict(run.extra_generation_params),
         comments=dict(run.comments),
-        saved_paths=saved,
+        saved_paths=[path for path in saved if path is not None],
         interrupted=interrupted,
-        notes=list(init.notes) if init is not None else [],
+        notes=[
+            *(init.notes if init is not None else []),
+            *(writer.errors if writer else []),
+            *(grid_writer.errors if grid_writer else []),
+        ],
         depth_maps=list(init.depth_maps) if init is not None else [],
     )
     hooks.postprocess(run, processed)

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 
 from sdui.errors import InvalidRequestError
 from sdui.imaging.pnginfo import text_chunks
+from sdui.imaging.saving import FORMATS, encode
 
 _DATA_URL = re.compile(r"^data:[^,;]*(?:;[^,;]*)*?;base64,", re.IGNORECASE)
 
@@ -18,6 +19,20 @@ def image_to_png_bytes(image: Image.Image, infotext: str | None = None) -> bytes
     """PNG bytes carrying `infotext` (default: image.info["parameters"]) and the image's other text entries."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=text_chunks(image, infotext))
+    return buffer.getvalue()
+
+
+def image_to_bytes(
+    image: Image.Image, fmt: str = "png", *, jpeg_quality: int = 80, webp_lossless: bool = False
+) -> bytes:
+    """The image file as A1111's API sends it (its samples_format): PNG with the image's text entries, JPEG/WebP
+    with its `parameters` as EXIF UserComment."""
+    if fmt.lower() == "png":
+        return image_to_png_bytes(image, image.info.get("parameters"))
+    if fmt.lower() not in FORMATS:
+        raise InvalidRequestError(f"Cannot send images as '{fmt}'; choose one of: {', '.join(FORMATS)}.")
+    buffer = io.BytesIO()
+    encode(image, buffer, fmt.lower(), image.info.get("parameters"), jpeg_quality, webp_lossless)
     return buffer.getvalue()
 
 

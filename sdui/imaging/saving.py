@@ -152,7 +152,7 @@ def write_image(
     `chunks`: the PNG text entries to write instead of the image's own (A1111's ImageSaveParams.pnginfo)."""
     temp = _write_temp(
         plan.folder,
-        lambda f: _encode(image, f, plan.fmt, infotext, options.jpeg_quality, options.webp_lossless, chunks),
+        lambda f: encode(image, f, plan.fmt, infotext, options.jpeg_quality, options.webp_lossless, chunks),
     )
     try:
         with _publish_lock:
@@ -246,7 +246,7 @@ def _link_first_free(temp: Path, candidates: Iterator[Path]) -> Path:
     )
 
 
-def _encode(
+def encode(
     image: Image.Image,
     f,
     fmt: str,
@@ -255,6 +255,8 @@ def _encode(
     webp_lossless: bool,
     chunks: Mapping[str, Any] | None = None,
 ) -> None:
+    """Write `image` to the open file `f` as `fmt`, with `infotext` where A1111 puts it: the PNG text chunk
+    `parameters` (plus `chunks`), EXIF UserComment for JPEG/WebP/AVIF, the comment for GIF."""
     kind = FORMATS[fmt]
     if kind == "PNG":
         image.save(f, format=kind, pnginfo=text_chunks(image, infotext, chunks))

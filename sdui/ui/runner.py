@@ -23,6 +23,7 @@ class GenerationResult:
     seeds: list = field(default_factory=list)  # the seed behind each image shown (a grid: the first seed)
     subseeds: list = field(default_factory=list)
     error: str = ""  # a message for the user, "" when all went well
+    notes: list = field(default_factory=list)  # what the user should know although it went well (e.g. not saved)
     elapsed: float = 0.0
 
     @property
@@ -49,6 +50,7 @@ def result_from_processed(processed, elapsed: float = 0.0) -> GenerationResult:
         infotexts=infotexts[: len(images)],
         seeds=_per_image(list(processed.all_seeds or []), len(images), first),
         subseeds=_per_image(list(processed.all_subseeds or []), len(images), first),
+        notes=list(processed.notes),
         elapsed=elapsed,
     )
 
@@ -117,4 +119,5 @@ def progress_text(job, ahead: int = 0) -> tuple[float, str]:
 def status_html(result: GenerationResult) -> str:
     if result.error:
         return common.error_html(result.error)
-    return f'<div class="note">Time taken: {result.elapsed:.2f} s</div>'
+    notes = "".join(common.error_html(note) for note in result.notes)
+    return f'{notes}<div class="note">Time taken: {result.elapsed:.2f} s</div>'

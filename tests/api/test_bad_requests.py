@@ -98,3 +98,37 @@ def test_an_override_checkpoint_given_as_a_number_is_a_name(served):
     _, client = served
     response = client.post("/sdapi/v1/txt2img", json=small(override_settings={"sd_model_checkpoint": 987654321}))
     assert response.status_code in (400, 404) and "987654321" in response.json()["detail"]
+
+
+def test_a_folder_that_cannot_be_written_still_returns_the_images(served, tmp_path):
+    """As on a full disk: the save fails, the client gets its images and a note naming the folder, no partial file."""
+    ctx, client = served
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the outputs folder should be")
+    response = client.post(
+        "/sdapi/v1/txt2img",
+        json=small(
+            save_images=True,
+            override_settings={
+                "outdir_txt2img_samples": str(blocker / "images"),
+                "outdir_txt2img_grids": str(blocker / "grids"),
+            },
+        ),
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["images"]) == 1
+    notes = json.loads(response.json()["info"])["notes"]
+    assert any(str(blocker / "images") in note and "unsaved" in note for note in notes), notes
+    assert blocker.read_text().startswith("a file")
+
+
+def test_api_images_follow_samples_format(served):
+    from sdui.imaging.pnginfo import read_info_from_image
+
+    _, client = served
+    for fmt, kind in (("jpg", "JPEG"), ("webp", "WEBP"), ("png", "PNG")):
+        response = client.post("/sdapi/v1/txt2img", json=small(override_settings={"samples_format": fmt}))
+        image = Image.open(io.BytesIO(base64.b64decode(response.json()["images"][0])))
+        assert image.format == kind
+        text, _ = read_info_from_image(image)
+        assert text.startswith("a red cube\nNegative prompt: blurry\nSteps: 2"), fmt
