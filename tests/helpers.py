@@ -120,6 +120,15 @@ def handler(demo, elem_id: str, event: str):
     raise AssertionError(f"no {event} handler on #{elem_id}")
 
 
+def call(fn, *values, session: str = "test-session"):
+    """Run an event handler the way Gradio does: special arguments (gr.Request, progress) filled in first."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    inputs, *_ = special_args(fn.fn, list(values), request=gr.Request(session_hash=session))
+    return fn.fn(*inputs)
+
+
 def outputs_by_id(fn, values) -> dict:
     return {block.elem_id or block._id: value for block, value in zip(fn.outputs, values, strict=False)}
 

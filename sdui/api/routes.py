@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
@@ -127,6 +127,22 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+def caller(request: Request, *, with_credentials: bool) -> str:
+    """Who a request comes from, for the jobs it may see and stop: the Basic-auth user (when passwords are on),
+    else the X-Client-Id header a client may send, else its address."""
+    if with_credentials:
+        header = request.headers.get("authorization", "")
+        if header[:6].lower() == "basic ":
+            try:
+                return "user:" + base64.b64decode(header[6:]).decode("utf-8").partition(":")[0]
+            except ValueError:
+                pass  # the auth dependency has refused it already
+    client_id = request.headers.get("x-client-id", "").strip()
+    if client_id:
+        return f"client:{client_id[:200]}"
+    return f"address:{request.client.host if request.client else '?'}"
+
+
 # -------------------------------------------------------------------------------------------------------- routes
 
 
@@ -135,24 +151,28 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     dependencies = [Depends(basic_auth_dependency(credentials))] if credentials else []
     router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies, route_class=ApiRoute, tags=["sdapi"])
 
-    def run(body, request, mode: str) -> dict:
-        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id)
+    def owner(request: Request) -> str:
+        return caller(request, with_credentials=bool(credentials))
+
+    def run(body, request, mode: str, owner: str) -> dict:
+        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id, owner=owner)
         processed = job.wait()
         images = [encode_image(image, processed.settings) for image in processed.images] if body.send_images else []
         return {"images": images, "info": json.dumps(_jsonable(processed.info_dict()))}
 
     @router.post("/txt2img", response_model=GenerationResponse)
-    def txt2img(body: Txt2ImgRequest):
+    def txt2img(body: Txt2ImgRequest, http: Request):
         body = apply_infotext(body, ctx.options)
         check_scripts(body)
-        result = run(body, to_generation_request(body, mode="txt2img"), "txt2img")
+        result = run(body, to_generation_request(body, mode="txt2img"), "txt2img", owner(http))
         return {**result, "parameters": _jsonable(body.model_dump())}
 
     @router.post("/img2img", response_model=GenerationResponse)
-    def img2img(body: Img2ImgRequest):
+    def img2img(body: Img2ImgRequest, http: Request):
         body = apply_infotext(body, ctx.options, mode="img2img")
         check_scripts(body)
-        result = run(body, to_img2img_request(body, max_pixels=ctx.options.max_image_pixels), "img2img")
+        request = to_img2img_request(body, max_pixels=ctx.options.max_image_pixels)
+        result = run(body, request, "img2img", owner(http))
         echo = body.model_dump()
         if not body.include_init_images:  # A1111 does not echo the images back unless asked
             echo["init_images"] = echo["mask"] = None
@@ -240,19 +260,21 @@ def create_api_router(ctx: AppContext) -> APIRouter:
         return {"info": text or "", "items": {k: _jsonable(v) for k, v in items.items()}, "parameters": parameters}
 
     @router.get("/progress", response_model=ProgressResponse)
-    def progress(skip_current_image: bool = False):
+    def progress(http: Request, skip_current_image: bool = False):
         return ctx.jobs.progress_info(
-            skip_current_image=skip_current_image, image_format=ctx.options.live_previews_image_format
+            skip_current_image=skip_current_image,
+            image_format=ctx.options.live_previews_image_format,
+            owner=owner(http),
         )
 
     @router.post("/interrupt")
-    def interrupt():
-        ctx.jobs.interrupt()
+    def interrupt(http: Request):
+        ctx.jobs.interrupt(owner=owner(http))
         return {}
 
     @router.post("/skip")
-    def skip():
-        ctx.jobs.skip()
+    def skip(http: Request):
+        ctx.jobs.skip(owner=owner(http))
         return None
 
     return router

@@ -47,8 +47,10 @@ class Job:
         name: str,
         task_id: str | None = None,
         show_progress_bar: bool = True,
+        owner: str | None = None,
     ):
         self.id = task_id or new_task_id()
+        self.owner = owner  # who submitted it: only they may interrupt or skip it (None: the program itself)
         self.name = name
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self.state = QUEUED
@@ -175,8 +177,10 @@ class JobQueue:
         self._worker = threading.Thread(target=self._work, name="job-queue", daemon=True)
         self._worker.start()
 
-    def submit(self, fn: Callable, *args, name: str = "job", task_id: str | None = None, **kwargs) -> Job:
-        job = Job(fn, args, kwargs, name=name, task_id=task_id, show_progress_bar=self.show_progress_bars)
+    def submit(
+        self, fn: Callable, *args, name: str = "job", task_id: str | None = None, owner: str | None = None, **kwargs
+    ) -> Job:
+        job = Job(fn, args, kwargs, name=name, task_id=task_id, show_progress_bar=self.show_progress_bars, owner=owner)
         with self._lock:
             self._pending.append(job)
             self._jobs[job.id] = job
@@ -208,18 +212,24 @@ class JobQueue:
         with self._lock:
             return self._pending.index(job) if job in self._pending else 0
 
-    def interrupt(self) -> bool:
-        """Stop the running job after its current sampling step; it still returns what it has."""
+    def _running_for(self, owner: str | None) -> Job | None:
+        """The running job, if `owner` may act on it (owner None: the program itself, which may act on any)."""
         job = self.current
+        return job if job is not None and (owner is None or job.owner == owner) else None
+
+    def interrupt(self, owner: str | None = None) -> bool:
+        """Stop `owner`'s running job after its current sampling step; it still returns what it has. Another
+        client's job is left alone."""
+        job = self._running_for(owner)
         if job is None:
             return False
         job.interrupt_requested = True
         log.info("Interrupting %s", job.id)
         return True
 
-    def skip(self) -> bool:
-        """Skip the image being sampled by the running job."""
-        job = self.current
+    def skip(self, owner: str | None = None) -> bool:
+        """Skip the batch `owner`'s running job is sampling."""
+        job = self._running_for(owner)
         if job is None:
             return False
         job.skip_requested = True
@@ -230,10 +240,24 @@ class JobQueue:
         self._queue.put(None)
         self._worker.join(timeout)
 
-    def progress_info(self, skip_current_image: bool = False, image_format: str = "png") -> dict:
-        """A1111's /sdapi/v1/progress answer for the running job (or an idle answer)."""
-        job = self.current
+    def progress_info(
+        self, skip_current_image: bool = False, image_format: str = "png", owner: str | None = None
+    ) -> dict:
+        """A1111's /sdapi/v1/progress answer for `owner`'s job: the running one, or (progress 0, with how many jobs
+        run before it in `queued`) a waiting one; an idle answer when it has none. owner None: the running job."""
+        job = self._running_for(owner)
         pending = len(self.pending())
+        if job is None and owner is not None:
+            waiting = next((j for j in self.pending() if j.owner == owner), None)
+            if waiting is not None:
+                state = {**_state_dict(waiting, self.position(waiting) + 1), "job_count": 1}
+                return {
+                    "progress": 0.0,
+                    "eta_relative": 0.0,
+                    "state": state,
+                    "current_image": None,
+                    "textinfo": "Waiting in the queue",
+                }
         if job is None:
             return {
                 "progress": 0.0,

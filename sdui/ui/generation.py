@@ -20,7 +20,7 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.ui import common, paste, widgets
-from sdui.ui.runner import GenerationResult, iter_generation, jobs_ahead, progress_text, status_html
+from sdui.ui.runner import GenerationResult, iter_generation, jobs_ahead, progress_text, status_html, ui_owner
 
 log = logging.getLogger(__name__)
 
@@ -354,9 +354,9 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
     skip_all = (gr.skip(),) * (len(outputs) - 1)
 
     # a generator, so the progress bar and the live preview update while the job runs
-    def on_generate(*values, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress tracker
+    def on_generate(request: gr.Request, *values, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask
         try:
-            request = build(*values)
+            generation = build(*values)
         except UserError as e:  # e.g. no image uploaded: said before anything is queued
             yield (*skip_all, common.error_html(e.message))
             return
@@ -366,7 +366,7 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
         shown_preview, shown_progress = None, None
         # the page's update period: A1111's live_preview_refresh_period (ms)
         poll = max(0.1, ctx.options.live_preview_refresh_period / 1000)
-        for item in iter_generation(ctx, request, generate=generate, poll=poll):
+        for item in iter_generation(ctx, generation, generate=generate, poll=poll, owner=ui_owner(request)):
             if isinstance(item, GenerationResult):
                 yield (item.images, item.infotexts, item.seeds, item.subseeds, None, item.info, status_html(item))
                 return
@@ -387,11 +387,16 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
         concurrency_limit=None,
         api_visibility="private",
     )
+
     # Not queued: they must get through while the Generate event is still running.
-    tab.row.interrupt.click(
-        lambda: ctx.jobs.interrupt() and None, inputs=[], outputs=[], queue=False, api_visibility="private"
-    )
-    tab.row.skip.click(lambda: ctx.jobs.skip() and None, inputs=[], outputs=[], queue=False, api_visibility="private")
+    def on_interrupt(request: gr.Request) -> None:
+        ctx.jobs.interrupt(owner=ui_owner(request))
+
+    def on_skip(request: gr.Request) -> None:
+        ctx.jobs.skip(owner=ui_owner(request))
+
+    tab.row.interrupt.click(on_interrupt, inputs=[], outputs=[], queue=False, api_visibility="private")
+    tab.row.skip.click(on_skip, inputs=[], outputs=[], queue=False, api_visibility="private")
 
     def on_select(infotexts, evt: gr.SelectData):
         index = evt.index if isinstance(evt.index, int) else None

@@ -63,13 +63,23 @@ def _default_generate():
     return generate
 
 
-def iter_generation(ctx, request, *, generate: Callable | None = None, poll: float = 0.2) -> Iterator[Any]:
+def ui_owner(request) -> str:
+    """Who a page's job belongs to: the logged-in user (so their API calls with the same password see it too), else
+    the browser session."""
+    if request is not None and request.username:
+        return f"user:{request.username}"
+    return f"ui:{request.session_hash if request is not None else '?'}"
+
+
+def iter_generation(
+    ctx, request, *, generate: Callable | None = None, poll: float = 0.2, owner: str | None = None
+) -> Iterator[Any]:
     """Submit to the job queue; yield the Job while it waits or runs, then the GenerationResult last.
 
     A user's mistake (UserError) and an unexpected failure both end as a result with `error` set: the UI shows
     the message and stays usable."""
     started = time.perf_counter()
-    job = ctx.jobs.submit(generate or _default_generate(), ctx, request, name=request.mode)
+    job = ctx.jobs.submit(generate or _default_generate(), ctx, request, name=request.mode, owner=owner)
     while not job.done:
         yield job
         time.sleep(poll)

@@ -271,7 +271,7 @@ def test_progress_interrupt_and_skip_reach_the_running_job(make_client, data_dir
         release.wait(10)
         return (job.interrupted(), job.skipped())
 
-    job = ctx.jobs.submit(fake_sampling, name="txt2img")
+    job = ctx.jobs.submit(fake_sampling, name="txt2img", owner="address:testclient")  # as the API submits it
     assert started.wait(10)
     progress = client.get("/sdapi/v1/progress").json()
     assert progress["progress"] == pytest.approx(0.4)
@@ -402,3 +402,31 @@ def test_malformed_api_auth_is_refused_at_start(data_dir):
             webui.create_app(ctx)
     finally:
         ctx.jobs.shutdown()
+
+
+def test_one_clients_interrupt_leaves_another_clients_job_alone(served):
+    """Client B's interrupt must not stop client A's job (A1111 lets anyone stop anyone's)."""
+    import threading
+    import time
+
+    _, client = served
+    body = small(steps=12, seed=77, sampler_name="Euler")
+    reference = client.post("/sdapi/v1/txt2img", json=body).json()["images"][0]
+    result = {}
+
+    def run_a():
+        result["a"] = client.post("/sdapi/v1/txt2img", json=body, headers={"X-Client-Id": "a"}).json()
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        state = client.get("/sdapi/v1/progress", headers={"X-Client-Id": "a"}).json()["state"]
+        if state["sampling_step"] >= 1:
+            break
+        time.sleep(0.02)
+    assert client.post("/sdapi/v1/interrupt", headers={"X-Client-Id": "b"}).json() == {}
+    assert client.post("/sdapi/v1/skip", headers={"X-Client-Id": "b"}).status_code == 200
+    assert client.get("/sdapi/v1/progress", headers={"X-Client-Id": "b"}).json()["state"]["job_count"] == 0
+    thread.join(120)
+    assert result["a"]["images"][0] == reference  # ran all 12 steps: the same picture as undisturbed

@@ -66,3 +66,35 @@ def test_a_skip_applies_to_one_batch_and_an_interrupt_to_the_job():
     finally:
         gate.set()
         jobs.shutdown()
+
+
+def test_a_job_is_interrupted_only_by_its_owner_and_progress_is_the_callers():
+    jobs = JobQueue(show_progress_bars=False)
+    running, release = threading.Event(), threading.Event()
+
+    def work(job):
+        job.add_batches(1, 10)
+        job.step_done(3, 10)
+        running.set()
+        release.wait(10)
+        return job.interrupted()
+
+    try:
+        a = jobs.submit(work, name="txt2img", owner="client:a")
+        waiting = jobs.submit(lambda job: "done", name="txt2img", owner="client:c")
+        assert running.wait(10)
+        assert jobs.interrupt(owner="client:b") is False and jobs.skip(owner="client:b") is False
+        assert not a.interrupted() and not a.skipped()
+        mine = jobs.progress_info(owner="client:a")
+        assert mine["state"]["sampling_step"] == 3 and mine["progress"] > 0
+        queued = jobs.progress_info(owner="client:c")
+        assert (
+            queued["progress"] == 0 and queued["state"]["queued"] == 1 and queued["textinfo"] == "Waiting in the queue"
+        )
+        assert jobs.progress_info(owner="client:b")["state"]["job_count"] == 0  # nothing of b's
+        assert jobs.interrupt(owner="client:a") is True
+        release.set()
+        assert a.wait(10) is True and waiting.wait(10) == "done"
+    finally:
+        release.set()
+        jobs.shutdown()

@@ -22,7 +22,7 @@ from sdui.settings.snapshot import Settings
 from sdui.ui import common
 from sdui.ui.app import create_ui
 from sdui.ui.tabs import depth2img
-from tests.helpers import components_by_id, handler, make_ctx, outputs_by_id
+from tests.helpers import call, components_by_id, handler, make_ctx, outputs_by_id
 
 # prompt, negative, sampler, schedule, steps, width, height, batch count, batch size, CFG, seed, variation seed,
 # variation strength, seed resize from w/h
@@ -60,7 +60,7 @@ def gradient_depth() -> Image.Image:
 
 def generate(demo, values: list) -> tuple[list, dict]:
     fn = handler(demo, "depth2img_generate", "click")
-    updates = list(fn.fn(*values))
+    updates = list(call(fn, *values))
     return updates, outputs_by_id(fn, updates[-1])
 
 

@@ -23,7 +23,7 @@ from sdui.request import MASKED_CONTENT, RESIZE_MODES, Img2ImgRequest
 from sdui.ui import common, generation
 from sdui.ui.app import create_ui
 from sdui.ui.tabs import img2img, inpaint, outpaint
-from tests.helpers import components_by_id, handler, make_ctx, outputs_by_id
+from tests.helpers import call, components_by_id, handler, make_ctx, outputs_by_id
 
 A1111_IMG2IMG_IDS = {
     "img2img_prompt",
@@ -505,7 +505,7 @@ def test_a_mistake_is_shown_as_text_and_nothing_is_queued(ctx):
         ("outpaint", [None, True, True, True, True, 128, 4, "fill", 0.8]),
     ):
         fn = handler(demo, f"{tab}_generate", "click")
-        updates = list(fn.fn(*own, *COMMON))
+        updates = list(call(fn, *own, *COMMON))
         assert len(updates) == 1
         out = outputs_by_id(fn, updates[0])
         assert 'class="error"' in out[f"html_info_{tab}"] and "No image to" in out[f"html_info_{tab}"]
@@ -518,7 +518,7 @@ def test_a_mistake_is_shown_as_text_and_nothing_is_queued(ctx):
 # ---------------------------------------------------------------------------------------------------------------
 def final_outputs(demo, tab: str, values: list) -> dict:
     fn = handler(demo, f"{tab}_generate", "click")
-    updates = list(fn.fn(*values))
+    updates = list(call(fn, *values))
     return outputs_by_id(fn, updates[-1])
 
 

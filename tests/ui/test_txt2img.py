@@ -17,7 +17,7 @@ from sdui.ui import common, runner
 from sdui.ui.app import create_ui
 from sdui.ui.tabs import txt2img
 from sdui.ui.tabs.pnginfo import png_info
-from tests.helpers import components_by_id, handler, outputs_by_id
+from tests.helpers import call, components_by_id, handler, outputs_by_id
 
 A1111_TXT2IMG_IDS = {
     "txt2img_prompt",
@@ -220,7 +220,7 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
     fn = handler(demo, "txt2img_generate", "click")
     values = [*HIRES_OFF, "a red square", "", "Euler", "Automatic", 3, 16, 16, 1, 2, 7, -1, -1, 0, 0, 0]
     monkeypatch.setattr(runner, "_default_generate", lambda: fake_generate)
-    updates = list(fn.fn(*values))
+    updates = list(call(fn, *values))
     final = outputs_by_id(fn, updates[-1])
     assert len(final["txt2img_gallery"]) == 2
     assert final["txt2img_gallery"][1].getpixel((0, 0)) == (80, 0, 0)
@@ -528,7 +528,9 @@ def test_hires_fix_end_to_end_on_a_tiny_checkpoint(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
     hires = [True, "Latent", 2, 0.6, 2, 0, 0, "Use same sampler", "Use same scheduler", "", ""]
-    updates = list(fn.fn(*hires, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234, -1, 0, 0, 0))
+    updates = list(
+        call(fn, *hires, "a tiny test", "noise", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1234, -1, 0, 0, 0)
+    )
     out = outputs_by_id(fn, updates[-1])
     assert out["html_info_txt2img"].startswith('<div class="note">Time taken')
     images = out["txt2img_gallery"]
