@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -69,3 +73,17 @@ def policy_from_flags(
     device = pick_device(use_cpu)
     dtype, vae_dtype = pick_dtypes(device.type, no_half=no_half, no_half_vae=no_half_vae, precision=precision)
     return DevicePolicy(device=device, dtype=dtype, vae_dtype=vae_dtype, attention=pick_attention(device, xformers))
+
+
+def release_memory() -> None:
+    """Give back what finished work allocated: Python's garbage, the CUDA cache, and (glibc) freed heap pages,
+    which the C allocator otherwise keeps, so a server that made one large image would stay large."""
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        libc_name = ctypes.util.find_library("c")
+        try:
+            ctypes.CDLL(libc_name).malloc_trim(0)
+        except (OSError, AttributeError, TypeError):  # not glibc (musl), or no libc found: nothing to trim
+            pass

@@ -6,6 +6,7 @@ time in arrival order. With --api-auth every route here needs HTTP Basic credent
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
@@ -154,25 +156,36 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     def owner(request: Request) -> str:
         return caller(request, with_credentials=bool(credentials))
 
-    def run(body, request, mode: str, owner: str) -> dict:
-        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id, owner=owner)
+    async def run(body, request, mode: str, http: Request) -> dict:
+        """Queue the generation and wait for it; a client that goes away meanwhile has its job dropped (still
+        waiting) or stopped at the next step (running)."""
+        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id, owner=owner(http))
+        while not job.done:
+            if not job.cancelled and await http.is_disconnected():
+                job.cancel()
+                log.info("%s: the client went away; its job is dropped", job.id)
+            await asyncio.sleep(0.1)
         processed = job.wait()
-        images = [encode_image(image, processed.settings) for image in processed.images] if body.send_images else []
-        return {"images": images, "info": json.dumps(_jsonable(processed.info_dict()))}
+
+        def encode() -> dict:
+            images = [encode_image(i, processed.settings) for i in processed.images] if body.send_images else []
+            return {"images": images, "info": json.dumps(_jsonable(processed.info_dict()))}
+
+        return await run_in_threadpool(encode)
 
     @router.post("/txt2img", response_model=GenerationResponse)
-    def txt2img(body: Txt2ImgRequest, http: Request):
-        body = apply_infotext(body, ctx.options)
+    async def txt2img(body: Txt2ImgRequest, http: Request):
+        body = await run_in_threadpool(apply_infotext, body, ctx.options)
         check_scripts(body)
-        result = run(body, to_generation_request(body, mode="txt2img"), "txt2img", owner(http))
+        result = await run(body, to_generation_request(body, mode="txt2img"), "txt2img", http)
         return {**result, "parameters": _jsonable(body.model_dump())}
 
     @router.post("/img2img", response_model=GenerationResponse)
-    def img2img(body: Img2ImgRequest, http: Request):
-        body = apply_infotext(body, ctx.options, mode="img2img")
+    async def img2img(body: Img2ImgRequest, http: Request):
+        body = await run_in_threadpool(apply_infotext, body, ctx.options, mode="img2img")
         check_scripts(body)
-        request = to_img2img_request(body, max_pixels=ctx.options.max_image_pixels)
-        result = run(body, request, "img2img", owner(http))
+        request = await run_in_threadpool(to_img2img_request, body, max_pixels=ctx.options.max_image_pixels)
+        result = await run(body, request, "img2img", http)
         echo = body.model_dump()
         if not body.include_init_images:  # A1111 does not echo the images back unless asked
             echo["init_images"] = echo["mask"] = None

@@ -23,6 +23,9 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
+from sdui.devices import release_memory
+from sdui.errors import UserError
+
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -64,6 +67,7 @@ class Job:
         self.job_count = 0
         self.interrupt_requested = False
         self.skip_requested = False
+        self.cancelled = False
         self.current_image: Image.Image | None = None  # the latest live preview
         self.textinfo: str | None = None
         self.result: Any = None
@@ -131,12 +135,21 @@ class Job:
         return max(0.0, elapsed / progress - elapsed)
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the job ends; return its result or re-raise its exception (TimeoutError: not in time)."""
+        """Block until the job ends; return its result or re-raise its exception (TimeoutError: not in time).
+
+        The result is handed over, not kept: the queue remembers recent jobs for progress look-ups, and holding
+        every job's images there would keep the memory of hundreds of them."""
         if not self._done.wait(timeout):
             raise TimeoutError(f"{self.id} did not finish within {timeout} s")
         if self.exception is not None:
             raise self.exception
-        return self.result
+        result, self.result, self.current_image = self.result, None, None
+        return result
+
+    def cancel(self) -> None:
+        """Its client has gone: a job still waiting is dropped, a running one stops at its next step."""
+        self.cancelled = True
+        self.interrupt_requested = True
 
     # ---- called by the worker ----
     def _run(self) -> None:
@@ -153,6 +166,12 @@ class Job:
             self.finished_at = time.time()
             self._close_bar()
             self._done.set()
+
+    def _drop(self) -> None:
+        self.state = FAILED
+        self.exception = UserError(f"{self.id} was dropped: its client went away before it started.")
+        self.finished_at = time.time()
+        self._done.set()
 
     def _close_bar(self) -> None:
         if self._bar is not None:
@@ -290,13 +309,17 @@ class JobQueue:
                     self._pending.remove(job)
                 self.current = job
             try:
-                job._run()
+                if job.cancelled:
+                    job._drop()
+                else:
+                    job._run()
                 if job.state == FAILED:
                     log.debug("%s failed: %s", job.id, job.exception)
             finally:
                 with self._lock:
                     self.current = None
                     self.last = job
+                release_memory()  # what the job allocated goes back to the system, not only to Python
 
     def _forget_old(self, keep: int = 256) -> None:
         if len(self._jobs) > keep:

@@ -6,16 +6,14 @@ time (that would need the memory of both). On a GPU the cached, not-current mode
 """
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from sdui.devices import DevicePolicy
+from sdui.devices import DevicePolicy, release_memory
 from sdui.errors import CheckpointError, NoCheckpointError, UserError
 from sdui.models.discovery import CheckpointInfo, calculate_shorthash, find_checkpoint, list_checkpoints
 from sdui.models.hashes import HashCache
@@ -119,7 +117,7 @@ class ModelStore:
             evicted = self._evict()
         if evicted:
             del evicted
-            _free_memory()
+            release_memory()
 
     @property
     def current(self) -> SDModel | None:
@@ -154,7 +152,7 @@ class ModelStore:
                 elif self._current is not None:
                     _move(self._current, "cpu", self.policy)
             del evicted
-            _free_memory()
+            release_memory()
             log.info("Loading weights from %s", info.filename)
             model = self.loader(info.filename, self.policy)
             model.checkpoint = info
@@ -188,7 +186,7 @@ class ModelStore:
         with self._load_lock, self._lock:
             self._cache.clear()
             self._current = None
-        _free_memory()
+        release_memory()
 
     # ---- cache internals (call with self._lock held) -------------------------------------------------------------
     def _activate(self, key: str, model: SDModel) -> None:
@@ -219,16 +217,3 @@ def _move(model: SDModel, device, policy: DevicePolicy) -> None:
     for part in (model.unet, model.vae, *model.text_encoders, model.depth_estimator):
         if part is not None:
             part.to(device)
-
-
-
-def _free_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")   # never imported: nothing can be on a GPU, and importing costs seconds
-    if torch is None:
-        return
-    try:
-        if torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - freeing memory is best effort
-        pass

@@ -98,3 +98,43 @@ def test_a_job_is_interrupted_only_by_its_owner_and_progress_is_the_callers():
     finally:
         release.set()
         jobs.shutdown()
+
+
+def test_a_cancelled_job_is_dropped_if_waiting_and_stopped_if_running():
+    import pytest
+
+    from sdui.errors import UserError
+
+    jobs = JobQueue(show_progress_bars=False)
+    running, release = threading.Event(), threading.Event()
+
+    def work(job):
+        running.set()
+        release.wait(10)
+        return job.interrupted()
+
+    try:
+        first = jobs.submit(work, name="a")
+        ran = []
+        second = jobs.submit(lambda job: ran.append(1), name="b")
+        assert running.wait(10)
+        second.cancel()  # its client went away while it waited
+        first.cancel()  # ... and this one's while it ran
+        release.set()
+        assert first.wait(10) is True
+        with pytest.raises(UserError, match="dropped"):
+            second.wait(10)
+        assert ran == []
+    finally:
+        release.set()
+        jobs.shutdown()
+
+
+def test_a_result_is_handed_over_not_kept():
+    jobs = JobQueue(show_progress_bars=False)
+    try:
+        job = jobs.submit(lambda job: [1] * 1000, name="x")
+        assert job.wait(10) == [1] * 1000
+        assert job.result is None and jobs.get(job.id) is job  # remembered for progress, without its images
+    finally:
+        jobs.shutdown()
