@@ -95,6 +95,20 @@ def apply_infotext(body: Txt2ImgRequest, options=None, mode: str = "txt2img") ->
     return type(body).model_validate({**body.model_dump(), **updates})
 
 
+def check_client_folders(settings: dict[str, Any] | None, paths) -> None:
+    """Output folders (outdir_* settings) a client sends must lie inside the data folder: over the network a client
+    must not make this server write files elsewhere. Folders outside it are set in config.json or the UI."""
+    data_dir = paths.data_dir.resolve()
+    for key, value in (settings or {}).items():
+        if key.startswith("outdir_") and isinstance(value, str) and value.strip():
+            if not paths.resolve(value).resolve().is_relative_to(data_dir):
+                raise InvalidRequestError(
+                    f"Setting {key!r} names {value!r}, which is outside the data folder {data_dir}: through the API "
+                    "output folders must lie inside it. Send a folder relative to the data folder, or set this "
+                    "one in config.json."
+                )
+
+
 def check_scripts(body: Txt2ImgRequest) -> None:
     """No selectable or always-on scripts are served through the API yet: say so instead of ignoring them."""
     if body.script_name:
@@ -177,6 +191,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     async def txt2img(body: Txt2ImgRequest, http: Request):
         body = await run_in_threadpool(apply_infotext, body, ctx.options)
         check_scripts(body)
+        check_client_folders(body.override_settings, ctx.paths)
         result = await run(body, to_generation_request(body, mode="txt2img"), "txt2img", http)
         return {**result, "parameters": _jsonable(body.model_dump())}
 
@@ -184,6 +199,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     async def img2img(body: Img2ImgRequest, http: Request):
         body = await run_in_threadpool(apply_infotext, body, ctx.options, mode="img2img")
         check_scripts(body)
+        check_client_folders(body.override_settings, ctx.paths)
         request = await run_in_threadpool(to_img2img_request, body, max_pixels=ctx.options.max_image_pixels)
         result = await run(body, request, "img2img", http)
         echo = body.model_dump()
@@ -212,11 +228,16 @@ def create_api_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/options")
     def get_options():
-        return _jsonable(dict(ctx.options.data))
+        options = dict(ctx.options.data)
+        loading = ctx.store.loading
+        if loading is not None:  # as in A1111, the checkpoint being loaded is already the setting
+            options["sd_model_checkpoint"] = loading.title
+        return _jsonable(options)
 
     @router.post("/options")
     def set_options(settings: dict[str, Any] = Body(...)):
         settings = dict(settings)
+        check_client_folders(settings, ctx.paths)
         checkpoint = settings.pop("sd_model_checkpoint", None)
         if checkpoint:
             titles = [info.title for info in ctx.store.checkpoints]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sdui.atomic import write_text_atomic
-from sdui.errors import InvalidRequestError, UserError
+from sdui.errors import UserError
 from sdui.settings.definitions import builtin_registry
 from sdui.settings.registry import OptionInfo, Registry, copy_value
 from sdui.settings.snapshot import Settings
@@ -98,15 +98,16 @@ class Options:
 
     # ---- writing -------------------------------------------------------------------------------------------------
     def set(self, key: str, value: Any, *, run_callbacks: bool = True, is_api: bool = False) -> bool:
-        """Store a setting; True when it changed. Raises InvalidRequestError for a bad value."""
+        """Store a setting; True when it changed. Raises InvalidRequestError (a UserError) for a bad value."""
         if self.frozen:
             raise UserError(
                 f"Settings are frozen (--freeze-settings); {key!r} was not changed. "
                 "Restart without --freeze-settings to change settings."
             )
         info = self.registry.get(key)
-        if is_api and info is not None and info.restrict_api:
-            raise InvalidRequestError(f"Setting {key!r} cannot be changed through the API.")
+        if is_api and info is not None and info.restrict_api:  # A1111 ignores these silently; we say so in the log
+            log.warning("Setting %s cannot be changed through the API; the value sent was ignored.", key)
+            return False
         with self._lock:
             value = self.cast_value(key, value)
             missing = object()

@@ -50,6 +50,7 @@ class ModelStore:
         self._lock = threading.RLock()       # guards the list, the cache and `current`
         self._load_lock = threading.Lock()   # one load at a time
         self.background_error: BaseException | None = None
+        self.loading: CheckpointInfo | None = None  # the checkpoint being read from disk right now
 
     # ---- listing -------------------------------------------------------------------------------------------------
     def refresh(self) -> list[CheckpointInfo]:
@@ -154,7 +155,11 @@ class ModelStore:
             del evicted
             release_memory()
             log.info("Loading weights from %s", info.filename)
-            model = self.loader(info.filename, self.policy)
+            self.loading = info
+            try:
+                model = self.loader(info.filename, self.policy)
+            finally:
+                self.loading = None
             model.checkpoint = info
             with self._lock:
                 self._cache[info.filename] = model

@@ -1,14 +1,15 @@
 """Our settings, with A1111's keys, defaults and section ids, each one honoured by the code that reads it.
 
 A setting is listed here only when it does what A1111's setting of the same key does (or, for our own `max_*` bounds,
-what its label says). Keys of A1111 features this program does not have yet are left out rather than accepted and
-ignored; the feature's issue adds them with the feature. Values a client stores for keys we do not know are kept
-in config.json as they are.
+what its label says). A1111's keys for features this program does not have are registered from a1111_only.py as
+`inert` entries: clients can read and write them, nothing here acts on them; a feature's issue moves its keys here.
+Values a client stores for keys nobody knows are kept in config.json as they are.
 """
 
 from __future__ import annotations
 
-from sdui.settings.registry import OptionInfo, Registry, options_section
+from sdui.settings.a1111_only import A1111_API_RESTRICTED, A1111_ONLY_DEFAULTS
+from sdui.settings.registry import OptionInfo, Registry, Section, options_section
 
 # Largest width*height a request may ask for: 4096x4096 (or e.g. 8192x2048). Covers 2x hires fix of SDXL sizes;
 # beyond it one VAE decode needs tens of GB. Users with the memory raise it in Settings.
@@ -238,10 +239,21 @@ def _sections() -> list[dict[str, OptionInfo]]:
     ]
 
 
+A1111_ONLY_SECTION = Section("a1111-only", "Kept for A1111 clients (no effect in this program)", "system")
+
+
+def _a1111_only() -> dict[str, OptionInfo]:
+    return {
+        key: OptionInfo(default, key, section=A1111_ONLY_SECTION, inert=True, restrict_api=key in A1111_API_RESTRICTED)
+        for key, default in A1111_ONLY_DEFAULTS.items()
+    }
+
+
 def builtin_registry() -> Registry:
-    """A new registry of our settings; each caller gets its own entries (extensions add theirs to one of them)."""
+    """A new registry of our settings, then A1111's inert keys; each caller gets its own entries (extensions add
+    theirs to one of them)."""
     registry = Registry()
-    for section in _sections():
+    for section in [*_sections(), _a1111_only()]:
         for key, info in section.items():
             registry.add(key, info)
     return registry

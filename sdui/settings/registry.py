@@ -52,6 +52,7 @@ class OptionInfo:
     do_not_save: bool = False
     restart_needed: bool = False  # takes effect after a restart
     reload_ui_needed: bool = False  # takes effect after "Reload UI"
+    inert: bool = False  # an A1111 key kept for clients and extensions; nothing in this program reads it
 
     def __post_init__(self):
         self.section = Section.of(self.section)
