@@ -10,9 +10,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from sdui.app.context import AppContext
+from sdui.app.selectable_scripts import builtin_scripts
 from sdui.models.files import list_files, safetensors_metadata
 from sdui.text.styles import read_styles
-from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS
+from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS, upscaler_names
 
 
 def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
@@ -71,7 +72,8 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/script-info")
     def script_info() -> list[dict]:
-        return []
+        scripts = builtin_scripts(upscaler_names())
+        return [s.info(mode) for mode in ("txt2img", "img2img") for s in scripts if mode in s.modes]
 
     @router.get("/extensions")
     def extensions() -> list[dict]:

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ from sdui.api.models import (
 )
 from sdui.app.auth import Credentials
 from sdui.app.context import AppContext, generate, switch_model
+from sdui.app.selectable_scripts import builtin_scripts, find_script
 from sdui.errors import CheckpointError, InvalidRequestError
+from sdui.upscalers.upscaling import upscaler_names
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +112,19 @@ def check_client_folders(settings: dict[str, Any] | None, paths) -> None:
                 )
 
 
-def check_scripts(body: Txt2ImgRequest) -> None:
-    """No selectable or always-on scripts are served through the API yet: say so instead of ignoring them."""
-    if body.script_name:
-        raise InvalidRequestError(
-            f"Script {body.script_name!r} not found: this server offers no selectable scripts "
-            "through the API yet. Leave script_name empty."
-        )
+def script_runner(body: Txt2ImgRequest, mode: str) -> Callable | None:
+    """The selectable script the body names (script_name, script_args), as the callable that runs in place of
+    process(); None without one. Always-on scripts are not offered through the API yet: say so, not ignore them."""
     if body.alwayson_scripts:
         names = ", ".join(map(repr, body.alwayson_scripts))
         raise InvalidRequestError(
             f"Always-on script(s) {names} not found: this server offers none through the API "
             "yet. Send an empty alwayson_scripts."
         )
+    if not body.script_name:
+        return None
+    script = find_script(builtin_scripts(upscaler_names()), body.script_name, mode)
+    return script.runner(body.script_args or [])
 
 
 def encode_image(image, options) -> str:
@@ -170,10 +173,12 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     def owner(request: Request) -> str:
         return caller(request, with_credentials=bool(credentials))
 
-    async def run(body, request, mode: str, http: Request) -> dict:
+    async def run(body, request, mode: str, http: Request, script: Callable | None = None) -> dict:
         """Queue the generation and wait for it; a client that goes away meanwhile has its job dropped (still
         waiting) or stopped at the next step (running)."""
-        job = ctx.jobs.submit(generate, ctx, request, name=mode, task_id=body.force_task_id, owner=owner(http))
+        job = ctx.jobs.submit(
+            generate, ctx, request, name=mode, task_id=body.force_task_id, owner=owner(http), script=script
+        )
         while not job.done:
             if not job.cancelled and await http.is_disconnected():
                 job.cancel()
@@ -190,18 +195,18 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     @router.post("/txt2img", response_model=GenerationResponse)
     async def txt2img(body: Txt2ImgRequest, http: Request):
         body = await run_in_threadpool(apply_infotext, body, ctx.options)
-        check_scripts(body)
+        script = script_runner(body, "txt2img")
         check_client_folders(body.override_settings, ctx.paths)
-        result = await run(body, to_generation_request(body, mode="txt2img"), "txt2img", http)
+        result = await run(body, to_generation_request(body, mode="txt2img"), "txt2img", http, script)
         return {**result, "parameters": _jsonable(body.model_dump())}
 
     @router.post("/img2img", response_model=GenerationResponse)
     async def img2img(body: Img2ImgRequest, http: Request):
         body = await run_in_threadpool(apply_infotext, body, ctx.options, mode="img2img")
-        check_scripts(body)
+        script = script_runner(body, "img2img")
         check_client_folders(body.override_settings, ctx.paths)
         request = await run_in_threadpool(to_img2img_request, body, max_pixels=ctx.options.max_image_pixels)
-        result = await run(body, request, "img2img", http)
+        result = await run(body, request, "img2img", http, script)
         echo = body.model_dump()
         if not body.include_init_images:  # A1111 does not echo the images back unless asked
             echo["init_images"] = echo["mask"] = None
@@ -274,7 +279,8 @@ def create_api_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/scripts")
     def scripts():
-        return {"txt2img": [], "img2img": []}
+        offered = builtin_scripts(upscaler_names())
+        return {mode: [s.title.lower() for s in offered if mode in s.modes] for mode in ("txt2img", "img2img")}
 
     add_listing_routes(router, ctx)
     add_extras_routes(router, ctx)

@@ -68,8 +68,9 @@ class AppContext:
     hooks: list[ProcessingHooks] = field(default_factory=list)  # called by every generation, in this order
 
 
-def generate(ctx: AppContext, request: GenerationRequest, *, job: Job) -> Processed:
-    """Run one generation request with the selected model (or the one `override_settings` names)."""
+def generate(ctx: AppContext, request: GenerationRequest, *, job: Job, script: Callable | None = None) -> Processed:
+    """Run one generation request with the selected model (or the one `override_settings` names). `script`: a
+    selectable script that runs instead of process(), with its arguments (A1111's script_name)."""
     from sdui.core.processing import process  # late: importing torch/diffusers is not needed to build the app
 
     overrides = dict(request.override_settings or {})
@@ -80,7 +81,7 @@ def generate(ctx: AppContext, request: GenerationRequest, *, job: Job) -> Proces
         remember_model(ctx, model)
     # A1111 saves under outputs/ unless both do_not_save flags are set; processing honours each flag itself
     save = not (request.do_not_save_samples and request.do_not_save_grid)
-    processed = process(
+    processed = (script or process)(
         request,
         model,
         policy=ctx.policy,

@@ -112,6 +112,15 @@ def upscale_image(image: Image.Image, name: str, target_w: int, target_h: int) -
     return image
 
 
+def upscale_by(image: Image.Image, name: str, scale: float) -> Image.Image:
+    """Enlarge `image` about `scale` times with the named upscaler, to sides rounded down to a multiple of 8, as
+    A1111's Upscaler.upscale does (SD upscale uses it); "None" leaves the image as it is."""
+    if name not in _PIXEL_STEPS:
+        raise InvalidRequestError(f"upscaler {name!r} is not known; use one of: {', '.join(upscaler_names())}")
+    step = _PIXEL_STEPS[name]
+    return image if step is None else _run_upscaler(image, step, scale)
+
+
 def _run_upscaler(image: Image.Image, step, scale: float) -> Image.Image:
     # A1111's Upscaler.upscale: repeat a model's native step until big enough, then land on a multiple of 8
     dest_w = max(1, int((image.width * scale) // 8 * 8))

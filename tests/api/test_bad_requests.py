@@ -100,26 +100,29 @@ def test_an_override_checkpoint_given_as_a_number_is_a_name(served):
     assert response.status_code in (400, 404) and "987654321" in response.json()["detail"]
 
 
-def test_a_folder_that_cannot_be_written_still_returns_the_images(served, tmp_path):
+def test_a_folder_that_cannot_be_written_still_returns_the_images(served):
     """As on a full disk: the save fails, the client gets its images and a note naming the folder, no partial file."""
     ctx, client = served
-    blocker = tmp_path / "not-a-folder"
+    blocker = ctx.paths.data_dir / "not-a-folder"
     blocker.write_text("a file where the outputs folder should be")
-    response = client.post(
-        "/sdapi/v1/txt2img",
-        json=small(
-            save_images=True,
-            override_settings={
-                "outdir_txt2img_samples": str(blocker / "images"),
-                "outdir_txt2img_grids": str(blocker / "grids"),
-            },
-        ),
-    )
-    assert response.status_code == 200, response.text
-    assert len(response.json()["images"]) == 1
-    notes = json.loads(response.json()["info"])["notes"]
-    assert any(str(blocker / "images") in note and "unsaved" in note for note in notes), notes
-    assert blocker.read_text().startswith("a file")
+    try:
+        response = client.post(
+            "/sdapi/v1/txt2img",
+            json=small(
+                save_images=True,
+                override_settings={
+                    "outdir_txt2img_samples": "not-a-folder/images",
+                    "outdir_txt2img_grids": "not-a-folder/grids",
+                },
+            ),
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["images"]) == 1
+        notes = json.loads(response.json()["info"])["notes"]
+        assert any(str(blocker / "images") in note and "unsaved" in note for note in notes), notes
+        assert blocker.read_text().startswith("a file")
+    finally:
+        blocker.unlink()
 
 
 def test_api_images_follow_samples_format(served):

@@ -1,0 +1,72 @@
+"""The scripts a request can pick by name (A1111's `script_name` / `script_args`) that ship with this program.
+
+A selectable script runs in place of process(): `runner(script_args)` gives the callable that generate() calls with
+process()'s arguments. Titles match case-insensitively, as A1111's API matches them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sdui.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class SelectableScript:
+    title: str
+    modes: tuple[str, ...]  # the tabs it belongs to: "txt2img", "img2img"
+    args: tuple[dict, ...]  # /sdapi/v1/script-info's description of script_args, in order
+    make_runner: Callable[[Sequence], Callable]
+
+    def runner(self, script_args: Sequence) -> Callable:
+        """The callable that replaces process() for these arguments; InvalidRequestError for bad ones."""
+        return self.make_runner(script_args)
+
+    def info(self, mode: str) -> dict:
+        """A1111's ScriptInfo."""
+        return {
+            "name": self.title.lower(),
+            "is_alwayson": False,
+            "is_img2img": mode == "img2img",
+            "args": list(self.args),
+        }
+
+
+def _sd_upscale_runner(script_args: Sequence) -> Callable:
+    from sdui.core.sd_upscale import SdUpscaleArgs, sd_upscale  # late: it imports torch
+
+    return functools.partial(sd_upscale, args=SdUpscaleArgs.from_script_args(script_args))
+
+
+def _arg(label: str, value, **extra) -> dict:
+    return {"label": label, "value": value, "minimum": None, "maximum": None, "step": None, "choices": None, **extra}
+
+
+def builtin_scripts(upscalers: Sequence[str]) -> list[SelectableScript]:
+    return [
+        SelectableScript(
+            title="SD upscale",
+            modes=("img2img",),
+            args=(
+                _arg(
+                    "Info", "Enlarges the image by the scale factor, then redraws it in tiles of the width and height"
+                ),
+                _arg("Tile overlap", 64, minimum=0, maximum=256, step=16),
+                _arg("Upscaler", upscalers[0] if upscalers else "None", choices=list(upscalers)),
+                _arg("Scale Factor", 2.0, minimum=1.0, maximum=4.0, step=0.05),
+            ),
+            make_runner=_sd_upscale_runner,
+        )
+    ]
+
+
+def find_script(scripts: Sequence[SelectableScript], name: str, mode: str) -> SelectableScript:
+    """The script titled `name` in tab `mode`; InvalidRequestError naming the ones there are."""
+    for script in scripts:
+        if script.title.lower() == name.strip().lower() and mode in script.modes:
+            return script
+    offered = [s.title.lower() for s in scripts if mode in s.modes]
+    there = f"use one of: {', '.join(map(repr, offered))}" if offered else "there are none"
+    raise InvalidRequestError(f"Script {name!r} not found for {mode}; {there}. Leave script_name empty for none.")
