@@ -24,6 +24,8 @@ MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 MAX_MASK_BLUR = 256  # pixels; a larger blur would only cost time and memory (A1111's slider stops at 64)
+MAX_CFG_SCALE = 100  # A1111's slider stops at 30; far beyond, sampling overflows (NaN) in half precision
+MAX_MASK_PADDING = 16384  # pixels; the region stops at the image edges anyway (A1111 clamps too)
 
 
 class _Same:

@@ -51,15 +51,22 @@ def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation from `low` (val 0) to `high` (val 1), along dim 1 as A1111 does for (C, H, W)
     noise; plain linear interpolation when the two are nearly parallel (sin(omega) would vanish).
     A1111's linear fallback has the weights the other way round; that only matters for near-identical
-    noises, where both give the same result, so we keep the continuous form."""
+    noises, where both give the same result, so we keep the continuous form.
+
+    Where A1111 divides by zero (an image one latent row high: every column vector has length 1, so the two are
+    exactly parallel or opposite) it gets NaN and a black image; there we interpolate linearly too."""
     low_norm = low / torch.norm(low, dim=1, keepdim=True)
     high_norm = high / torch.norm(high, dim=1, keepdim=True)
     dot = (low_norm * high_norm).sum(1)
     if dot.mean() > 0.9995:
         return low * (1 - val) + high * val
-    omega = torch.acos(dot)
+    omega = torch.acos(dot.clamp(-1.0, 1.0))
     so = torch.sin(omega)
-    return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
+    defined = so.abs() > 1e-6
+    so = torch.where(defined, so, torch.ones_like(so))
+    w_low = torch.where(defined, torch.sin((1.0 - val) * omega) / so, torch.full_like(so, 1.0 - val))
+    w_high = torch.where(defined, torch.sin(val * omega) / so, torch.full_like(so, val))
+    return w_low.unsqueeze(1) * low + w_high.unsqueeze(1) * high
 
 
 def _draw_device(source: str, device) -> torch.device:

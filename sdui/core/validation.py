@@ -10,7 +10,15 @@ import math
 
 from sdui.errors import InvalidRequestError
 from sdui.models.sd_model import SDModel
-from sdui.request import MASK_MODES, MASKED_CONTENT, MAX_MASK_BLUR, GenerationRequest, Img2ImgRequest
+from sdui.request import (
+    MASK_MODES,
+    MASKED_CONTENT,
+    MAX_CFG_SCALE,
+    MAX_MASK_BLUR,
+    MAX_MASK_PADDING,
+    GenerationRequest,
+    Img2ImgRequest,
+)
 from sdui.settings.snapshot import Settings
 
 # torch generators take 64-bit seeds; seed + i of the last image must still be one
@@ -46,6 +54,13 @@ def _check_numbers(request: GenerationRequest, problems: list[str]) -> None:
         value = getattr(request, name)
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
             problems.append(f"{name} must be a finite number (got {value})")
+    for name in ("cfg_scale", "image_cfg_scale"):
+        value = getattr(request, name, None)
+        if isinstance(value, (int, float)) and math.isfinite(value) and abs(value) > MAX_CFG_SCALE:
+            problems.append(
+                f"{name} must be between -{MAX_CFG_SCALE} and {MAX_CFG_SCALE} (got {value}); beyond that the "
+                "image is noise, and in half precision the numbers overflow"
+            )
     strengths = (
         ("subseed_strength", "variation strength (subseed_strength)"),
         ("denoising_strength", "denoising strength"),
@@ -146,8 +161,10 @@ def _check_img2img(request: Img2ImgRequest, max_pixels: int, problems: list[str]
             problems.append(f"mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {value})")
             break
     padding = request.inpaint_full_res_padding
-    if not isinstance(padding, int) or not 0 <= padding <= max(request.width, request.height, 0):
-        problems.append(f"inpaint_full_res_padding must be between 0 and the image's larger side (got {padding})")
+    if not isinstance(padding, int) or not 0 <= padding <= MAX_MASK_PADDING:
+        # beyond the image it changes nothing (the region stops at the edges, as in A1111), so only absurd values
+        # are refused
+        problems.append(f"inpaint_full_res_padding must be between 0 and {MAX_MASK_PADDING} pixels (got {padding})")
 
 
 def _check_model(request: GenerationRequest, model: SDModel | None, problems: list[str]) -> None:

@@ -48,6 +48,7 @@ TXT2IMG = [
     ),
     ('"override_settings": {"CLIP_stop_at_last_layers": NaN}', "CLIP_stop_at_last_layers"),
     ('"override_settings": {"eta_ddim": Infinity}', "'eta_ddim' expects a finite number"),
+    ('"cfg_scale": 1180591620717411303424', "cfg_scale must be between -100 and 100"),  # found by the fuzzer
 ]
 
 
@@ -66,7 +67,7 @@ IMG2IMG = [
     ({"mask": "MASK", "inpainting_fill": 7}, "inpainting_fill must be one of 0 (fill), 1 (original)"),
     ({"mask": "MASK", "mask_blur": -3}, "mask blur must be between 0 and 256"),
     ({"mask": "MASK", "mask_blur": 100000}, "mask blur must be between 0 and 256"),
-    ({"mask": "MASK", "inpaint_full_res_padding": -3}, "inpaint_full_res_padding must be between 0"),
+    ({"mask": "MASK", "inpaint_full_res_padding": -3}, "inpaint_full_res_padding must be between 0 and 16384"),
     ({"mask": "MASK", "inpainting_mask_invert": 5}, "inpainting_mask_invert must be 0"),
     ({"denoising_strength": float("nan")}, "denoising_strength must be a finite number"),
     ({"resize_mode": 9}, "resize_mode must be 0"),

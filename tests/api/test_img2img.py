@@ -146,3 +146,21 @@ def test_depth2img_through_the_api_with_an_uploaded_depth_map(make_client, data_
     assert decode_png(first.json()["images"][0]).tobytes() != decode_png(flipped.json()["images"][0]).tobytes()
     no_image = client.post("/sdapi/v1/txt2img", json=small(steps=1))
     assert no_image.status_code == 422 and "depth checkpoint" in no_image.json()["detail"]
+
+
+def test_mask_padding_beyond_a_small_image_is_accepted_as_in_a1111(served):
+    """A1111's default padding (32) on a 16x16 generation: the region stops at the edges, nothing is refused."""
+    _, client = served
+    mask = Image.new("L", (16, 16), 0)
+    mask.paste(255, (4, 4, 12, 12))
+    body = small(
+        init_images=[b64png(gradient(16, 16))],
+        mask=b64png(mask),
+        width=16,
+        height=16,
+        inpaint_full_res=True,
+        inpaint_full_res_padding=32,
+    )
+    response = client.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 200, response.text
+    assert "Masked area padding: 32" in json.loads(response.json()["info"])["infotexts"][0]

@@ -79,6 +79,17 @@ def test_slerp_falls_back_to_lerp_when_parallel():
     assert torch.isfinite(out).all()
 
 
+def test_slerp_of_noise_one_latent_row_high_stays_finite():
+    """Found by the API fuzzer: an 8-pixel-high image has (C, 1, W) noise; along dim 1 every vector is one number,
+    so low and high are exactly parallel or opposite, and A1111's formula divides by sin(pi) = 0."""
+    low, high = randn(5, (4, 1, 16)), randn(6, (4, 1, 16))
+    out = rng.slerp(0.3, low, high)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, low * 0.7 + high * 0.3)
+    rows = rng.slerp(0.3, randn(5, (4, 2, 16)), randn(6, (4, 2, 16)))  # two rows: the spherical formula as before
+    assert torch.isfinite(rows).all()
+
+
 @pytest.mark.parametrize("old_hw", [(48, 64), (96, 128), (48, 128)])
 def test_seed_resize_keeps_old_noise_in_the_centre(old_hw):
     old_h, old_w = old_hw  # pixels
