@@ -75,6 +75,7 @@ class Events:
     stop: str | None = None  # "interrupt" or "skip"
     stop_after: int = 0
     steps: list[tuple[int, int]] = field(default_factory=list)
+    parts: list[float] = field(default_factory=list)  # step_part_done fractions
     batches_announced: list[tuple[int, int]] = field(default_factory=list)
     batches_done: int = 0
     previews: list = field(default_factory=list)
@@ -83,6 +84,9 @@ class Events:
 
     def add_batches(self, count, steps_per_batch):
         self.batches_announced.append((count, steps_per_batch))
+
+    def step_part_done(self, fraction):
+        self.parts.append(fraction)
 
     def step_done(self, step, steps):
         self.steps.append((step, steps))

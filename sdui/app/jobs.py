@@ -63,6 +63,7 @@ class Job:
         self.job_timestamp = ""
         self.sampling_step = 0
         self.sampling_steps = 0
+        self.step_fraction = 0.0  # how far the step under way has got (0..1)
         self.job_no = 0
         self.job_count = 0
         self.interrupt_requested = False
@@ -93,12 +94,17 @@ class Job:
     def step_done(self, step: int, steps: int) -> None:
         delta = int(step) - self.sampling_step
         self.sampling_step, self.sampling_steps = int(step), int(steps)
+        self.step_fraction = 0.0
         if self._bar is not None and delta > 0:
             self._bar.update(delta)
+
+    def step_part_done(self, fraction: float) -> None:
+        self.step_fraction = float(fraction)
 
     def batch_done(self) -> None:
         self.job_no += 1
         self.sampling_step = 0
+        self.step_fraction = 0.0
         self.skip_requested = False  # a skip applies to one batch
 
     def preview(self, image: Image.Image) -> None:
@@ -122,7 +128,8 @@ class Job:
             return 1.0
         if self.state != RUNNING:
             return 0.0
-        fraction = self.sampling_step / self.sampling_steps if self.sampling_steps else 0.0
+        step = self.sampling_step + self.step_fraction  # a step under way counts by how far it has got
+        fraction = min(step, self.sampling_steps) / self.sampling_steps if self.sampling_steps else 0.0
         return min(1.0, (self.job_no + fraction) / max(1, self.job_count))
 
     @property

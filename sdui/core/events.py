@@ -18,6 +18,10 @@ class ProgressEvents(Protocol):
     def step_done(self, step: int, steps: int) -> None:
         """`step` of the current batch's `steps` is done."""
 
+    def step_part_done(self, fraction: float) -> None:
+        """About `fraction` (0..1) of the step under way is done: on a slow machine one step can take minutes,
+        and this lets the job give an ETA before the first step ends."""
+
     def batch_done(self) -> None:
         """The current batch is finished (decoded, described, saved); a skip request applied to it is cleared."""
 
@@ -38,6 +42,9 @@ class NoEvents:
         pass
 
     def step_done(self, step: int, steps: int) -> None:
+        pass
+
+    def step_part_done(self, fraction: float) -> None:
         pass
 
     def batch_done(self) -> None:

@@ -128,29 +128,30 @@ def process(
                 image_cond=image_cond,
                 hooks=hooks,
             )
-            latents = denoise(
-                setup.scheduler,
-                latents,
-                progress.denoiser,
-                train_sigmas=train_sigmas,
-                generators=initial.generators(batch, settings, policy, noise.shape[1:], setup.uses_ensd),
-                eta=eta_for(request, settings),
-                begin_index=begin,
-                blend=blend,
-                on_step=progress.on_step,
-                should_stop=progress.should_stop,
-            )
-            if hires_plan is not None and not progress.should_stop():
-                if writer is not None and settings.save_images_before_highres_fix and settings.samples_save:
-                    writer.save_before_hires(
-                        vae.decode_to_pil(latents),
-                        seeds=batch.seeds,
-                        prompts=batch.prompts,
-                        infotexts=[infotext_for(run, batch, j, setup, init, hires_plan) for j in range(len(batch))],
-                    )
-                latents = _hires_pass(
-                    hires_plan, run, batch, latents, encoder, vae, train_sigmas, hooks, policy, progress
+            with progress.watch(model.unet):  # the job can tell how far a slow step has got
+                latents = denoise(
+                    setup.scheduler,
+                    latents,
+                    progress.denoiser,
+                    train_sigmas=train_sigmas,
+                    generators=initial.generators(batch, settings, policy, noise.shape[1:], setup.uses_ensd),
+                    eta=eta_for(request, settings),
+                    begin_index=begin,
+                    blend=blend,
+                    on_step=progress.on_step,
+                    should_stop=progress.should_stop,
                 )
+                if hires_plan is not None and not progress.should_stop():
+                    if writer is not None and settings.save_images_before_highres_fix and settings.samples_save:
+                        writer.save_before_hires(
+                            vae.decode_to_pil(latents),
+                            seeds=batch.seeds,
+                            prompts=batch.prompts,
+                            infotexts=[infotext_for(run, batch, j, setup, init, hires_plan) for j in range(len(batch))],
+                        )
+                    latents = _hires_pass(
+                        hires_plan, run, batch, latents, encoder, vae, train_sigmas, hooks, policy, progress
+                    )
             incomplete = progress.steps < steps_per_batch  # unfinished images are returned, saved only if asked
             interrupted = events.interrupted()
             post = PostSample(latents)

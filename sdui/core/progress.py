@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from PIL import Image
 
@@ -26,11 +29,40 @@ class BatchProgress:
         self.source = PREVIEW_SOURCE[settings.live_preview_content]
         self.vae = vae
         self.denoiser: Denoiser | None = None
+        self._blocks_per_pass = 0  # UNet blocks in one forward pass
+        self._blocks_per_step = 0  # learned from the first step
+        self._blocks_in_step = 0
+
+    @contextmanager
+    def watch(self, unet: torch.nn.Module) -> Iterator[None]:
+        """While sampling, report how far the step under way has got, counted in the UNet's top-level blocks
+        (forward hooks, removed on exit). The first step teaches how many UNet passes a step makes (two for
+        second-order samplers); until then one is assumed."""
+        blocks = [*getattr(unet, "down_blocks", ()), getattr(unet, "mid_block", None), *getattr(unet, "up_blocks", ())]
+        blocks = [b for b in blocks if isinstance(b, torch.nn.Module)]
+        if not blocks:
+            yield
+            return
+        self._blocks_per_pass = len(blocks)
+        handles = [block.register_forward_hook(self._block_done) for block in blocks]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _block_done(self, module, args, output) -> None:
+        self._blocks_in_step += 1
+        expected = self._blocks_per_step or self._blocks_per_pass
+        self.events.step_part_done(min(0.99, self._blocks_in_step / expected))
 
     def should_stop(self) -> bool:
         return self.events.interrupted() or self.events.skipped()
 
     def on_step(self, done: int, total: int, latents: torch.Tensor) -> None:
+        if not self._blocks_per_step and self._blocks_in_step:
+            self._blocks_per_step = self._blocks_in_step
+        self._blocks_in_step = 0
         self.steps += 1
         self.events.step_done(self.steps, self.steps_per_batch)
         if self.every > 0 and self.steps % self.every == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 
 from PIL import Image
 
@@ -137,4 +138,29 @@ def test_a_result_is_handed_over_not_kept():
         assert job.wait(10) == [1] * 1000
         assert job.result is None and jobs.get(job.id) is job  # remembered for progress, without its images
     finally:
+        jobs.shutdown()
+
+
+def test_a_slow_first_step_already_gives_an_eta():
+    """One step of a large image on a CPU can take minutes: the part of it done gives an ETA before it ends."""
+    jobs = JobQueue(show_progress_bars=False)
+    started, release = threading.Event(), threading.Event()
+
+    def work(job):
+        job.add_batches(1, 1)
+        time.sleep(0.2)
+        job.step_part_done(0.25)  # a quarter of the only step, after 0.2 s
+        started.set()
+        release.wait(10)
+
+    try:
+        job = jobs.submit(work, name="txt2img")
+        assert started.wait(10)
+        answer = jobs.progress_info()
+        assert abs(answer["progress"] - 0.25) < 1e-9
+        assert 0.4 <= answer["eta_relative"] <= 2.0  # about three times what took 0.2 s
+        release.set()
+        job.wait(10)
+    finally:
+        release.set()
         jobs.shutdown()

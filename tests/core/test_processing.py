@@ -46,6 +46,16 @@ def test_refused_sampler_names_the_alternatives(model, tmp_path):
     assert list(tmp_path.rglob("*")) == []
 
 
+def test_progress_inside_a_step_is_reported_block_by_block(model):
+    events = Events()
+    request = GenerationRequest(prompt="x", seed=1, steps=2, width=64, height=64, sampler_name="Euler", cfg_scale=5)
+    process(request, model, policy=CPU32, events=events)
+    blocks = len(model.unet.down_blocks) + 1 + len(model.unet.up_blocks)
+    assert events.parts[:blocks] == pytest.approx([min(0.99, (i + 1) / blocks) for i in range(blocks)])
+    assert len(events.parts) % blocks == 0 and all(0 < part < 1 for part in events.parts)
+    assert not any(h for b in model.unet.down_blocks for h in b._forward_hooks.values())  # the hooks are gone
+
+
 def test_skip_ends_one_batch_and_the_job_goes_on(model, tmp_path):
     request = GenerationRequest(prompt="x", seed=1, steps=4, width=64, height=64, n_iter=2, sampler_name="Euler")
     events = Events(stop="skip", stop_after=2)
