@@ -65,7 +65,8 @@ class UnsupportedError(UserError):
 def add_extras_routes(router: APIRouter, ctx: AppContext) -> None:
     def process(data: str, options: ExtrasOptions) -> tuple[str, str]:
         """(the result as base64 PNG carrying its "postprocessing" text, that text)."""
-        result, info = extras.run(decode_base64_image(data), options, int(ctx.options.max_image_pixels))
+        max_pixels = int(ctx.options.max_image_pixels)
+        result, info = extras.run(decode_base64_image(data, max_pixels), options, max_pixels)
         text = extras.info_text(info)
         if text:
             result.info["postprocessing"] = text
@@ -99,7 +100,7 @@ def add_extras_routes(router: APIRouter, ctx: AppContext) -> None:
             )
         if not body.image:
             raise NotFoundError("Image not found: send the image as base64 in `image`.")
-        decode_base64_image(body.image)
+        decode_base64_image(body.image, int(ctx.options.max_image_pixels))
         raise UnsupportedError(
             f"Interrogation with {body.model!r} is not available: it needs "
             f"{INTERROGATORS[body.model]}, which this server does not run yet."

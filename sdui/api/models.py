@@ -153,11 +153,11 @@ def to_img2img_request(body: BaseModel, max_pixels: int = MAX_IMAGE_PIXELS) -> P
     extra = {name: value for name, value in body.model_dump().items() if name in _IMG2IMG_FIELDS and value is not None}
     if body.mask_blur is not None:
         extra["mask_blur_x"] = extra["mask_blur_y"] = body.mask_blur
-    extra["init_images"] = [decode_base64_image(data) for data in body.init_images]
+    extra["init_images"] = [decode_base64_image(data, max_pixels) for data in body.init_images]
     if body.mask:
-        extra["mask"] = decode_base64_image(body.mask)
+        extra["mask"] = decode_base64_image(body.mask, max_pixels)
     if body.depth_map:
-        extra["depth_map"] = decode_base64_image(body.depth_map)
+        extra["depth_map"] = decode_base64_image(body.depth_map, max_pixels)
     request = ProcessingImg2ImgRequest(**values, **extra)
     sides = dict(left=body.outpaint_left, right=body.outpaint_right, up=body.outpaint_up, down=body.outpaint_down)
     if any(sides.values()):

@@ -295,7 +295,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
         from sdui.imaging.pnginfo import read_info_from_image
         from sdui.infotext import parse_infotext
 
-        text, items = read_info_from_image(decode_base64_image(body.image))
+        text, items = read_info_from_image(decode_base64_image(body.image, int(ctx.options.max_image_pixels)))
         parameters = parse_infotext(text) if text else {}
         return {"info": text or "", "items": {k: _jsonable(v) for k, v in items.items()}, "parameters": parameters}
 

@@ -36,8 +36,11 @@ def image_to_bytes(
     return buffer.getvalue()
 
 
-def decode_base64_image(data: str) -> Image.Image:
-    """A PIL image from base64 text, with or without a `data:image/...;base64,` prefix; EXIF rotation applied."""
+def decode_base64_image(data: str, max_pixels: int | None = None) -> Image.Image:
+    """A PIL image from base64 text, with or without a `data:image/...;base64,` prefix; EXIF rotation applied.
+
+    `max_pixels`: larger images are refused from their header, before their pixels are decoded (a 12000x12000
+    PNG of a few kilobytes would otherwise take 400 MB at once)."""
     if not isinstance(data, str) or not data.strip():
         raise InvalidRequestError("Invalid encoded image: no data. Send the image file as a base64 string.")
     text = data.strip()
@@ -50,10 +53,22 @@ def decode_base64_image(data: str) -> Image.Image:
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4))
         image = Image.open(io.BytesIO(raw))
+    except Exception as e:  # noqa: BLE001 - any failure to decode user data is a bad request, not our bug
+        raise _undecodable(e) from None
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise InvalidRequestError(
+            f"The image is {image.width}x{image.height}, larger than the configured limit of {max_pixels} pixels "
+            "(setting max_image_pixels); scale it down first."
+        )
+    try:
         image.load()
         return ImageOps.exif_transpose(image)
-    except Exception as e:  # noqa: BLE001 - any failure to decode user data is a bad request, not our bug
-        raise InvalidRequestError(
-            f"Invalid encoded image: {e}. Send a PNG, JPEG or WebP file as base64 "
-            "(a data:image/...;base64, prefix is allowed)."
-        ) from None
+    except Exception as e:  # noqa: BLE001
+        raise _undecodable(e) from None
+
+
+def _undecodable(e: Exception) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Invalid encoded image: {e}. Send a PNG, JPEG or WebP file as base64 (a data:image/...;base64, prefix "
+        "is allowed)."
+    )

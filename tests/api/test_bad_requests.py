@@ -4,8 +4,10 @@ is written, and no number reaches code that would allocate for it."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
+import warnings
 
 import pytest
 from PIL import Image
@@ -17,6 +19,13 @@ def b64_image(w: int = 64, h: int = 64) -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (w, h), "red").save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+@functools.cache
+def huge_image() -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return b64_image(12000, 12000)
 
 
 def post(client, route: str, raw: str):
@@ -86,6 +95,22 @@ def test_img2img_mistakes_are_422_before_any_allocation(served, fields, message)
     response = post(client, "img2img", json.dumps(body))
     assert response.status_code == 422, response.text
     assert message in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "route, field",
+    [("img2img", "init_images"), ("img2img", "mask"), ("extra-single-image", "image"), ("png-info", "image")],
+)
+def test_an_oversized_image_is_refused_from_its_header(served, route, field):
+    """12000x12000 is 144 Mpx: refused before its pixels are decoded (the answer names the header's size)."""
+    _, client = served
+    huge = huge_image()
+    assert len(huge) < 1_000_000  # a small file: the cost would only come from decoding it
+    body = {"prompt": "x", "steps": 2, "width": 64, "height": 64, "init_images": [b64_image()]}
+    body[field] = [huge] if field == "init_images" else huge
+    response = post(client, route, json.dumps(body))
+    assert response.status_code == 422, response.text
+    assert "The image is 12000x12000, larger than the configured limit" in response.json()["detail"]
 
 
 def test_a_nan_setting_is_refused_and_options_stay_readable(served):
