@@ -24,6 +24,21 @@ def make_client():
         ctx.jobs.shutdown()
 
 
+@pytest.fixture
+def app_client(tmp_path):
+    """A client of a whole app (UI and API) built from these flags; `base_url` is where the client says it is."""
+    made = []
+
+    def make(*flags, base_url=LOCAL):
+        ctx = make_ctx(tmp_path / f"data{len(made)}", *flags)
+        made.append(ctx)
+        return TestClient(webui.create_app(ctx), base_url=base_url)
+
+    yield make
+    for ctx in made:
+        ctx.jobs.shutdown()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_sd1_checkpoint):
     """One app with one checkpoint for the generation tests (the model loads once)."""

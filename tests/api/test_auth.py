@@ -3,28 +3,8 @@ part; repeated wrong passwords are slowed down."""
 
 from __future__ import annotations
 
-import pytest
-from fastapi.testclient import TestClient
-
-import webui
-from tests.helpers import LOCAL, make_ctx
-
 UI_ROUTES = ("/config", "/gradio_api/info")
 API_ROUTES = ("/sdapi/v1/options", "/sdapi/v1/sd-models", "/docs", "/redoc", "/openapi.json")
-
-
-@pytest.fixture
-def app_client(tmp_path):
-    made = []
-
-    def make(*flags):
-        ctx = make_ctx(tmp_path / f"data{len(made)}", *flags)
-        made.append(ctx)
-        return TestClient(webui.create_app(ctx), base_url=LOCAL)
-
-    yield make
-    for ctx in made:
-        ctx.jobs.shutdown()
 
 
 def test_api_auth_alone_protects_the_page_and_gradios_routes_too(app_client):

@@ -4,26 +4,10 @@ X-Forwarded-Host, look-alike origins), CORS permissions handed to foreign pages.
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-import webui
-from tests.helpers import LOCAL, make_ctx
+from tests.helpers import LOCAL
 
 EVIL = "http://evil.example:7860"
-
-
-@pytest.fixture
-def app_client(tmp_path):
-    made = []
-
-    def make(*flags, base_url=LOCAL):
-        ctx = make_ctx(tmp_path / f"data{len(made)}", *flags)
-        made.append(ctx)
-        return TestClient(webui.create_app(ctx), base_url=base_url)
-
-    yield make
-    for ctx in made:
-        ctx.jobs.shutdown()
 
 
 @pytest.mark.parametrize("path", ["/sdapi/v1/options", "/config", "/gradio_api/info", "/internal/ping", "/"])
