@@ -150,7 +150,7 @@ def test_progress_interrupt_and_skip_during_a_generation(api):
     worker = threading.Thread(target=generate)
     worker.start()
     deadline = time.monotonic() + 60
-    while api.get_progress()["state"]["job_count"] == 0:  # this client's job is running
+    while api.get_progress()["state"]["sampling_step"] < 1:  # this client's job is sampling its first batch
         assert time.monotonic() < deadline
     api.skip()  # the first batch ends early; the job goes on
     api.interrupt()  # and now it stops
