@@ -147,6 +147,13 @@ class GenerationRequest:
     )
     tiling: bool | None = None  # None: the "tiling" setting (which carries its infotext key)
     eta: float | None = None  # None: the sampler's eta setting (eta_ddim, eta_ancestral)
+    # Euler/Heun/DPM2 churn and the samplers' noise scale; None: A1111's defaults (a setting away from its default
+    # overrides them, as in A1111)
+    s_churn: float | None = None
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
+    s_min_uncond: float | None = None  # "Negative Guidance minimum sigma" (NGMS); None: the setting
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     override_settings: dict[str, Any] = field(default_factory=dict, metadata=spec(api=None))

@@ -33,11 +33,6 @@ _NOT_IN_BODY = {"extra_generation_params", "mode", "init_images", "mask", "depth
 # A1111 API fields that are not generation fields of ours: accepted with A1111's defaults.
 _API_FIELDS: dict[str, tuple[Any, Any]] = {
     "restore_faces": (bool | None, None),
-    "s_min_uncond": (float | None, None),
-    "s_churn": (float | None, None),
-    "s_tmax": (float | None, None),
-    "s_tmin": (float | None, None),
-    "s_noise": (float | None, None),
     "refiner_checkpoint": (str | None, None),
     "refiner_switch_at": (float | None, None),
     "disable_extra_networks": (bool | None, False),

@@ -1,16 +1,18 @@
-"""Step 3 of a generation: the batch's prompts -> text conditioning for the Denoiser (SDXL adds pooled
-embeddings and its size/crop micro-conditioning)."""
+"""Step 3 of a generation: the batch's prompts -> text conditioning for the Denoiser, with A1111's prompt language
+over time (editing, alternation, AND); SDXL adds pooled embeddings and its size/crop micro-conditioning."""
 
 from __future__ import annotations
 
 import torch
 
-from sdui.core.denoiser import TextConditioning
+from sdui.core.denoiser import Cond, ScheduledConditioning, TextConditioning, UncondOptions, stack_rows
+from sdui.core.sampler_setup import SamplerSetup
 from sdui.devices import DevicePolicy
 from sdui.models.sd_model import SDModel
 from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
 from sdui.text.encoder import PromptEncoder
+from sdui.text.prompt_schedule import prompt_schedules, split_and
 
 REFINER_NEGATIVE_AESTHETIC_SCORE = 2.5
 REFINER_AESTHETIC_SCORE = 6.0
@@ -18,6 +20,42 @@ REFINER_AESTHETIC_SCORE = 6.0
 
 def prompt_encoder(model: SDModel, settings: Settings) -> PromptEncoder:
     return PromptEncoder(model, comma_backtrack=int(settings.comma_padding_backtrack))
+
+
+def uncond_options(
+    request: GenerationRequest, settings: Settings, encoder: PromptEncoder, notes: dict
+) -> UncondOptions:
+    """The negative prompt's options of a job: NGMS (the request's s_min_uncond, else the setting), skipping it
+    early, padding cond and uncond to one length."""
+    s_min = request.s_min_uncond if request.s_min_uncond is not None else settings.s_min_uncond
+    pad = "v0" if settings.pad_cond_uncond_v0 else "empty" if settings.pad_cond_uncond else None
+    return UncondOptions(
+        skip_early_cond=float(settings.skip_early_cond),
+        s_min_uncond=float(s_min or 0.0),
+        s_min_uncond_all=bool(settings.s_min_uncond_all),
+        pad=pad,
+        empty=encoder.encode([""]).embeds if pad == "empty" else None,
+        notes=notes,
+    )
+
+
+def prompt_steps(steps: int, setup: SamplerSetup) -> int:
+    """The steps prompt editing counts: model calls, so twice the steps for second-order samplers (A1111's
+    total_steps)."""
+    return steps * (2 if setup.info.second_order else 1)
+
+
+class ConditioningCache:
+    """What a job has encoded: each distinct prompt is encoded once per job (a batch count of 100 with one prompt
+    is one encode), keyed by everything its encoding depends on."""
+
+    def __init__(self):
+        self._found: dict[tuple, list[tuple[int, torch.Tensor, torch.Tensor | None]]] = {}
+
+    def get(self, key: tuple, make):
+        if key not in self._found:
+            self._found[key] = make()
+        return self._found[key]
 
 
 def encode_text(
@@ -28,24 +66,72 @@ def encode_text(
     request: GenerationRequest,
     settings: Settings,
     policy: DevicePolicy,
+    *,
+    steps: int,
+    hires_steps: int | None = None,
+    cache: ConditioningCache | None = None,
+    notes: dict | None = None,
 ) -> TextConditioning:
+    """A batch's conditioning with A1111's prompt language over time: prompt editing and alternation give each
+    image a schedule of conditionings over the `steps` model calls (hires fix's second pass: `hires_steps`, its
+    numbers counted on from the first pass), and `AND` several weighted conditionings per image. `notes` gets
+    "Old prompt editing timelines" when that setting changes a schedule, as A1111 writes it."""
+    cache = cache if cache is not None else ConditioningCache()
     options = dict(
         clip_skip=int(settings.CLIP_stop_at_last_layers),
         emphasis=settings.emphasis,
         sdxl_clip_l_skip=bool(settings.sdxl_clip_l_skip),
     )
-    cond = encoder.encode(prompts, **options)
-    uncond = encoder.encode(negative_prompts, is_negative=True, **options)
+    old = bool(settings.use_old_scheduling)
+    if old and notes is not None:
+        every = [*negative_prompts, *(text for p in prompts for text, _ in split_and(p))]
+        if prompt_schedules(every, steps, hires_steps, True) != prompt_schedules(every, steps, hires_steps, False):
+            notes["Old prompt editing timelines"] = True
+
+    def schedule_of(prompt: str, negative: bool):
+        def make():
+            (schedule,) = prompt_schedules([prompt], steps, hires_steps, old)
+            encoded = encoder.encode([text for _, text in schedule], is_negative=negative, **options)
+            pooled = encoded.pooled if encoded.pooled is not None else [None] * len(schedule)
+            return [(end, e, p) for (end, _), e, p in zip(schedule, encoded.embeds, pooled, strict=True)]
+
+        return cache.get((prompt, negative, steps, hires_steps, old, tuple(sorted(options.items()))), make)
+
+    uncond_rows = [schedule_of(p, True) for p in negative_prompts]
+    cond_rows, weights = [], []
+    for prompt in prompts:
+        parts = []
+        for text, weight in split_and(prompt):
+            parts.append((len(cond_rows), weight))
+            cond_rows.append(schedule_of(text, False))
+        weights.append(parts)
+    single = all(len(parts) == 1 and parts[0][1] == 1.0 for parts in weights)
+
     dtype, device = policy.dtype, policy.device
-    text = TextConditioning(cond=cond.embeds.to(device, dtype), uncond=uncond.embeds.to(device, dtype))
+    text = TextConditioning(
+        cond=_conditioning(cond_rows, 1, dtype, device),
+        uncond=_conditioning(uncond_rows, 1, dtype, device),
+        weights=None if single else weights,
+    )
     if model.is_sdxl:
         n = len(prompts)
-        time_ids = sdxl_time_ids(model, request, n).to(device, dtype)
-        text.added_cond = {"text_embeds": cond.pooled.to(device, dtype), "time_ids": time_ids}
+        time_ids = sdxl_time_ids(model, request, len(cond_rows)).to(device, dtype)
+        text.added_cond = {"text_embeds": _conditioning(cond_rows, 2, dtype, device), "time_ids": time_ids}
         if model.arch == "sdxl-refiner":
             time_ids = sdxl_time_ids(model, request, n, REFINER_NEGATIVE_AESTHETIC_SCORE).to(device, dtype)
-        text.added_uncond = {"text_embeds": uncond.pooled.to(device, dtype), "time_ids": time_ids}
+        else:
+            time_ids = sdxl_time_ids(model, request, n).to(device, dtype)
+        text.added_uncond = {"text_embeds": _conditioning(uncond_rows, 2, dtype, device), "time_ids": time_ids}
     return text
+
+
+def _conditioning(rows, part: int, dtype, device) -> Cond:
+    """One tensor per row when nothing changes during sampling, else a ScheduledConditioning. part 1: the token
+    embeddings, 2: SDXL's pooled embedding."""
+    schedules = [[(entry[0], entry[part].to(device, dtype)) for entry in row] for row in rows]
+    if all(len(s) == 1 for s in schedules):
+        return stack_rows([s[0][1] for s in schedules])
+    return ScheduledConditioning(schedules)
 
 
 def sdxl_time_ids(

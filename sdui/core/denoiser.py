@@ -16,7 +16,7 @@ The arithmetic around the UNet runs in float32 whatever the model's dtype, as A1
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -29,22 +29,31 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 @dataclass
 class ScheduledConditioning:
-    """Conditioning that changes during sampling (prompt editing `[a:b:0.5]`): per image, a list of
-    (last step it applies to, tensor (T, D)), in step order. Image i at step s uses its first entry with
-    last step >= s (the last entry beyond that)."""
+    """Conditioning that changes during sampling (prompt editing `[a:b:10]`, alternation `[a|b]`): per row, a
+    list of (last step it applies to, tensor), in step order. At step s (the model call, from 0) a row uses its
+    first entry with last step >= s, and its first entry again past the end, as A1111's reconstruct does."""
 
     schedules: list[list[tuple[int, torch.Tensor]]]
 
     def at(self, step: int) -> torch.Tensor:
         rows = []
         for entries in self.schedules:
-            chosen = entries[-1][1]
+            chosen = entries[0][1]
             for last_step, tensor in entries:
                 if step <= last_step:
                     chosen = tensor
                     break
             rows.append(chosen)
-        return torch.stack(rows)
+        return stack_rows(rows)
+
+
+def stack_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of token embeddings of different lengths (prompts of different chunk counts) stacked after repeating
+    each shorter row's last vector, as A1111 lines up the conds of a batch."""
+    longest = max(r.shape[0] for r in rows)
+    if rows[0].ndim == 2 and any(r.shape[0] != longest for r in rows):
+        rows = [torch.cat([r, r[-1:].repeat(longest - r.shape[0], 1)]) if r.shape[0] < longest else r for r in rows]
+    return torch.stack(rows)
 
 
 Cond = torch.Tensor | ScheduledConditioning
@@ -54,14 +63,22 @@ def cond_at(cond: Cond, step: int) -> torch.Tensor:
     return cond.at(step) if isinstance(cond, ScheduledConditioning) else cond
 
 
+def _added_at(added: dict | None, step: int) -> dict | None:
+    return None if added is None else {k: cond_at(v, step) for k, v in added.items()}
+
+
 @dataclass
 class TextConditioning:
-    """A batch's text conditioning (A1111's c and uc); SDXL adds pooled embeddings and time ids."""
+    """A batch's text conditioning (A1111's c and uc); SDXL adds pooled embeddings and time ids.
 
-    cond: Cond  # (B, T, D)
+    Composable diffusion (`a AND b :0.5`) gives an image several cond rows: `weights[i]` lists image i's
+    (row of cond, weight); None means one row per image with weight 1."""
+
+    cond: Cond  # (R, T, D): R = B without AND
     uncond: Cond  # (B, T', D); T' may differ from T (long prompts)
-    added_cond: dict | None = None  # SDXL: {"text_embeds": (B, P), "time_ids": (B, 6)}
+    added_cond: dict | None = None  # SDXL: {"text_embeds": (R, P), "time_ids": (R, 6)}
     added_uncond: dict | None = None
+    weights: list[list[tuple[int, float]]] | None = None
 
 
 @dataclass
@@ -117,6 +134,49 @@ def _per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return value.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+@dataclass
+class UncondOptions:
+    """A1111's options about the negative prompt's half of the work, and the infotext entries they write
+    (`notes`, the run's) when they act."""
+
+    skip_early_cond: float = 0.0  # skip the uncond while step / total <= this ("Skip Early CFG")
+    s_min_uncond: float = 0.0  # NGMS: below this sigma skip the uncond on odd steps ...
+    s_min_uncond_all: bool = False  # ... or on every step
+    pad: str | None = None  # "empty": pad the shorter with empty-prompt chunks; "v0": the uncond's last vector
+    empty: torch.Tensor | None = None  # the empty prompt's encoding (1, T0, D), for "empty"
+    notes: dict = field(default_factory=dict)
+
+    def skips(self, step: int, total: int, sigma: float) -> bool:
+        if self.skip_early_cond and step / max(total, 1) <= self.skip_early_cond:
+            self.notes["Skip Early CFG"] = self.skip_early_cond
+            return True
+        if (step % 2 or self.s_min_uncond_all) and self.s_min_uncond > 0 and sigma < self.s_min_uncond:
+            self.notes["NGMS"] = self.s_min_uncond
+            if self.s_min_uncond_all:
+                self.notes["NGMS all steps"] = True
+            return True
+        return False
+
+    def padded(self, cond: torch.Tensor, uncond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cond and uncond of one token count, so that they go through the UNet in one batch."""
+        if self.pad is None or cond.shape[1] == uncond.shape[1]:
+            return cond, uncond
+        if self.pad == "v0":
+            self.notes["Pad conds v0"] = True
+            if uncond.shape[1] < cond.shape[1]:
+                filler = uncond[:, -1:].repeat(1, cond.shape[1] - uncond.shape[1], 1)
+                return cond, torch.cat([uncond, filler], dim=1)
+            return cond, uncond[:, : cond.shape[1]]
+        self.notes["Pad conds"] = True
+        empty = self.empty.to(cond)
+        repeats = (cond.shape[1] - uncond.shape[1]) // empty.shape[1]
+
+        def pad(tensor, n):
+            return torch.cat([tensor, empty.repeat(tensor.shape[0], n, 1)], dim=1)
+
+        return (pad(cond, -repeats), uncond) if repeats < 0 else (cond, pad(uncond, repeats))
+
+
 class Denoiser:
     def __init__(
         self,
@@ -129,6 +189,7 @@ class Denoiser:
         image_cond: torch.Tensor | None = None,
         hooks: ProcessingHooks | None = None,
         contributors: Sequence[ResidualContributor] = (),
+        uncond_options: UncondOptions | None = None,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
@@ -142,11 +203,17 @@ class Denoiser:
         self.contributors = list(contributors)
         # the latest predictions, for live previews: "cond", "uncond" (when guided) and "combined"
         self.last: dict[str, torch.Tensor] = {}
+        # set by the sampling step for one run: DDIM CFG++ scales the guidance down and needs the unguided
+        # prediction; inpainting with a k-diffusion sampler puts back the kept area into the guided prediction
+        self.cond_scale_multiplier = 1.0
+        self.keep_uncond = False
+        self.inpaint_blend = None
+        self.uncond_options = uncond_options or UncondOptions()
 
     @property
     def uses_uncond(self) -> bool:
         # cfg 1 gives uncond + 1 * (cond - uncond) = cond: skip the wasted half of the work
-        return self.cfg_scale != 1.0
+        return self.keep_uncond or self.text.weights is not None or self.cfg_scale * self.cond_scale_multiplier != 1.0
 
     @torch.no_grad()
     def __call__(
@@ -177,22 +244,47 @@ class Denoiser:
         c_skip, c_out, c_in = (_per_sample(c, x) for c in scalings(sigma, self.prediction_type))
         if timestep is None:
             timestep = sigma_to_t(sigma, self.train_sigmas.to(sigma.device))
-        conds = [(params.text_uncond, self.text.added_uncond)] if self.uses_uncond else []
-        conds.append((params.text_cond, self.text.added_cond))
-        outputs = self._model(x * c_in, timestep, params.image_cond, conds, step, total)
+        weights = self.text.weights
+        rows = None if weights is None else torch.tensor([i for i, parts in enumerate(weights) for _ in parts])
+        skipped = self.uses_uncond and self.uncond_options.skips(step, total, float(sigma[0]))
+        text_cond, text_uncond = params.text_cond, params.text_uncond
+        if self.uses_uncond and not skipped:
+            text_cond, text_uncond = self.uncond_options.padded(text_cond, text_uncond)
+        groups = [(text_uncond, _added_at(self.text.added_uncond, step), None)] if self.uses_uncond else []
+        groups.append((text_cond, _added_at(self.text.added_cond, step), rows))
+        if skipped:
+            groups = groups[1:]
+        outputs = self._model(x * c_in, timestep, params.image_cond, groups, step, total)
 
-        # 4. denoised predictions, guidance
-        denoised = [c_skip * x + c_out * out.float() for out in outputs]
+        # 4. denoised predictions, guidance (A1111's combine_denoised: each cond row of an image adds its weight)
+        denoised = [
+            _take(c_skip, index) * _take(x, index) + _take(c_out, index) * out.float()
+            for out, (_, _, index) in zip(outputs, groups, strict=True)
+        ]
         both = DenoisedParams(torch.cat(denoised), step, total, inner_model=self.unet)
         self.hooks.on_denoised(both)
-        parts = both.x.chunk(len(denoised))
+        parts = list(both.x.split([d.shape[0] for d in denoised]))
+        if skipped:  # A1111 puts each image's first cond prediction where its uncond would be
+            first_rows = (
+                [parts[0][i] for i in range(x.shape[0])] if weights is None else [parts[0][p[0][0]] for p in weights]
+            )
+            parts.insert(0, torch.stack(first_rows))
         if self.uses_uncond:
             uncond, cond = parts
-            guided = uncond + self.cfg_scale * (cond - uncond)
+            scale = self.cfg_scale * self.cond_scale_multiplier
+            if weights is None:
+                guided = uncond + scale * (cond - uncond)
+            else:
+                guided = uncond.clone()
+                for i, image_parts in enumerate(weights):
+                    for row, weight in image_parts:
+                        guided[i] += (cond[row] - uncond[i]) * (weight * scale)
             self.last = {"uncond": uncond, "cond": cond}
         else:
             guided = parts[0]
             self.last = {"cond": guided}
+        if self.inpaint_blend is not None:  # A1111 blends after CFG, before its after-CFG callback
+            guided = self.inpaint_blend(guided)
         after = AfterCFGParams(guided, step, total)
         self.hooks.after_cfg(after)
         self.last["combined"] = after.x
@@ -203,59 +295,49 @@ class Denoiser:
         x_in: torch.Tensor,
         timestep: torch.Tensor,
         image_cond: torch.Tensor | None,
-        conds: list[tuple[torch.Tensor, dict | None]],
+        groups: list[tuple[torch.Tensor, dict | None, torch.Tensor | None]],
         step: int,
         total: int,
     ) -> list[torch.Tensor]:
-        """UNet outputs for each (text, added) conditioning, in one batched call when the token counts match."""
+        """UNet outputs for each (text, added, images) group, in one batched call when the token counts match.
+        `images` picks the latents each text row goes with (None: row i with latent i)."""
         dtype = self.unet.dtype
-        sample = x_in.to(dtype)
-        if all(text.shape[1] == conds[0][0].shape[1] for text, _ in conds):
-            n = len(conds)
+        timestep = torch.as_tensor(timestep)
+        calls = []
+        for text, added, index in groups:
+            t = timestep if timestep.ndim == 0 else _take(timestep, index)
+            image = None if image_cond is None else _take(image_cond, index).to(dtype)
+            calls.append((_take(x_in, index).to(dtype), t, image, text.to(dtype), added))
+        if len(calls) > 1 and all(c[3].shape[1] == calls[0][3].shape[1] for c in calls):
+            sizes = [c[0].shape[0] for c in calls]
             added = None
-            if conds[0][1] is not None:
-                added = {k: torch.cat([a[k] for _, a in conds]).to(dtype) for k in conds[0][1]}
-            out = self._unet(
-                sample.repeat(n, 1, 1, 1),
-                _repeat(timestep, n),
-                image_cond,
-                n,
-                torch.cat([text for text, _ in conds]).to(dtype),
-                added,
-                step,
-                total,
-            )
-            return list(out.chunk(n))
+            if calls[0][4] is not None:
+                added = {k: torch.cat([c[4][k] for c in calls]).to(dtype) for k in calls[0][4]}
+            t = timestep if timestep.ndim == 0 else torch.cat([c[1] for c in calls])
+            image = None if image_cond is None else torch.cat([c[2] for c in calls])
+            hidden = torch.cat([c[3] for c in calls])
+            out = self._unet(torch.cat([c[0] for c in calls]), t, image, hidden, added, step, total)
+            return list(out.split(sizes))
         return [
             self._unet(
-                sample,
-                timestep,
-                image_cond,
-                1,
-                text.to(dtype),
-                {k: v.to(dtype) for k, v in a.items()} if a is not None else None,
-                step,
-                total,
+                sample, t, image, hidden, None if a is None else {k: v.to(dtype) for k, v in a.items()}, step, total
             )
-            for text, a in conds
+            for sample, t, image, hidden, a in calls
         ]
 
-    def _unet(self, sample, timestep, image_cond, repeats, hidden, added, step, total) -> torch.Tensor:
+    def _unet(self, sample, timestep, image_cond, hidden, added, step, total) -> torch.Tensor:
         residuals = None
         call = UNetCall(sample, timestep, hidden, added, step, total)
         for contributor in self.contributors:
             found = contributor(call)
             if found is not None:
                 residuals = found if residuals is None else residuals + found
-        model_input = sample
-        if image_cond is not None:
-            model_input = torch.cat([sample, image_cond.to(sample.dtype).repeat(repeats, 1, 1, 1)], dim=1)
+        model_input = sample if image_cond is None else torch.cat([sample, image_cond], dim=1)
         extra = {}
         if residuals is not None:
             extra = {"down_block_additional_residuals": residuals.down, "mid_block_additional_residual": residuals.mid}
         return self.unet(model_input, timestep, encoder_hidden_states=hidden, added_cond_kwargs=added, **extra).sample
 
 
-def _repeat(timestep: torch.Tensor, n: int) -> torch.Tensor:
-    timestep = torch.as_tensor(timestep)
-    return timestep if timestep.ndim == 0 else timestep.repeat(n)
+def _take(value: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    return value if index is None else value[index.to(value.device)]

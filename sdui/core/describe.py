@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from sdui.core.run import Batch, Run
-from sdui.core.sampler_setup import eta_for
-from sdui.core.samplers import SamplerSetup
+from sdui.core.sampler_setup import SamplerSetup
 from sdui.infotext import build_infotext, generation_params
 from sdui.models.sd_model import SDModel
 from sdui.modes.hires import HiresPlan
@@ -39,10 +38,9 @@ def infotext_for(
         if request.initial_noise_multiplier not in (None, 1, 1.0):
             extra["Noise multiplier"] = request.initial_noise_multiplier
         strength = request.denoising_strength
-    eta = eta_for(request, settings)
-    if setup.sampler_name == "DDIM" and eta:
-        extra["Eta DDIM"] = eta
     extra.update(run.extra_generation_params)
+    for key, value in setup.infotext.items():  # what the sampler wrote (eta, churn, schedule overrides, ...)
+        extra.setdefault(key, value)
     ensd = int(settings.eta_noise_seed_delta)
     params = generation_params(
         request,

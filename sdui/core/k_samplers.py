@@ -432,3 +432,57 @@ def dpm_adaptive(
             s = t
         steps["n"] += 1
     return x
+
+
+# ---------------------------------------------------------------------------------------------- A1111's own samplers
+
+
+def restart(model, x, sigmas, *, noise, step=_nothing, s_noise=1.0):
+    """A1111's Restart sampler (Xu et al. 2023): Heun steps; from 20 steps on, part of the steps go to
+    restarts, where the walk jumps back up to sigma 2 (fresh noise) and descends again through the region near
+    sigma 0.1. With restarts the schedule is rebuilt as Karras between the given ends, as in A1111."""
+    from sdui.core.schedules import karras
+
+    steps = len(sigmas) - 1
+    restarts: dict[float, tuple[int, int, float]] = {}
+    if steps >= 20:
+        restart_steps, restart_times = (steps // 4, 2) if steps >= 36 else (9, 1)
+        sigmas = karras(steps - restart_steps * restart_times, float(sigmas[-2]), float(sigmas[0])).to(sigmas)
+        restarts = {0.1: (restart_steps + 1, restart_times, 2.0)}
+    at_index = {int(torch.argmin((sigmas - key).abs())): value for key, value in restarts.items()}
+
+    walk = []
+    for i in range(len(sigmas) - 1):
+        walk.append((sigmas[i], sigmas[i + 1]))
+        if i + 1 in at_index:
+            restart_steps, restart_times, restart_max = at_index[i + 1]
+            low, high = i + 1, int(torch.argmin((sigmas - restart_max).abs()))
+            if high < low:
+                segment = karras(restart_steps, float(sigmas[low]), float(sigmas[high])).to(sigmas)[:-1]
+                walk += list(zip(segment[:-1], segment[1:], strict=True)) * restart_times
+
+    last = None
+    for i, (sigma, sigma_next) in enumerate(walk):
+        if last is not None and last < sigma:  # a restart: noise back up to sigma
+            x = x + noise(last, sigma) * s_noise * (sigma**2 - last**2) ** 0.5
+        denoised = model(x, sigma)
+        step(i, x, denoised)
+        d = to_d(x, sigma, denoised)
+        if sigma_next == 0:
+            x = x + d * (sigma_next - sigma)
+        else:
+            x_2 = x + d * (sigma_next - sigma)
+            d_2 = to_d(x_2, sigma_next, model(x_2, sigma_next))
+            x = x + (d + d_2) / 2 * (sigma_next - sigma)
+        last = sigma_next
+    return x
+
+
+def lcm(model, x, sigmas, *, noise, step=_nothing):
+    """Latent Consistency Model sampling: jump to the prediction, then re-noise to the next level."""
+    for i in range(len(sigmas) - 1):
+        x = model(x, sigmas[i])
+        step(i, x, x)
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
+    return x

@@ -19,7 +19,7 @@ from PIL import Image
 
 from sdui.core import latents as initial
 from sdui.core import rng
-from sdui.core.conditioning import encode_text, prompt_encoder
+from sdui.core.conditioning import ConditioningCache, encode_text, prompt_encoder, prompt_steps, uncond_options
 from sdui.core.denoiser import Denoiser
 from sdui.core.describe import infotext_for, model_identity
 from sdui.core.events import NoEvents, ProgressEvents
@@ -29,8 +29,8 @@ from sdui.core.patches import ModelPatch, patched_for_job
 from sdui.core.processed import Processed
 from sdui.core.progress import BatchProgress
 from sdui.core.run import Batch, Run
-from sdui.core.sampler_setup import eta_for, sampler_for
-from sdui.core.sampling import denoise
+from sdui.core.sampler_setup import SamplerSetup, sampler_for
+from sdui.core.sampling import sample
 from sdui.core.schedules import training_sigmas
 from sdui.core.validation import validate
 from sdui.devices import DevicePolicy
@@ -78,14 +78,12 @@ def process(
     hooks.process(run)
 
     # 2. the sampler, and hires fix's second pass: checked now, so a bad name fails before any work
-    first_seeds = run.all_seeds[: request.batch_size]
-    setup, begin = sampler_for(request, model, first_seeds, settings)
+    setup = _sampler(request, model, settings)
     run.request = request = dataclasses.replace(request, sampler_name=setup.sampler_name)  # "DPM++ 2M Karras" split
     hires_plan = _checked_hires_plan(request, settings)
-    steps_per_batch = len(setup.scheduler.timesteps) - begin
+    steps_per_batch = setup.steps
     if hires_plan is not None:
-        hr_setup, hr_begin = sampler_for(hires_plan.request, model, first_seeds, settings)
-        steps_per_batch += len(hr_setup.scheduler.timesteps) - hr_begin
+        steps_per_batch += _hires_sampler(hires_plan, model, settings).steps
     batches = list(_batches(run))
     events.add_batches(len(batches), steps_per_batch)
 
@@ -93,6 +91,8 @@ def process(
     writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_samples else None
     grid_writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_grid else None
     encoder = prompt_encoder(model, settings)
+    conds = ConditioningCache()  # each distinct prompt is encoded once per job
+    negative = uncond_options(request, settings, encoder, setup.infotext)
     train_sigmas = training_sigmas(model.scheduler_config)
     images, infotexts, saved = [], [], []
     interrupted = False
@@ -107,14 +107,23 @@ def process(
             hooks.process_batch(run, batch)
 
             # 3. conditioning: the batch's prompts as hooks left them
-            text = encode_text(model, encoder, batch.prompts, batch.negative_prompts, request, settings, policy)
+            text = encode_text(
+                model,
+                encoder,
+                batch.prompts,
+                batch.negative_prompts,
+                request,
+                settings,
+                policy,
+                steps=prompt_steps(request.steps, setup),
+                cache=conds,
+                notes=setup.infotext,
+            )
 
             # 4. initial latents from each image's own seed
-            if batch.index:  # schedulers keep per-run state (step index, solver history): a fresh one per batch
-                setup, begin = sampler_for(request, model, batch.seeds, settings)
             noise = initial.noise(request, model, batch, settings, policy)
             latents, image_cond, blend, picks = initial.batch_start(
-                request, init, model, setup, begin, noise, batch, policy, vae
+                request, init, model, setup, noise, batch, run.all_seeds, settings, policy, vae
             )
 
             # 5. denoise; an interrupt ends the job, a skip ends this batch only
@@ -127,21 +136,20 @@ def process(
                 train_sigmas=train_sigmas,
                 image_cond=image_cond,
                 hooks=hooks,
+                uncond_options=negative,
             )
             with progress.watch(model.unet):  # the job can tell how far a slow step has got
-                latents = denoise(
-                    setup.scheduler,
-                    latents,
+                latents, stopped = sample(
+                    setup,
                     progress.denoiser,
+                    latents,
+                    noise=initial.sampler_noise(setup, batch, settings, policy, latents),
                     train_sigmas=train_sigmas,
-                    generators=initial.generators(batch, settings, policy, noise.shape[1:], setup.uses_ensd),
-                    eta=eta_for(request, settings),
-                    begin_index=begin,
                     blend=blend,
                     on_step=progress.on_step,
                     should_stop=progress.should_stop,
                 )
-                if hires_plan is not None and not progress.should_stop():
+                if hires_plan is not None and not stopped:
                     if writer is not None and settings.save_images_before_highres_fix and settings.samples_save:
                         writer.save_before_hires(
                             vae.decode_to_pil(latents),
@@ -149,10 +157,19 @@ def process(
                             prompts=batch.prompts,
                             infotexts=[infotext_for(run, batch, j, setup, init, hires_plan) for j in range(len(batch))],
                         )
-                    latents = _hires_pass(
-                        hires_plan, run, batch, latents, encoder, vae, train_sigmas, hooks, policy, progress
+                    latents, stopped = _hires_pass(
+                        hires_plan,
+                        run,
+                        batch,
+                        latents,
+                        (encoder, conds, prompt_steps(request.steps, setup), negative),
+                        vae,
+                        train_sigmas,
+                        hooks,
+                        policy,
+                        progress,
                     )
-            incomplete = progress.steps < steps_per_batch  # unfinished images are returned, saved only if asked
+            incomplete = stopped  # unfinished images are returned, saved only if asked
             interrupted = events.interrupted()
             post = PostSample(latents)
             hooks.post_sample(run, batch, post)
@@ -301,26 +318,54 @@ def _prepare_init(request, model, policy, vae: JobVae, settings: Settings, write
     return init
 
 
+def _sampler(request: GenerationRequest, model, settings: Settings) -> SamplerSetup:
+    """The request's sampler: txt2img walks the whole schedule, img2img its tail (A1111's step arithmetic)."""
+    if isinstance(request, Img2ImgRequest):
+        return sampler_for(
+            request, model, settings, denoising=request.denoising_strength, fix_steps=bool(settings.img2img_fix_steps)
+        )
+    return sampler_for(request, model, settings)
+
+
+def _hires_sampler(plan: hires.HiresPlan, model, settings: Settings) -> SamplerSetup:
+    """Hires fix's second pass: always A1111's "fix steps" arithmetic (about hr steps run, whatever the strength)."""
+    return sampler_for(plan.request, model, settings, denoising=plan.request.denoising_strength, fix_steps=True)
+
+
 def _hires_pass(
     plan,
     run: Run,
     batch: Batch,
     latents: torch.Tensor,
-    encoder,
+    prompts: tuple,
     vae: JobVae,
     train_sigmas,
     hooks: ProcessingHooks,
     policy: DevicePolicy,
     progress: BatchProgress,
-) -> torch.Tensor:
-    """The second pass of hires fix: upscaled first-pass latents as the init, fresh noise from the same seeds."""
+) -> tuple[torch.Tensor, bool]:
+    """The second pass of hires fix: upscaled first-pass latents as the init, fresh noise from the same seeds.
+    `prompts`: (encoder, the job's conditioning cache, the first pass's prompt steps, the negative prompt's
+    options) for its conditioning."""
     model, settings, hr = run.model, run.settings, plan.request
-    init_latents = hires.upscale(latents, plan, vae, model.vae_scale_factor).to(policy.dtype)
+    init_latents = hires.upscale(latents, plan, vae, model.vae_scale_factor).float()
     n = len(batch)
-    text = encode_text(model, encoder, [hr.prompt] * n, [hr.negative_prompt] * n, hr, settings, policy)
-    setup, begin = sampler_for(hr, model, batch.seeds, settings)
-    noise = initial.noise(hr, model, batch, settings, policy)
-    start = img2img.noised_init(setup.scheduler, init_latents, noise.to(policy.device, init_latents.dtype), begin)
+    setup = _hires_sampler(plan, model, settings)
+    encoder, conds, first_pass_steps, negative = prompts
+    text = encode_text(
+        model,
+        encoder,
+        [hr.prompt] * n,
+        [hr.negative_prompt] * n,
+        hr,
+        settings,
+        policy,
+        steps=first_pass_steps,
+        hires_steps=prompt_steps(hr.steps, setup),
+        cache=conds,
+    )
+    noise = initial.noise(hr, model, batch, settings, policy).to(policy.device, torch.float32)
+    start = initial.img2img_start(setup, init_latents, noise, train_sigmas, float(settings.img2img_extra_noise))
     denoiser = Denoiser(
         model.unet,
         text,
@@ -329,16 +374,15 @@ def _hires_pass(
         train_sigmas=train_sigmas,
         hooks=hooks,
         image_cond=inpaint.txt2img_channels(model.variant, start.shape, vae, policy.dtype),
+        uncond_options=negative,
     )
     progress.denoiser = denoiser
-    return denoise(
-        setup.scheduler,
-        start,
+    return sample(
+        setup,
         denoiser,
+        start,
+        noise=initial.sampler_noise(setup, batch, settings, policy, start),
         train_sigmas=train_sigmas,
-        generators=initial.generators(batch, settings, policy, noise.shape[1:], setup.uses_ensd),
-        eta=eta_for(hr, settings),
-        begin_index=begin,
         on_step=progress.on_step,
         should_stop=progress.should_stop,
     )

@@ -10,12 +10,14 @@ there, device-dependent numbers).
 from __future__ import annotations
 
 import random
+import warnings
 
 import torch
 
+from sdui.core.philox import PhiloxGenerator
 from sdui.errors import InvalidRequestError
 
-SOURCES = ("CPU", "GPU")
+SOURCES = ("CPU", "GPU", "NV")
 LATENT_FACTOR = 8  # pixels per latent cell: "seed resize from" sizes are given in pixels
 
 
@@ -69,19 +71,26 @@ def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return w_low.unsqueeze(1) * low + w_high.unsqueeze(1) * high
 
 
-def _draw_device(source: str, device) -> torch.device:
+def _draw_device(source: str, device) -> torch.device | None:
+    """Where a source draws: the CPU, the device, or None for "NV" (cuRAND's numbers computed on the CPU)."""
     if source not in SOURCES:
         raise InvalidRequestError(f"Unknown random number source {source!r}. Use one of: {', '.join(SOURCES)}.")
+    if source == "NV":
+        return None
     device = torch.device(device) if device is not None else torch.device("cpu")
     # MPS generators are not reproducible across runs: A1111 draws those on the CPU too
     return torch.device("cpu") if source == "CPU" or device.type == "mps" else device
 
 
-def _generator(seed: int, draw_device: torch.device) -> torch.Generator:
+def _generator(seed: int, draw_device: torch.device | None) -> torch.Generator | PhiloxGenerator:
+    if draw_device is None:
+        return PhiloxGenerator(seed)
     return torch.Generator(draw_device).manual_seed(int(seed))
 
 
-def _randn(shape, generator: torch.Generator, draw_device: torch.device) -> torch.Tensor:
+def _randn(shape, generator: torch.Generator | PhiloxGenerator, draw_device: torch.device | None) -> torch.Tensor:
+    if isinstance(generator, PhiloxGenerator):
+        return torch.from_numpy(generator.randn(tuple(shape)))
     return torch.randn(tuple(shape), generator=generator, device=draw_device, dtype=torch.float32)
 
 
@@ -153,3 +162,53 @@ def make_generators(
         for g in generators:
             _randn(shape, g, draw_device)
     return generators
+
+
+class ImageNoise:
+    """The noise a sampler draws during sampling: one (C, H, W) draw per image from the image's own generator,
+    stacked, on `device`. The generators continue each image's stream after its initial noise, or restart at
+    seed + ENSD when eta_noise_seed_delta is set (A1111's ImageRNG.next())."""
+
+    def __init__(self, seeds, shape, *, source: str = "CPU", device=None, ensd: int = 0):
+        self.shape = tuple(int(s) for s in shape)
+        self.draw_device = _draw_device(source, device)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if ensd:
+            self.generators = make_generators([s + ensd for s in seeds], source=source, device=device, skip_first=False)
+        else:
+            self.generators = make_generators(seeds, source=source, device=device, shape=self.shape)
+
+    def __call__(self, sigma=None, sigma_next=None) -> torch.Tensor:
+        draws = [_randn(self.shape, g, self.draw_device) for g in self.generators]
+        return torch.stack(draws).to(self.device)
+
+
+# torchsde warns when a query lands a float rounding outside the tree's interval (sigma_min as float32 vs float64);
+# the answer is right and A1111's console shows the same noise
+warnings.filterwarnings("ignore", message=r"Should have (ta>=t0|tb<=t1)", category=UserWarning)
+
+
+class BrownianNoise:
+    """SDE noise that depends on the noise levels, not on the order of the draws: one Brownian tree per image,
+    seeded with the image's seed (so an image does not depend on its batch), as k-diffusion's
+    BrownianTreeNoiseSampler with A1111's per-image seeds. __call__(sigma, sigma_next) gives unit noise."""
+
+    def __init__(self, like: torch.Tensor, sigma_min, sigma_max, seeds, *, source: str = "CPU"):
+        import torchsde  # late: only the SDE samplers need it
+
+        self.device = like.device
+        draw = _draw_device(source, like.device) or torch.device("cpu")  # NV: torchsde's trees on the CPU
+        t0, t1 = sorted((float(sigma_min), float(sigma_max)))
+        self.sign = 1 if float(sigma_min) < float(sigma_max) else -1
+        w0 = torch.zeros(like.shape[1:], dtype=like.dtype, device=draw)
+        start, end = torch.tensor(t0, device=draw), torch.tensor(t1, device=draw)
+        self.trees = [torchsde.BrownianTree(start, w0, end, entropy=int(seed)) for seed in seeds]
+        self.draw = draw
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        a, b = torch.as_tensor(sigma).to(self.draw), torch.as_tensor(sigma_next).to(self.draw)
+        sign = 1
+        if not a < b:
+            a, b, sign = b, a, -1
+        w = torch.stack([tree(a, b) for tree in self.trees]) * (self.sign * sign)
+        return (w / (b - a).abs().sqrt()).to(self.device)

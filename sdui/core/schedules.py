@@ -272,6 +272,8 @@ class ScheduleParams:
     beta_alpha: float = 0.6
     beta_beta: float = 0.6
     is_sdxl: bool = False  # Align Your Steps has separate SD1 / SDXL lists
+    sigma_min: float | None = None  # None: the model's (smallest training sigma)
+    sigma_max: float | None = None  # None: the model's (largest)
 
 
 def get_sigmas(
@@ -292,7 +294,8 @@ def get_sigmas(
     if n < 1:
         raise ValueError("steps must be at least 1")
     steps = n + 1 if discard_penultimate else n
-    sigma_min, sigma_max = float(train_sigmas[0]), float(train_sigmas[-1])
+    sigma_min = params.sigma_min if params.sigma_min is not None else float(train_sigmas[0])
+    sigma_max = params.sigma_max if params.sigma_max is not None else float(train_sigmas[-1])
     rho = params.rho if params.rho else info.default_rho
     name = info.name
     if name in ("automatic", "uniform"):

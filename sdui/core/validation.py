@@ -45,9 +45,13 @@ def validate(request: GenerationRequest, model: SDModel | None, settings: Settin
         raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")
 
 
+SAMPLER_NUMBERS = ("s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond")
+MAX_SAMPLER_NUMBER = 1000  # far above any useful value (A1111's sliders stop at 100 for churn, 999 for tmax)
+
+
 def _check_numbers(request: GenerationRequest, problems: list[str]) -> None:
     """Numbers that must be finite: NaN or infinity would give black images or fail deep inside."""
-    names = ["cfg_scale", "denoising_strength", "subseed_strength", "hr_scale", "eta"]
+    names = ["cfg_scale", "denoising_strength", "subseed_strength", "hr_scale", "eta", *SAMPLER_NUMBERS]
     if isinstance(request, Img2ImgRequest):
         names += ["image_cfg_scale", "initial_noise_multiplier"]
     for name in names:
@@ -61,6 +65,10 @@ def _check_numbers(request: GenerationRequest, problems: list[str]) -> None:
                 f"{name} must be between -{MAX_CFG_SCALE} and {MAX_CFG_SCALE} (got {value}); beyond that the "
                 "image is noise, and in half precision the numbers overflow"
             )
+    for name in ("eta", *SAMPLER_NUMBERS):
+        value = getattr(request, name)
+        if isinstance(value, (int, float)) and math.isfinite(value) and not 0 <= value <= MAX_SAMPLER_NUMBER:
+            problems.append(f"{name} must be between 0 and {MAX_SAMPLER_NUMBER} (got {value})")
     strengths = (
         ("subseed_strength", "variation strength (subseed_strength)"),
         ("denoising_strength", "denoising strength"),
@@ -76,8 +84,6 @@ def _check_numbers(request: GenerationRequest, problems: list[str]) -> None:
         and request.hr_scale <= 0
     ):
         problems.append(f"hr_scale must be more than 0 (got {request.hr_scale})")
-    if request.eta is not None and isinstance(request.eta, (int, float)) and request.eta < 0:
-        problems.append(f"eta must be 0 or more (got {request.eta})")
 
 
 def _check_size(request: GenerationRequest, factor: int, max_pixels: int, problems: list[str]) -> None:

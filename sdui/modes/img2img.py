@@ -1,9 +1,5 @@
-"""What img2img adds to a generation: the init image in latent space and where on the schedule to start.
-
-A1111 semantics: with `steps` and denoising strength d, t_enc = int(min(d, 0.999) * steps) and the last
-t_enc + 1 steps of the full schedule run, starting from init latent + noise at that step's noise level
-("fix steps" option: the schedule is stretched so that about `steps` steps run).
-"""
+"""What img2img adds to a generation: the init images in latent space, their masks and extra UNet channels.
+(Where on the schedule img2img starts is the sampler's plan: core/sampler_setup.py.)"""
 
 from __future__ import annotations
 
@@ -19,28 +15,6 @@ from sdui.models.sd_model import SDModel
 from sdui.modes import inpaint
 from sdui.modes.depth import depth_conditioning
 from sdui.request import Img2ImgRequest
-
-
-def schedule_steps(request: Img2ImgRequest, fix_steps: bool) -> tuple[int, int]:
-    """(steps of the full schedule, steps that run)."""
-    strength = min(float(request.denoising_strength), 0.999)
-    steps = int(request.steps / strength) if fix_steps and strength > 0 else request.steps
-    return steps, int(strength * steps) + 1
-
-
-def begin_index(scheduler, steps: int, steps_to_run: int) -> int:
-    """Index into scheduler.timesteps where img2img starts (second-order schedulers list most steps twice)."""
-    order = getattr(scheduler, "order", 1)
-    begin = (steps - steps_to_run) * order
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(begin)
-    return begin
-
-
-def noised_init(scheduler, init_latents: torch.Tensor, noise: torch.Tensor, begin: int) -> torch.Tensor:
-    """The init latents at the noise level of the first step that runs."""
-    t = scheduler.timesteps[begin : begin + 1]
-    return scheduler.add_noise(init_latents, noise.to(init_latents.dtype), t.repeat(init_latents.shape[0]))
 
 
 @dataclass

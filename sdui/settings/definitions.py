@@ -22,7 +22,7 @@ MAX_BATCH_COUNT = 1000
 
 IMAGE_FORMATS = ("png", "jpg", "jpeg", "webp", "avif", "gif")
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
-RANDN_SOURCES = ("GPU", "CPU")
+RANDN_SOURCES = ("GPU", "CPU", "NV")
 PREVIEW_CONTENT = ("Combined", "Prompt", "Negative prompt")
 PREVIEW_FORMATS = ("png", "jpeg", "webp")
 
@@ -156,7 +156,10 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 ),
                 "randn_source": OptionInfo(
                     "CPU", "Random number generator source", "radio", _choices(*RANDN_SOURCES), infotext="RNG"
-                ).info("CPU: a seed gives the same image on every machine"),
+                ).info(
+                    "CPU: a seed gives the same image on every machine; "
+                    "NV: the numbers an NVIDIA GPU draws, on any machine"
+                ),
             },
         ),
         options_section(
@@ -173,6 +176,13 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 "initial_noise_multiplier": OptionInfo(
                     1.0, "Noise multiplier for img2img", "slider", _slider(0.0, 1.5, 0.001), infotext="Noise multiplier"
                 ),
+                "img2img_extra_noise": OptionInfo(
+                    0.0,
+                    "Extra noise for img2img and hires fix",
+                    "slider",
+                    _slider(0.0, 1.0, 0.01),
+                    infotext="Extra noise",
+                ).info("0: none; keep it below the denoising strength"),
                 "img2img_fix_steps": OptionInfo(
                     False,
                     "img2img runs about the number of steps set (the schedule "
@@ -200,6 +210,99 @@ def _sections() -> list[dict[str, OptionInfo]]:
                     {"precision": 0, "minimum": 0, "maximum": 2**32 - 1},
                     infotext="ENSD",
                 ).info("added to the seed of the noise ancestral samplers draw at every step"),
+                "s_churn": OptionInfo(
+                    0.0, "Sigma churn", "slider", _slider(0.0, 100.0, 0.01), infotext="Sigma churn"
+                ).info("stochasticity for Euler, Heun and DPM2; 0: none"),
+                "s_tmin": OptionInfo(0.0, "Sigma tmin", "slider", _slider(0.0, 10.0, 0.01), infotext="Sigma tmin").info(
+                    "churn applies from this noise level"
+                ),
+                "s_tmax": OptionInfo(
+                    0.0, "Sigma tmax", "slider", _slider(0.0, 999.0, 0.01), infotext="Sigma tmax"
+                ).info("churn applies up to this noise level; 0: no limit"),
+                "s_noise": OptionInfo(
+                    1.0, "Sigma noise", "slider", _slider(0.0, 1.1, 0.001), infotext="Sigma noise"
+                ).info("scale of the noise the samplers add"),
+                "sigma_min": OptionInfo(
+                    0.0, "Schedule min sigma", "number", {"minimum": 0.0}, infotext="Schedule min sigma"
+                ).info("0: the model's (about 0.03)"),
+                "sigma_max": OptionInfo(
+                    0.0, "Schedule max sigma", "number", {"minimum": 0.0}, infotext="Schedule max sigma"
+                ).info("0: the model's (about 14.6)"),
+                "rho": OptionInfo(0.0, "Schedule rho", "number", {"minimum": 0.0}, infotext="Schedule rho").info(
+                    "0: the schedule's own (7 for Karras, 1 for Polyexponential)"
+                ),
+                "always_discard_next_to_last_sigma": OptionInfo(
+                    False, "Always discard the next-to-last sigma", "checkbox", infotext="Discard penultimate sigma"
+                ),
+                "sgm_noise_multiplier": OptionInfo(
+                    False, "SGM noise multiplier", "checkbox", infotext="SGM noise multiplier"
+                ).info("start txt2img from noise scaled by sqrt(1 + sigma_max^2), as SGM's code does"),
+                "beta_dist_alpha": OptionInfo(
+                    0.6, "Beta schedule alpha", "slider", _slider(0.01, 1.0, 0.01), infotext="Beta schedule alpha"
+                ),
+                "beta_dist_beta": OptionInfo(
+                    0.6, "Beta schedule beta", "slider", _slider(0.01, 1.0, 0.01), infotext="Beta schedule beta"
+                ),
+                "uni_pc_variant": OptionInfo(
+                    "bh1", "UniPC variant", "radio", _choices("bh1", "bh2"), infotext="UniPC variant"
+                ),
+                "uni_pc_skip_type": OptionInfo(
+                    "time_uniform",
+                    "UniPC skip type",
+                    "radio",
+                    _choices("time_uniform", "time_quadratic", "logSNR"),
+                    infotext="UniPC skip type",
+                ),
+                "uni_pc_order": OptionInfo(3, "UniPC order", "slider", _slider(1, 50, 1), infotext="UniPC order").info(
+                    "lowered to the number of steps when larger"
+                ),
+                "uni_pc_lower_order_final": OptionInfo(
+                    True, "UniPC lower order final", "checkbox", infotext="UniPC lower order final"
+                ),
+                "no_dpmpp_sde_batch_determinism": OptionInfo(
+                    False, "SDE samplers draw plain noise instead of a Brownian tree per image", "checkbox"
+                ).info("then an image depends on its batch; A1111's compatibility option"),
+                "use_old_karras_scheduler_sigmas": OptionInfo(False, "Old Karras sigmas (0.1 to 10)", "checkbox").info(
+                    "A1111's compatibility option, for old seeds"
+                ),
+                "skip_early_cond": OptionInfo(
+                    0.0,
+                    "Ignore negative prompt during early sampling",
+                    "slider",
+                    _slider(0.0, 1.0, 0.01),
+                    infotext="Skip Early CFG",
+                ).info("the fraction of the steps that runs without the negative prompt; 0: none"),
+            },
+        ),
+        options_section(
+            ("optimizations", "Optimizations", "sd"),
+            {
+                "s_min_uncond": OptionInfo(
+                    0.0, "Negative Guidance minimum sigma", "slider", _slider(0.0, 15.0, 0.01), infotext="NGMS"
+                ).info("below this noise level every other step skips the negative prompt; faster, 0: off"),
+                "s_min_uncond_all": OptionInfo(
+                    False,
+                    "Negative Guidance minimum sigma: every step, not every other one",
+                    "checkbox",
+                    infotext="NGMS all steps",
+                ),
+                "pad_cond_uncond": OptionInfo(
+                    False, "Pad prompt and negative prompt to the same length", "checkbox", infotext="Pad conds"
+                ).info("with empty-prompt chunks: one batched UNet call; changes the image"),
+                "pad_cond_uncond_v0": OptionInfo(
+                    False,
+                    "Pad prompt and negative prompt to the same length (old way)",
+                    "checkbox",
+                    infotext="Pad conds v0",
+                ).info("the negative prompt repeats its last vector or is cut to the prompt's length"),
+            },
+        ),
+        options_section(
+            ("compatibility", "Compatibility", "sd"),
+            {
+                "use_old_scheduling": OptionInfo(
+                    False, "Old prompt editing timelines", "checkbox", infotext="Old prompt editing timelines"
+                ).info("every number below 1 is a fraction; hires fix counts its own steps"),
             },
         ),
         options_section(

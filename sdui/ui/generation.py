@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from sdui.errors import UserError
+from sdui.errors import UnsupportedSamplerError, UserError
 from sdui.ui import common, paste, widgets
 from sdui.ui.runner import GenerationResult, iter_generation, jobs_ahead, progress_text, status_html, ui_owner
 
@@ -89,20 +89,17 @@ def scheduler_labels() -> list[str]:
 
 
 def sampler_note(sampler_name: str, scheduler: str) -> str:
-    """A warning, before Generate is pressed, when the schedule type does not work with the sampler."""
-    from sdui.core.samplers import find_sampler, sampler_supports, supported_schedules
-    from sdui.core.schedules import find_schedule
+    """A warning, before Generate is pressed, when the sampler or the schedule type is not one we know (every
+    pair of known ones runs)."""
+    from sdui.core.samplers import resolve_sampler_name, resolve_scheduler_name
 
-    if not sampler_name or sampler_supports(sampler_name, scheduler):
-        return ""
-    labels = [info.label for info in map(find_schedule, supported_schedules(sampler_name)) if info is not None]
-    if not labels:
-        info = find_sampler(sampler_name)
-        reason = (info.refusal if info is not None else None) or "it is not implemented"
-        return common.error_html(f"{sampler_name} is not available: {reason}")
-    return common.error_html(
-        f"{sampler_name} does not work with schedule type {scheduler}; pick one of: {', '.join(labels)}."
-    )
+    try:
+        if sampler_name:
+            resolve_sampler_name(sampler_name)
+        resolve_scheduler_name(scheduler)
+    except UnsupportedSamplerError as err:
+        return common.error_html(err.message)
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ TXT2IMG = [
     ('"n_iter": 5000', "n_iter (batch count) must be between 1 and 1000"),
     ('"enable_hr": true, "hr_second_pass_steps": -1', "hr_second_pass_steps must be between 0 and 1000"),
     ('"enable_hr": true, "hr_resize_x": -64', "hires resize must be 0"),
-    ('"eta": -1, "sampler_name": "DDIM"', "eta must be 0 or more"),
+    ('"eta": -1, "sampler_name": "DDIM"', "eta must be between 0 and 1000"),
+    ('"s_churn": -0.5, "sampler_name": "Euler"', "s_churn must be between 0 and 1000"),
     (
         '"override_settings": {"eta_noise_seed_delta": 100000000000000000000000}',
         "'eta_noise_seed_delta' must be between",

@@ -96,11 +96,15 @@ def test_set_rejects_bad_values_with_a_message(key, value, message):
     assert opts.get(key) == before
 
 
-def test_randn_source_nv_is_refused_clearly():
+def test_unknown_randn_source_is_refused_clearly():
     opts = Options()
-    with pytest.raises(InvalidRequestError, match="Setting 'randn_source' must be one of 'GPU', 'CPU'; got 'NV'"):
-        opts.set("randn_source", "NV")
+    with pytest.raises(
+        InvalidRequestError, match="Setting 'randn_source' must be one of 'GPU', 'CPU', 'NV'; got 'TPU'"
+    ):
+        opts.set("randn_source", "TPU")
     assert opts.randn_source == "CPU"
+    opts.set("randn_source", "NV")
+    assert opts.randn_source == "NV"
 
 
 def test_null_resets_to_default_and_unknown_keys_are_kept():
@@ -220,7 +224,7 @@ def test_bad_values_in_config_fall_back_per_key(tmp_path, caplog):
         json.dumps(
             {
                 "CLIP_stop_at_last_layers": "abc",
-                "randn_source": "NV",
+                "randn_source": "TPU",
                 "samples_format": "jpg",
                 "old_a1111_key": "kept",
                 "sd_model_checkpoint": None,
@@ -231,7 +235,7 @@ def test_bad_values_in_config_fall_back_per_key(tmp_path, caplog):
     opts = Options(path)
     assert opts.CLIP_stop_at_last_layers == 1 and opts.randn_source == "CPU"
     assert opts.samples_format == "jpg" and opts.old_a1111_key == "kept" and opts.sd_model_checkpoint == ""
-    assert "CLIP_stop_at_last_layers" in caplog.text and "'NV'" in caplog.text
+    assert "CLIP_stop_at_last_layers" in caplog.text and "'TPU'" in caplog.text
     assert not (tmp_path / "config.json.bak").exists()
 
 

@@ -15,17 +15,11 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow  # a real server, about 50 generations
 
-# A1111's payloads send "eta": 0 with "Euler a"; ancestral samplers run only with eta 1 until the sampling issue
-# (issue 8) lands. Each generation test runs twice: with A1111's payload exactly (expected to fail until then:
-# strict, so it reports the day it passes) and with eta left out, which checks everything else now.
-ETA_ISSUE = pytest.mark.xfail(strict=True, reason="issue 8: Euler a with eta 0 is refused (422) until it lands")
 
-
+# A1111's payloads send "eta": 0 with "Euler a". Each generation test runs twice: with A1111's payload exactly, and
+# with eta left out (then the eta_ancestral setting, 1, applies).
 def eta_variant(request, payload: dict) -> dict:
-    if request.param == "a1111-eta0":
-        if payload["sampler_index"] == "Euler a" and "vanilla_sampler" not in request.node.name:
-            request.applymarker(ETA_ISSUE)
-    else:
+    if request.param != "a1111-eta0":
         del payload["eta"]
     return payload
 

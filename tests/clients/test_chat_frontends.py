@@ -177,11 +177,10 @@ def test_sillytavern_connects_lists_everything_and_generates(live_server):
     assert saved  # save_images: true writes the file, as A1111
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: DDIM with schedule 'normal' (ST's default) is refused until it lands")
 def test_sillytavern_default_sampler_and_schedule(live_server):
     st = SillyTavern(live_server.url)
     image = st.generate(st.generate_body("a cat", steps=2, width=64, height=64))  # DDIM, "normal": A1111 runs it
-    assert "Sampler: DDIM" in image.info["parameters"]
+    assert "Sampler: DDIM, Schedule type: Normal" in image.info["parameters"]
 
 
 def test_sillytavern_hires_and_each_scheduler_it_lists(live_server):

@@ -13,6 +13,7 @@ from sdui.core.denoiser import (
     Residuals,
     ScheduledConditioning,
     TextConditioning,
+    UncondOptions,
     model_output_from_denoised,
     scalings,
 )
@@ -144,3 +145,62 @@ def test_the_unet_is_left_as_it_was(model):
     cond, uncond = texts(model)
     make(model, cond, uncond)(noisy(), torch.tensor([2.0]), step=0, total=1)
     assert all(torch.equal(before[k], v) for k, v in model.unet.state_dict().items())
+
+
+# --- the negative prompt's options: NGMS, skipping it early, padding ------------------------------------------
+
+
+def batch_sizes(model, run):
+    calls = []
+    handle = model.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return calls, result
+
+
+@pytest.mark.parametrize("every_step", [False, True])
+def test_ngms_skips_the_uncond_on_odd_steps_below_its_sigma(model, every_step):
+    cond, uncond = texts(model)
+    options = UncondOptions(s_min_uncond=5.0, s_min_uncond_all=every_step)
+    denoiser = make(model, cond, uncond, uncond_options=options)
+    x = noisy()
+    alone = make(model, cond, cond, cfg=1.0)(x, torch.tensor([3.0]), step=1, total=10)
+    calls, odd = batch_sizes(model, lambda: denoiser(x, torch.tensor([3.0]), step=1, total=10))
+    assert calls == [1] and torch.equal(odd, alone)  # the prompt's prediction alone, as A1111's fake uncond gives
+    calls, _ = batch_sizes(model, lambda: denoiser(x, torch.tensor([3.0]), step=2, total=10))
+    assert calls == ([1] if every_step else [2])
+    calls, _ = batch_sizes(model, lambda: denoiser(x, torch.tensor([6.0]), step=3, total=10))
+    assert calls == [2]  # above the minimum sigma: guided as usual
+    assert options.notes == ({"NGMS": 5.0, "NGMS all steps": True} if every_step else {"NGMS": 5.0})
+
+
+def test_skip_early_cond_runs_the_first_part_without_the_negative_prompt(model):
+    cond, uncond = texts(model)
+    options = UncondOptions(skip_early_cond=0.3)
+    denoiser = make(model, cond, uncond, uncond_options=options)
+    sizes = [
+        batch_sizes(model, lambda s=s: denoiser(noisy(), torch.tensor([2.0]), step=s, total=10))[0] for s in range(5)
+    ]
+    assert sizes == [[1], [1], [1], [1], [2]]  # steps 0-3: 3 / 10 <= 0.3
+    assert options.notes == {"Skip Early CFG": 0.3}
+
+
+@pytest.mark.parametrize("pad", ["empty", "v0"])
+def test_padding_puts_a_long_prompt_and_a_short_negative_in_one_batch(model, pad):
+    cond, uncond = texts(model)
+    long_cond = torch.cat([cond, uncond], dim=1)  # two chunks against one
+    empty = torch.randn(1, 77, cond.shape[2], generator=torch.Generator().manual_seed(9))
+    options = UncondOptions(pad=pad, empty=empty)
+    x, sigma = noisy(), torch.tensor([2.0])
+    calls, padded = batch_sizes(
+        model, lambda: make(model, long_cond, uncond, uncond_options=options)(x, sigma, step=0, total=1)
+    )
+    assert calls == [2]
+    filler = empty if pad == "empty" else uncond[:, -1:].repeat(1, 77, 1)
+    by_hand = make(model, long_cond, torch.cat([uncond, filler], dim=1))(x, sigma, step=0, total=1)
+    assert torch.allclose(padded, by_hand, atol=1e-5)
+    unpadded_calls, _ = batch_sizes(model, lambda: make(model, long_cond, uncond)(x, sigma, step=0, total=1))
+    assert unpadded_calls == [1, 1]  # without padding: two UNet calls
+    assert options.notes == {"Pad conds" if pad == "empty" else "Pad conds v0": True}

@@ -38,11 +38,11 @@ def test_bad_requests_say_what_to_change_and_write_nothing(model, tmp_path, chan
     assert list(tmp_path.rglob("*")) == []
 
 
-def test_refused_sampler_names_the_alternatives(model, tmp_path):
-    request = GenerationRequest(prompt="x", steps=2, width=64, height=64, sampler_name="DPM adaptive")
+def test_unknown_sampler_names_the_alternatives(model, tmp_path):
+    request = GenerationRequest(prompt="x", steps=2, width=64, height=64, sampler_name="DPM turbo")
     with pytest.raises(UnsupportedSamplerError) as err:
         process(request, model, policy=CPU32, data_dir=tmp_path)
-    assert "DPM adaptive" in err.value.message
+    assert "Unknown sampler 'DPM turbo'" in err.value.message and "DPM adaptive" in err.value.message
     assert list(tmp_path.rglob("*")) == []
 
 
@@ -203,3 +203,27 @@ def test_eta_ddim_setting_is_used_written_and_pasted_back(model):
         settings=Settings.defaults(**fields["override_settings"]),
     )
     assert again.images[0].tobytes() == noisy.images[0].tobytes()
+
+
+def test_negative_prompt_options_change_the_image_and_are_written(model):
+    base = dict(prompt="x", negative_prompt="y", seed=3, steps=4, width=64, height=64, sampler_name="Euler")
+    plain, plain_latents = process_with_latents(GenerationRequest(**base), model, policy=CPU32)
+    ngms, ngms_latents = process_with_latents(GenerationRequest(**base, s_min_uncond=50.0), model, policy=CPU32)
+    assert "NGMS: 50.0" in ngms.infotexts[0] and "NGMS" not in plain.infotexts[0]
+    assert not torch.allclose(plain_latents, ngms_latents)
+    early = process(GenerationRequest(**base), model, policy=CPU32, settings=Settings.defaults(skip_early_cond=0.5))
+    assert "Skip Early CFG: 0.5" in early.infotexts[0]
+    old = process(
+        GenerationRequest(**{**base, "prompt": "[a:b:0.5]", "steps": 4}),
+        model,
+        policy=CPU32,
+        settings=Settings.defaults(use_old_scheduling=True),
+    )
+    assert "Old prompt editing timelines: True" not in old.infotexts[0]  # 0.5 reads the same both ways
+    old = process(
+        GenerationRequest(**{**base, "prompt": "[a:b:2.0]", "steps": 4}),
+        model,
+        policy=CPU32,
+        settings=Settings.defaults(use_old_scheduling=True),
+    )
+    assert "Old prompt editing timelines: True" in old.infotexts[0]

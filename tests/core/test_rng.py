@@ -44,8 +44,8 @@ def test_cpu_source_moves_to_the_requested_device():
 
 
 def test_unknown_source_is_refused():
-    with pytest.raises(InvalidRequestError, match="Unknown random number source 'NV'"):
-        rng.create_noise(SHAPE, [1], source="NV")
+    with pytest.raises(InvalidRequestError, match="Unknown random number source 'TPU'. Use one of: CPU, GPU, NV"):
+        rng.create_noise(SHAPE, [1], source="TPU")
 
 
 def test_variation_strength_zero_and_one():

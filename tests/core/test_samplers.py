@@ -1,97 +1,55 @@
-"""A1111 sampler names -> configured diffusers schedulers: tables, names, schedules, loops, refusals."""
+"""A1111's sampler table and names, and the plan of a run (sampler_setup.sampler_for): schedules, img2img step
+arithmetic, eta and churn with their infotext, timesteps of DDIM/PLMS/UniPC, LCM's table, the noise sources.
+
+The sigma tables are checked against k-diffusion's own (the library A1111 wraps its model in)."""
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import math
+from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
+from sdui.core import rng
 from sdui.core import samplers as SM
 from sdui.core import schedules as S
+from sdui.core.sampler_setup import sampler_for, timesteps_for
 from sdui.errors import UnsupportedSamplerError
+from sdui.request import GenerationRequest
+from tests.fixtures.k_diffusion_reference import sampling
+from tests.helpers import settings
 
-# diffusers' k-DPM2 schedulers feed torch tensors to numpy thousands of times per set_timesteps (NumPy 2 warns)
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-# SD1's scheduler config as shipped with the model (PNDM, "leading" spacing): build_scheduler must override it
 SD1_CONFIG = {
     "_class_name": "PNDMScheduler",
     "beta_start": 0.00085,
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
     "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
     "steps_offset": 1,
-    "clip_sample": False,
-    "trained_betas": None,
 }
-SDXL_CONFIG = {
-    "_class_name": "EulerDiscreteScheduler",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "interpolation_type": "linear",
-    "prediction_type": "epsilon",
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "use_karras_sigmas": False,
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-}
+MODEL = SimpleNamespace(scheduler_config=SD1_CONFIG, is_sdxl=False)
+DEFAULTS = settings()
 
 
-def kdiffusion_training_sigmas(config=SD1_CONFIG) -> torch.Tensor:
-    betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, 1000, dtype=torch.float64) ** 2
-    acp = torch.cumprod(1 - betas, 0).float()
-    return ((1 - acp) / acp) ** 0.5
+def kd_model():
+    """k-diffusion's CompVisDenoiser over SD1's alphas_cumprod (float32, as the LDM model stores them)."""
+    sampling()
+    external = importlib.import_module("k_diffusion.external")
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    inner = SimpleNamespace(alphas_cumprod=torch.cumprod(1 - betas, 0).float())
+    return external.CompVisDenoiser(inner)
 
 
-def kdiffusion_discretization(n: int, train: torch.Tensor) -> torch.Tensor:
-    """k-diffusion DiscreteSchedule.get_sigmas: t = linspace(999, 0, n), log-sigma interpolation, trailing 0."""
-    log_sigmas = train.double().log().numpy()
-    t = np.linspace(len(train) - 1, 0, n)
-    return torch.tensor(np.append(np.exp(np.interp(t, np.arange(len(train)), log_sigmas)), 0.0), dtype=torch.float32)
+def plan(sampler="Euler", scheduler="Automatic", steps=10, opts=DEFAULTS, **kwargs):
+    denoising = kwargs.pop("denoising", None)
+    fix_steps = kwargs.pop("fix_steps", False)
+    request = GenerationRequest(sampler_name=sampler, scheduler=scheduler, steps=steps, **kwargs)
+    return sampler_for(request, MODEL, opts, denoising=denoising, fix_steps=fix_steps)
 
 
-def reference_euler(eps_fn, noise: torch.Tensor, sigmas: torch.Tensor, sigma_to_t) -> torch.Tensor:
-    """A1111's Euler: k-diffusion sample_euler over a CompVisDenoiser (x is in sigma units)."""
-    x = noise * sigmas[0]
-    for i in range(len(sigmas) - 1):
-        sigma = sigmas[i]
-        denoised = x - sigma * eps_fn(x / (sigma**2 + 1) ** 0.5, sigma_to_t(sigma))
-        d = (x - denoised) / sigma
-        x = x + d * (sigmas[i + 1] - sigma)
-    return x
-
-
-def eps_fn(x, t):
-    """An analytic 'UNet': depends on its input and timestep, mildly non-linear."""
-    t = torch.as_tensor(t, dtype=torch.float32)
-    return 0.3 * x + 0.1 * torch.tanh(3 * x) * (1 + t / 1000)
-
-
-def run_diffusers_loop(scheduler, noise, pred_fn, generators=None):
-    """The diffusers pipeline loop, as our processing core runs it."""
-    latents = noise * scheduler.init_noise_sigma
-    accepts_generator = "generator" in inspect.signature(scheduler.step).parameters
-    for t in scheduler.timesteps:
-        x = scheduler.scale_model_input(latents, t)
-        kwargs = {"generator": generators} if accepts_generator and generators is not None else {}
-        latents = scheduler.step(pred_fn(x, t), t, latents, **kwargs).prev_sample
-    return latents
-
-
-def noise_of(seed, shape=(1, 4, 8, 8)):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
-# --- tables -----------------------------------------------------------------------------------------------
+# --- the table ---------------------------------------------------------------------------------------------
 
 EXPECTED_SAMPLERS = [
     ("DPM++ 2M", ["k_dpmpp_2m"], {"scheduler": "karras"}),
@@ -127,25 +85,21 @@ EXPECTED_SAMPLERS = [
     ("UniPC", ["unipc"], {}),
     ("LCM", ["k_lcm"], {}),
 ]
-REFUSED = {"DPM++ 2S a", "DPM++ 3M SDE", "DPM fast", "DPM adaptive", "Restart", "DDIM CFG++"}
 
 
 def test_samplers_table_matches_a1111_api():
     assert [s.to_api() for s in SM.SAMPLERS] == [
         {"name": n, "aliases": a, "options": o} for n, a, o in EXPECTED_SAMPLERS
     ]
-    assert {s.name for s in SM.SAMPLERS if not s.supported} == REFUSED
-    assert all(s.refusal for s in SM.SAMPLERS if not s.supported)
 
 
-def test_uses_ensd_flag():
-    assert [s.name for s in SM.SAMPLERS if s.uses_ensd] == [
-        "DPM++ 2S a",
-        "Euler a",
-        "DPM2 a",
-        "DPM fast",
-        "DPM adaptive",
-    ]
+def test_every_sampler_has_its_function():
+    from sdui.core import k_samplers, timestep_samplers
+
+    for info in SM.SAMPLERS:
+        module = timestep_samplers if info.kind == "timesteps" else k_samplers
+        name = "ddim" if info.function == "ddim_cfgpp" else info.function
+        assert callable(getattr(module, name)), info.name
 
 
 # --- names ------------------------------------------------------------------------------------------------
@@ -167,6 +121,8 @@ def test_uses_ensd_flag():
         ("Euler Align Your Steps", ("Euler", "Align Your Steps")),
         ("k_lms Karras", ("LMS", "Karras")),
         ("Euler sgm_uniform", ("Euler", "SGM Uniform")),
+        ("DPM fast", ("DPM fast", None)),
+        ("Euler a Karras", ("Euler a", "Karras")),
     ],
 )
 def test_resolve_sampler_name(given, expected):
@@ -178,7 +134,7 @@ def test_unknown_sampler_lists_valid_names(bad):
     with pytest.raises(UnsupportedSamplerError) as err:
         SM.resolve_sampler_name(bad)
     assert "Unknown sampler" in err.value.message and "Euler a" in err.value.message
-    assert "DPM fast" not in err.value.message  # refused ones are not offered
+    assert "DPM fast" in err.value.message and "Restart" in err.value.message
 
 
 def test_resolve_scheduler_name():
@@ -190,298 +146,169 @@ def test_resolve_scheduler_name():
         SM.resolve_scheduler_name("Turbo")
 
 
-# --- Euler: any schedule, exactly ---------------------------------------------------------------------
+def test_every_pair_of_known_names_is_supported():
+    for info in SM.SAMPLERS:
+        for schedule in S.SCHEDULERS:
+            assert SM.sampler_supports(info.name, schedule.label)
+    assert not SM.sampler_supports("Nope", "Karras") and not SM.sampler_supports("Euler", "Nope")
 
 
-@pytest.mark.parametrize("config", [SD1_CONFIG, SDXL_CONFIG])
+# --- schedules ---------------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("n", [4, 20, 37])
-def test_euler_automatic_is_kdiffusion_discretization(config, n):
-    setup = SM.build_scheduler("Euler", "Automatic", n, config)
-    want = kdiffusion_discretization(n, kdiffusion_training_sigmas(config))
-    torch.testing.assert_close(setup.scheduler.sigmas, want, rtol=2e-6, atol=0)
-    # timesteps: continuous, evenly from 999 to 0 (diffusers recomputes them from its float32 alphas)
-    torch.testing.assert_close(setup.scheduler.timesteps, torch.linspace(999, 0, n), rtol=0, atol=2e-3)
-    assert float(setup.scheduler.init_noise_sigma) == pytest.approx(float(want[0]))  # x = noise * sigma_max
-    assert setup.schedule_label == "Automatic" and setup.schedule_name == "uniform"
-    assert setup.pipeline_kwargs == {"sigmas": setup.sigmas.tolist()}
+def test_automatic_is_the_models_discretization(n):
+    setup = plan("Euler", "Automatic", n)
+    torch.testing.assert_close(setup.walk, kd_model().get_sigmas(n), rtol=1e-6, atol=0)
+    assert setup.schedule_label == "Automatic" and setup.steps == n and setup.model_calls == n
 
 
-def test_euler_karras_equals_formula():
-    n, rho = 15, 7.0
-    train = kdiffusion_training_sigmas()
-    smin, smax = float(train[0]), float(train[-1])
-    want = [(smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho for i in range(n)] + [
-        0.0
-    ]
-    setup = SM.build_scheduler("Euler", "karras", n, SD1_CONFIG)
-    torch.testing.assert_close(setup.scheduler.sigmas, torch.tensor(want), rtol=2e-6, atol=0)
+def test_automatic_means_the_samplers_default_as_a1111_writes_it():
+    kd, ks = kd_model(), sampling()
+    smin, smax = kd.sigmas[0].item(), kd.sigmas[-1].item()
+    setup = plan("DPM++ 2M", "Automatic", 12)
+    torch.testing.assert_close(setup.walk, ks.get_sigmas_karras(12, smin, smax), rtol=1e-6, atol=0)
     assert setup.schedule_label == "Karras"
-    # "Euler Karras" (old style name) is the same thing
-    old = SM.build_scheduler("Euler Karras", None, n, SD1_CONFIG)
-    assert torch.equal(old.scheduler.sigmas, setup.scheduler.sigmas) and old.sampler_name == "Euler"
+    setup = plan("DPM++ 2M SDE", "", 12)
+    torch.testing.assert_close(setup.walk, ks.get_sigmas_exponential(12, smin, smax), rtol=1e-6, atol=0)
+    assert setup.schedule_label == "Exponential"
+    assert plan("Euler a", None).schedule_label == "Automatic"
+    assert plan("DPM++ 2M Karras", "Automatic").schedule_label == "Karras"  # an old-style name's suffix wins
 
 
-@pytest.mark.parametrize("schedule", ["Automatic", "Karras", "KL Optimal", "Align Your Steps", "Beta", "DDIM"])
-def test_diffusers_euler_equals_a1111_euler_loop(schedule):
-    setup = SM.build_scheduler("Euler", schedule, 9, SD1_CONFIG)
-    train = S.training_sigmas(SD1_CONFIG)
-    noise = noise_of(3)
-    ours = run_diffusers_loop(setup.scheduler, noise, eps_fn)
-    theirs = reference_euler(eps_fn, noise, setup.sigmas, lambda s: S.sigma_to_t(s, train))
-    assert (ours - theirs).abs().max().item() < 1e-5
-    assert (ours - noise * setup.sigmas[0]).abs().max().item() > 1.0  # the loop did move the sample
+def test_discard_next_to_last_sigma():
+    kd, ks = kd_model(), sampling()
+    full = ks.get_sigmas_karras(11, kd.sigmas[0].item(), kd.sigmas[-1].item())
+    setup = plan("DPM2", "Automatic", 10)
+    torch.testing.assert_close(setup.walk, torch.cat([full[:-2], full[-1:]]), rtol=1e-6, atol=0)
+    assert setup.steps == 10 and setup.model_calls == 20 and "Discard penultimate sigma" not in setup.infotext
+    # the setting applies it to every sampler, and is then written down
+    setup = plan("Euler", "Karras", 10, settings(always_discard_next_to_last_sigma=True))
+    torch.testing.assert_close(setup.walk, torch.cat([full[:-2], full[-1:]]), rtol=1e-6, atol=0)
+    assert setup.infotext == {"Discard penultimate sigma": True}
+
+
+def test_schedule_overrides_from_settings_are_written():
+    ks = sampling()
+    setup = plan("Euler", "Karras", 8, settings(sigma_min=0.5, sigma_max=9.0, rho=5.0))
+    torch.testing.assert_close(setup.walk, ks.get_sigmas_karras(8, 0.5, 9.0, rho=5.0), rtol=1e-6, atol=0)
+    assert setup.infotext == {"Schedule min sigma": 0.5, "Schedule max sigma": 9.0, "Schedule rho": 5.0}
+    old = plan("Euler", "Karras", 8, settings(use_old_karras_scheduler_sigmas=True))
+    torch.testing.assert_close(old.walk, ks.get_sigmas_karras(8, 0.1, 10.0), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("schedule", [s.label for s in S.SCHEDULERS])
-def test_euler_walks_every_schedule_exactly(schedule):
-    setup = SM.build_scheduler("Euler", schedule, 12, SD1_CONFIG)
-    info = S.find_schedule(schedule)
-    want = S.get_sigmas("uniform" if info.name == "automatic" else info.name, 12, S.training_sigmas(SD1_CONFIG))
-    assert torch.equal(setup.scheduler.sigmas, want)
+def test_every_schedule_for_a_k_sampler(schedule):
+    setup = plan("DPM++ 2M", schedule, 9)
+    assert len(setup.walk) == 10 and (setup.walk[:-1] > 0).all()
+    # A1111's KL Optimal ends at the model's sigma_min, not at 0 (its formula has n + 1 points)
+    assert setup.walk[-1] == (0 if schedule != "KL Optimal" else pytest.approx(float(kd_model().sigmas[0])))
+    assert (setup.walk[:-1] >= setup.walk[1:]).all()
 
 
-# --- the other samplers -------------------------------------------------------------------------------
+# --- img2img and hires step arithmetic ---------------------------------------------------------------------
 
 
-def supported_pairs():
-    return [(s.name, sched) for s in SM.SAMPLERS if s.supported for sched in SM.supported_schedules(s.name)]
+def test_img2img_runs_the_tail_of_the_schedule():
+    whole = plan("Euler", "Automatic", 20)
+    setup = plan("Euler", "Automatic", 20, denoising=0.5)  # A1111: t_enc = int(0.5 * 20) = 10
+    assert torch.equal(setup.walk, whole.walk[20 - 10 - 1 :]) and setup.steps == 10 + 1
+    setup = plan("Euler", "Automatic", 20, denoising=0.5, fix_steps=True)  # 40 steps, run the last 20
+    assert torch.equal(setup.walk, plan("Euler", "Automatic", 40).walk[40 - 19 - 1 :]) and setup.steps == 20
+    assert plan("Heun", "Automatic", 20, denoising=0.3).model_calls == (6 + 1) * 2
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sampler,schedule", supported_pairs())
-def test_every_supported_pair_runs_three_steps(sampler, schedule):
-    setup = SM.build_scheduler(sampler, schedule, 3, SD1_CONFIG, seeds=[11, 12])
-    assert type(setup.scheduler).__name__ == SM.find_sampler(sampler).scheduler_class
-    noise = noise_of(5, (2, 4, 8, 8))
-    generators = [torch.Generator().manual_seed(s) for s in (11, 12)]
-    out = run_diffusers_loop(setup.scheduler, noise, lambda x, t: 0.1 * x, generators)
-    assert out.shape == noise.shape and torch.isfinite(out).all()
-    assert not torch.allclose(out, noise * setup.scheduler.init_noise_sigma)
-    # the config and set_timesteps arguments reproduce the same steps (what a diffusers pipeline would do)
-    again = type(setup.scheduler).from_config(setup.scheduler.config)
-    again.set_timesteps(**setup.pipeline_kwargs)
-    assert torch.equal(again.timesteps, setup.scheduler.timesteps)
+def test_dpm_fast_and_adaptive_take_the_models_range():
+    kd = kd_model()
+    setup = plan("DPM fast", "Automatic", 12)
+    assert setup.sigma_range == pytest.approx((kd.sigmas[0].item(), kd.sigmas[-1].item()))
+    assert setup.steps == 12
+    img = plan("DPM fast", "Automatic", 12, denoising=0.5)
+    assert img.sigma_range == pytest.approx((float(img.walk[-2]), float(img.walk[0])))
 
 
-@pytest.mark.parametrize(
-    "sampler,schedule", [p for p in supported_pairs() if p[0] not in ("Euler", "DDIM", "PLMS", "UniPC", "LCM")]
-)
-@pytest.mark.parametrize("n", [5, 23])
-def test_k_samplers_walk_the_a1111_schedule(sampler, schedule, n):
-    setup = SM.build_scheduler(sampler, schedule, n, SD1_CONFIG)
-    info = SM.find_sampler(sampler)
-    effective = info.default_schedule if schedule == "automatic" else schedule
-    assert setup.schedule_name == effective
-    want = S.get_sigmas(effective, n, S.training_sigmas(SD1_CONFIG))
-    got = SM.walked_sigmas(setup.scheduler)
-    assert len(got) == len(want)
-    exact = effective in ("karras", "exponential", "simple", "ddim")
-    # exact schedules to float32 rounding; evenly spaced timesteps differ by diffusers' linear interpolation
-    torch.testing.assert_close(got, want, rtol=1e-5 if exact else 1e-3, atol=0)
-    assert float(setup.scheduler.init_noise_sigma) in (pytest.approx(float(want[0]), rel=1e-5), 1.0)
+# --- timestep samplers and LCM --------------------------------------------------------------------------
 
 
-def test_automatic_means_the_samplers_default():
-    assert SM.build_scheduler("DPM++ 2M", "Automatic", 10, SD1_CONFIG).schedule_name == "karras"
-    assert SM.build_scheduler("DPM++ 2M SDE", "", 10, SD1_CONFIG).schedule_name == "exponential"
-    assert SM.build_scheduler("Euler a", None, 10, SD1_CONFIG).schedule_name == "uniform"
-    assert SM.build_scheduler("DDIM", "Automatic", 10, SD1_CONFIG).schedule_name is None
-    # A1111 (sd_samplers_kdiffusion.get_sigmas) records the default scheduler it resolved "Automatic" to
-    assert SM.build_scheduler("DPM++ 2M", "Automatic", 10, SD1_CONFIG).schedule_label == "Karras"
-    assert SM.build_scheduler("DPM2 a", "Automatic", 10, SD1_CONFIG).schedule_label == "Karras"
-    assert SM.build_scheduler("Euler a", "Automatic", 10, SD1_CONFIG).schedule_label == "Automatic"
+def test_timestep_samplers_walk_a1111s_timesteps():
+    assert timesteps_for(20).tolist() == list(range(1, 1000, 50))
+    assert timesteps_for(7).tolist() == list(range(1, 1000, 142))  # 8 timesteps: 1000 is not a multiple of 7
+    setup = plan("DDIM", "Karras", 20)  # the schedule type is accepted and not used (as A1111)
+    assert setup.timesteps.tolist() == list(range(1, 1000, 50)) and setup.schedule_label == "Karras"
+    img = plan("DDIM", "Automatic", 20, denoising=0.5)
+    assert img.start_timestep == 501 and img.timesteps.tolist() == list(range(1, 500, 50))
+    uni = plan("UniPC", "Automatic", 10)
+    assert uni.kwargs == {"variant": "bh1", "skip_type": "time_uniform", "order": 3, "lower_order_final": True}
 
 
-def test_dpmpp_2m_karras_config_and_pipeline_arguments():
-    setup = SM.build_scheduler("DPM++ 2M Karras", "Automatic", 10, SD1_CONFIG)
-    cfg = setup.scheduler.config
-    assert (cfg.algorithm_type, cfg.solver_order, cfg.use_karras_sigmas) == ("dpmsolver++", 2, True)
-    assert setup.schedule_label == "Karras" and setup.pipeline_kwargs == {"num_inference_steps": 10}
+def test_lcm_walks_its_distilled_timesteps():
+    setup = plan("LCM", "Automatic", 4)
+    train = S.training_sigmas(SD1_CONFIG)
+    assert torch.equal(setup.lcm_table, train[19::20])
+    assert setup.walk[0] == pytest.approx(float(train[999])) and setup.walk[-1] == 0 and setup.steps == 4
 
 
-def test_whole_timestep_schedules_use_custom_timesteps():
-    setup = SM.build_scheduler("DPM++ 2M", "Simple", 10, SD1_CONFIG)
-    assert setup.pipeline_kwargs == {"timesteps": [999 - math.floor(i * 100) for i in range(10)]}
-    setup = SM.build_scheduler("Heun", "DDIM", 20, SD1_CONFIG)
-    assert setup.pipeline_kwargs == {"timesteps": list(range(951, 0, -50))}
+# --- eta and churn ------------------------------------------------------------------------------------------
 
 
-def kdiffusion_dpmpp_2m_sde(x, sigmas, solver_type):
-    """k-diffusion sample_dpmpp_2m_sde with eta 1 and zero noise (solver_type midpoint / heun)."""
-    old = h_last = None
-    for i in range(len(sigmas) - 1):
-        s, sn = sigmas[i], sigmas[i + 1]
-        den = x - s * eps_fn(x / (s * s + 1) ** 0.5, 0.0)
-        if sn == 0:
-            x = den
-        else:
-            h = -sn.log() + s.log()
-            x = sn / s * (-h).exp() * x + (-2 * h).expm1().neg() * den
-            if old is not None:
-                r = h_last / h
-                if solver_type == "heun":
-                    x = x + ((-2 * h).expm1().neg() / (-2 * h) + 1) * (1 / r) * (den - old)
-                else:
-                    x = x + 0.5 * (-2 * h).expm1().neg() * (1 / r) * (den - old)
-            h_last = h
-        old = den
-    return x
+def test_eta_defaults_and_infotext():
+    assert plan("Euler a").kwargs["eta"] == 1.0 and "Eta" not in plan("Euler a").infotext
+    zero = plan("Euler a", eta=0)
+    assert zero.kwargs["eta"] == 0.0 and zero.infotext == {"Eta": 0.0} and not zero.uses_ensd
+    assert plan("Euler a", opts=settings(eta_ancestral=0.5)).infotext == {"Eta": 0.5}
+    ddim = plan("DDIM")
+    assert ddim.kwargs["eta"] == 0.0 and ddim.infotext == {}
+    assert plan("DDIM", eta=0.3).infotext == {"Eta DDIM": 0.3}
+    assert "eta" not in plan("Euler", eta=0.5).kwargs  # Euler takes no eta; A1111 ignores it
+    assert plan("Euler a").uses_ensd and not plan("DPM++ SDE").uses_ensd
 
 
-def kdiffusion_dpmpp_2m(x, sigmas):
-    old = h_last = None
-    for i in range(len(sigmas) - 1):
-        s, sn = sigmas[i], sigmas[i + 1]
-        den = x - s * eps_fn(x / (s * s + 1) ** 0.5, 0.0)
-        if sn == 0:
-            x = den
-        else:
-            h = -sn.log() + s.log()
-            if old is None:
-                x = (sn / s) * x - (-h).expm1() * den
-            else:
-                r = h_last / h
-                x = (sn / s) * x - (-h).expm1() * ((1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old)
-            h_last = h
-        old = den
-    return x
+def test_churn_from_the_request_and_from_settings():
+    setup = plan("Euler", s_churn=0.5, s_tmin=0.2)
+    assert setup.kwargs == {"s_churn": 0.5, "s_tmin": 0.2, "s_tmax": math.inf, "s_noise": 1.0}
+    assert setup.infotext == {}
+    # a setting away from A1111's default overrides the request and is written down
+    setup = plan("Heun", opts=settings(s_churn=0.3, s_noise=0.9), s_churn=0.5)
+    assert setup.kwargs["s_churn"] == 0.3 and setup.kwargs["s_noise"] == 0.9
+    assert setup.infotext == {"Sigma churn": 0.3, "Sigma noise": 0.9}
+    # A1111's sampler_extra_params: DPM2 a takes s_noise, Euler a takes none
+    assert plan("DPM2 a", opts=settings(s_noise=0.9)).kwargs == {"eta": 1.0, "s_noise": 0.9}
+    assert plan("Euler a", opts=settings(s_noise=0.9)).kwargs == {"eta": 1.0}
+    assert plan("DPM++ 2M SDE Heun").kwargs["solver_type"] == "heun"
 
 
-def kdiffusion_dpmpp_3m_sde(x, sigmas):
-    """k-diffusion sample_dpmpp_3m_sde with eta 1 and zero noise."""
-    d1 = d2 = h1 = h2 = None
-    for i in range(len(sigmas) - 1):
-        s, sn = sigmas[i], sigmas[i + 1]
-        den = x - s * eps_fn(x / (s * s + 1) ** 0.5, 0.0)
-        h = None
-        if sn == 0:
-            x = den
-        else:
-            h = -sn.log() + s.log()
-            he = 2 * h
-            x = torch.exp(-he) * x + (-he).expm1().neg() * den
-            phi_2 = he.neg().expm1() / he + 1
-            if h2 is not None:
-                r0, r1 = h1 / h, h2 / h
-                a, b = (den - d1) / r0, (d1 - d2) / r1
-                x = x + phi_2 * (a + (a - b) * r0 / (r0 + r1)) - (phi_2 / he - 0.5) * (a - b) / (r0 + r1)
-            elif h1 is not None:
-                x = x + phi_2 * (den - d1) / (h1 / h)
-        d1, d2, h1, h2 = den, d1, h, h1
-    return x
+# --- noise during sampling --------------------------------------------------------------------------------
 
 
-def diffusers_without_noise(scheduler, start):
-    latents = start
-    for t in scheduler.timesteps:
-        x = scheduler.scale_model_input(latents, t)
-        kwargs = (
-            {"variance_noise": torch.zeros_like(latents)} if scheduler.config.algorithm_type.startswith("sde") else {}
-        )
-        latents = scheduler.step(eps_fn(x, 0.0), t, latents, **kwargs).prev_sample
-    return latents
+def test_image_noise_continues_each_images_generator():
+    shape = (4, 3, 3)
+    source = rng.ImageNoise([10, 11], shape)
+    draws = [source(), source()]
+    for i, seed in enumerate((10, 11)):
+        g = torch.Generator().manual_seed(seed)
+        first = torch.randn(shape, generator=g)
+        assert not torch.equal(first, draws[0][i])
+        assert torch.equal(draws[0][i], torch.randn(shape, generator=g))
+        assert torch.equal(draws[1][i], torch.randn(shape, generator=g))
 
 
-@pytest.mark.parametrize("sampler", ["DPM++ 2M", "DPM++ 2M SDE", "DPM++ 2M SDE Heun"])
-def test_dpmpp_multistep_is_kdiffusions_algorithm(sampler):
-    """Same sigmas, same start (diffusers works in variance-preserving units: x / sqrt(1 + sigma^2))."""
-    setup = SM.build_scheduler(sampler, "Automatic", 12, SD1_CONFIG)
-    sigmas = setup.sigmas
-    noise = noise_of(9)
-    ours = diffusers_without_noise(setup.scheduler, noise * sigmas[0] / (1 + sigmas[0] ** 2) ** 0.5)
-    if sampler == "DPM++ 2M":
-        theirs = kdiffusion_dpmpp_2m(noise * sigmas[0], sigmas)
-    else:
-        theirs = kdiffusion_dpmpp_2m_sde(noise * sigmas[0], sigmas, "heun" if "Heun" in sampler else "midpoint")
-    assert (ours - theirs).abs().max().item() < 1e-4
+def test_ensd_restarts_the_generators_at_seed_plus_delta():
+    shape = (4, 3, 3)
+    draws = rng.ImageNoise([10, 11], shape, ensd=31337)()
+    for i, seed in enumerate((10, 11)):
+        assert torch.equal(draws[i], torch.randn(shape, generator=torch.Generator().manual_seed(seed + 31337)))
 
 
-def test_dpmpp_3m_sde_refused_because_diffusers_differs_from_kdiffusion():
-    """Why DPM++ 3M SDE is refused; if diffusers ever matches k-diffusion here, enable the sampler."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    base = SM.build_scheduler("DPM++ 2M SDE Heun", "Exponential", 12, SD1_CONFIG).scheduler.config
-    scheduler = DPMSolverMultistepScheduler.from_config(base, solver_order=3)
-    scheduler.set_timesteps(12)
-    sigmas = scheduler.sigmas
-    noise = noise_of(9)
-    ours = diffusers_without_noise(scheduler, noise * sigmas[0] / (1 + sigmas[0] ** 2) ** 0.5)
-    theirs = kdiffusion_dpmpp_3m_sde(noise * sigmas[0], sigmas)
-    assert (ours - theirs).abs().max().item() > 0.1
-    with pytest.raises(UnsupportedSamplerError, match="DPM\\+\\+ 3M SDE.*not available"):
-        SM.build_scheduler("DPM++ 3M SDE", "Automatic", 12, SD1_CONFIG)
-
-
-def test_timestep_samplers_pick_a1111s_timesteps():
-    assert SM.build_scheduler("DDIM", "Automatic", 20, SD1_CONFIG).scheduler.timesteps.tolist() == list(
-        range(951, 0, -50)
-    )  # A1111: range(0, 1000, 1000 // 20) + 1
-    # LCM: 4 points evenly over the 50 distilled timesteps (indices 49, 32.7, 16.3, 0 -> nearest)
-    assert SM.build_scheduler("LCM", "Automatic", 4, SD1_CONFIG).scheduler.timesteps.tolist() == [999, 679, 339, 19]
-    unipc = SM.build_scheduler("UniPC", "Automatic", 10, SD1_CONFIG).scheduler
-    assert (unipc.config.solver_order, unipc.config.solver_type) == (3, "bh1")
-    assert unipc.timesteps.tolist() == [round(999 - 99.9 * i) for i in range(10)]
-
-
-def test_dpmpp_sde_brownian_noise_follows_the_seeds():
-    def run(seeds):
-        setup = SM.build_scheduler("DPM++ SDE", "Karras", 4, SD1_CONFIG, seeds=seeds)
-        return run_diffusers_loop(setup.scheduler, noise_of(1, (2, 4, 8, 8)), lambda x, t: 0.1 * x)
-
-    assert torch.equal(run([1, 2]), run([1, 2]))
-    assert not torch.allclose(run([1, 2]), run([1, 3]))
-
-
-def test_v_prediction_config_is_kept():
-    setup = SM.build_scheduler("Euler a", "Automatic", 5, {**SD1_CONFIG, "prediction_type": "v_prediction"})
-    assert setup.scheduler.config.prediction_type == "v_prediction"
-
-
-# --- refusals ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("sampler", sorted(REFUSED))
-def test_refused_samplers_say_why_and_what_works(sampler):
-    with pytest.raises(UnsupportedSamplerError) as err:
-        SM.build_scheduler(sampler, "Automatic", 10, SD1_CONFIG)
-    assert f"Sampler {sampler!r} is not available" in err.value.message
-    assert "Choose one of:" in err.value.message and "Euler a" in err.value.message
-    assert not SM.sampler_supports(sampler, "Automatic")
-
-
-@pytest.mark.parametrize(
-    "sampler,schedule,works",
-    [
-        ("Euler a", "Karras", "Automatic, Uniform, Normal"),
-        ("DDIM", "Karras", "Automatic"),
-        ("DPM++ 2M", "Align Your Steps", "Automatic, Karras, Exponential, Simple, DDIM"),
-        ("LMS", "Beta", "Automatic, Uniform, Karras, Exponential, Normal"),
-    ],
-)
-def test_unsupported_pair_names_sampler_schedule_and_alternatives(sampler, schedule, works):
-    with pytest.raises(UnsupportedSamplerError) as err:
-        SM.build_scheduler(sampler, schedule, 10, SD1_CONFIG)
-    msg = err.value.message
-    assert f"Sampler {sampler!r} cannot run with schedule type {schedule!r}" in msg
-    assert msg.endswith(f"Schedule types that work with {sampler}: {works}.")
-    assert not SM.sampler_supports(sampler, schedule)
-
-
-def test_eta_other_than_one_is_refused_for_fixed_noise_samplers():
-    with pytest.raises(UnsupportedSamplerError, match="only eta 1"):
-        SM.build_scheduler("Euler a", "Automatic", 10, SD1_CONFIG, eta=0.5)
-    SM.build_scheduler("Euler a", "Automatic", 10, SD1_CONFIG, eta=1.0)
-    SM.build_scheduler("DDIM", "Automatic", 10, SD1_CONFIG, eta=0.5)  # DDIM reads eta in step()
-
-
-def test_lcm_step_limit():
-    with pytest.raises(UnsupportedSamplerError, match="at most 50 steps"):
-        SM.build_scheduler("LCM", "Automatic", 60, SD1_CONFIG)
-
-
-def test_sampler_supports_and_listing():
-    assert SM.sampler_supports("Euler", "Beta") and SM.sampler_supports("DPM++ 2M Karras", None)
-    assert SM.sampler_supports("k_dpm_2", "exponential") and not SM.sampler_supports("DPM2", "sgm_uniform")
-    assert not SM.sampler_supports("Nope", "Karras") and not SM.sampler_supports("Euler", "Nope")
-    assert SM.supported_schedules("Euler") == [s.name for s in S.SCHEDULERS]
-    assert SM.supported_schedules("Restart") == []
+@pytest.mark.filterwarnings("ignore:Should have")  # k-diffusion's tree warns on float32 rounding at its ends
+def test_brownian_noise_equals_kdiffusions_per_image_trees():
+    ks = sampling()
+    x = torch.zeros(2, 4, 3, 3)
+    ours = rng.BrownianNoise(x, 0.03, 14.6, [5, 6])
+    theirs = ks.BrownianTreeNoiseSampler(x, 0.03, 14.6, seed=[5, 6])
+    for a, b in [(14.6, 7.0), (7.0, 2.5), (2.5, 0.03)]:
+        torch.testing.assert_close(ours(torch.tensor(a), torch.tensor(b)), theirs(torch.tensor(a), torch.tensor(b)))
+    # one image's noise does not depend on the other images of its batch
+    alone = rng.BrownianNoise(x[:1], 0.03, 14.6, [6])
+    torch.testing.assert_close(
+        alone(torch.tensor(7.0), torch.tensor(2.5))[0], ours(torch.tensor(7.0), torch.tensor(2.5))[1]
+    )

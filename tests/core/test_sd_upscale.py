@@ -58,8 +58,10 @@ def test_batches_of_tiles_start_one_seed_above_the_previous_batch(model):
     result = sd_upscale(request(batch_size=2), model, args=args, policy=CPU32)
     out = np.asarray(result.images[0])
     enlarged = upscale_by(noise_image(64, 64, seed=1), "Lanczos", 2.0)
-    # tiles 0, 1 get seeds 5, 6; tiles 2, 3 get 6, 7 (A1111 moves on by one seed per batch, not per image)
-    assert np.array_equal(out[:32, 80:], alone(model, enlarged.crop((64, 0, 128, 64)), 6)[:32, 16:])
+    # tiles 0, 1 get seeds 5, 6; tiles 2, 3 get 6, 7 (A1111 moves on by one seed per batch, not per image);
+    # a UNet batch of 4 rounds differently from one of 2 (1e-6), so a pixel may differ by one level
+    tile = alone(model, enlarged.crop((64, 0, 128, 64)), 6)[:32, 16:].astype(int)
+    assert np.abs(out[:32, 80:].astype(int) - tile).max() <= 1
 
 
 def test_an_interrupt_keeps_the_enlarged_pixels_where_tiles_were_not_made(model):

@@ -1,7 +1,8 @@
-"""img2img through our one core against diffusers' StableDiffusionImg2ImgPipeline, same weights, noise and schedule.
+"""img2img through our one core against references, same weights, noise and schedule.
 
-A1111's step rule (t_enc = int(strength * steps); the last t_enc + 1 steps of the full schedule run) is given to
-the reference as the same sigma list plus the strength that makes diffusers start at the same step.
+1. diffusers' StableDiffusionImg2ImgPipeline with Euler on A1111's sigmas, given the strength that makes it run
+   A1111's steps (t_enc = int(strength * steps); the last t_enc + 1 steps of the full schedule).
+2. A1111's loop (tests/fixtures/a1111_loop.py) for samplers of every kind: its step arithmetic, its init latents.
 """
 
 from __future__ import annotations
@@ -16,20 +17,30 @@ from sdui.core.processing import process
 from sdui.imaging import vae as vae_io
 from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
-from sdui.modes import img2img
 from sdui.request import Img2ImgRequest
 from sdui.settings.snapshot import Settings
+from tests.fixtures import a1111_loop
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.fixtures.diffusers_reference import a1111_sigmas, decode, euler_scheduler, img2img_strength, keep_latents
 from tests.helpers import CPU32, Events, process_with_latents
 
-pytestmark = pytest.mark.slow  # fidelity: equality with diffusers' pipelines
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Should have")]  # fidelity
 
 OPTIONS = Settings.defaults(samples_save=False)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return load_sd_model(build_tiny_checkpoint(tmp_path_factory.mktemp("i2i") / "sd1.safetensors"), CPU32)
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("i2i")
+    return {
+        arch: load_sd_model(build_tiny_checkpoint(root / f"{arch}.safetensors", arch=arch), CPU32)
+        for arch in ("sd1", "sd2")
+    }
+
+
+@pytest.fixture(scope="module")
+def model(models):
+    return models["sd1"]
 
 
 def init_image(w=64, h=64) -> Image.Image:
@@ -38,13 +49,31 @@ def init_image(w=64, h=64) -> Image.Image:
     return Image.fromarray(rgb)
 
 
-def reference(model, request: Img2ImgRequest):
-    from sdui.core.samplers import build_scheduler
-
-    steps, to_run = img2img.schedule_steps(request, fix_steps=False)
-    setup = build_scheduler(
-        request.sampler_name, request.scheduler, steps, model.scheduler_config, seeds=[request.seed]
+def request(**fields) -> Img2ImgRequest:
+    base = dict(
+        prompt="a watercolor of a harbour",
+        negative_prompt="blurry",
+        seed=321,
+        sampler_name="Euler",
+        steps=8,
+        cfg_scale=6.0,
+        width=64,
+        height=64,
+        init_images=[init_image()],
+        denoising_strength=0.75,
     )
+    return Img2ImgRequest(**{**base, **fields})
+
+
+def init_latents(model, req) -> torch.Tensor:
+    """The init image as latents: the VAE posterior's mean (A1111 and diffusers both take the mode)."""
+    return vae_io.encode(model.vae, image_to_tensor(req.init_images))
+
+
+@pytest.mark.parametrize("strength", [0.5, 0.75])
+def test_img2img_equals_diffusers(model, strength):
+    req = request(denoising_strength=strength)
+    result, ours = process_with_latents(req, model, policy=CPU32, settings=OPTIONS)
     pipe = StableDiffusionImg2ImgPipeline(
         vae=model.vae,
         unet=model.unet,
@@ -53,75 +82,64 @@ def reference(model, request: Img2ImgRequest):
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
-        scheduler=type(setup.scheduler).from_config(setup.scheduler.config),
+        scheduler=euler_scheduler(model),
     )
-    # the init image as latents (diffusers takes 4-channel input as ready latents): our encoder's posterior mean
-    latents = vae_io.encode(model.vae, image_to_tensor(request.init_images))
-    generators = [torch.Generator().manual_seed(request.seed)]
     captured = {}
-
-    def keep(_pipe, _i, _t, tensors):
-        captured["latents"] = tensors["latents"]
-        return tensors
-
-    image = pipe(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        image=latents,
-        strength=(to_run + 0.5) / steps,
-        guidance_scale=request.cfg_scale,
-        generator=generators,
-        callback_on_step_end=keep,
-        **setup.pipeline_kwargs,
+    theirs = pipe(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        image=init_latents(model, req),  # diffusers takes 4-channel input as ready latents
+        strength=img2img_strength(req.steps, strength),
+        guidance_scale=req.cfg_scale,
+        generator=[torch.Generator().manual_seed(req.seed)],
+        sigmas=a1111_sigmas(model, req.steps),
+        callback_on_step_end=keep_latents(captured),
     ).images[0]
-    return image, captured["latents"]
-
-
-@pytest.mark.parametrize(
-    "sampler,schedule",
-    [("Euler", "Automatic"), ("Euler a", "Automatic"), ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")],
-)
-@pytest.mark.parametrize("strength", [0.5, 0.75])
-def test_img2img_equals_diffusers(model, sampler, schedule, strength):
-    request = Img2ImgRequest(
-        prompt="a watercolor of a harbour",
-        negative_prompt="blurry",
-        seed=321,
-        sampler_name=sampler,
-        scheduler=schedule,
-        steps=8,
-        cfg_scale=6.0,
-        width=64,
-        height=64,
-        init_images=[init_image()],
-        denoising_strength=strength,
-    )
-    result, result_latents = process_with_latents(request, model, policy=CPU32, settings=OPTIONS)
-    theirs, their_latents = reference(model, request)
-    scale = their_latents.abs().max().item()
-    assert (result_latents - their_latents).abs().max().item() <= 1e-4 * scale
-    ours = np.asarray(result.images[0], dtype=np.int16)
-    assert np.abs(ours - np.asarray(theirs, dtype=np.int16)).max() <= 1
+    scale = captured["latents"].abs().max().item()
+    assert (ours - captured["latents"]).abs().max().item() <= 1e-4 * scale
+    assert np.abs(np.asarray(result.images[0], dtype=np.int16) - np.asarray(theirs, dtype=np.int16)).max() <= 1
     assert "Denoising strength: " + str(strength) in result.infotexts[0]
 
 
-def test_a1111_step_count(model):
-    """steps 20, strength 0.75 -> 16 steps run (t_enc 15 + 1), starting at index 4 of the 20-step schedule."""
-    request = Img2ImgRequest(
-        prompt="x",
-        steps=20,
-        denoising_strength=0.75,
-        init_images=[init_image()],
-        width=64,
-        height=64,
-        sampler_name="Euler",
-    )
-    assert img2img.schedule_steps(request, fix_steps=False) == (20, 16)
-    assert img2img.schedule_steps(request, fix_steps=True) == (26, 20)
+@pytest.mark.parametrize("arch", ["sd1", "sd2"])
+@pytest.mark.parametrize(
+    "sampler,schedule",
+    [
+        ("Euler a", "Automatic"),
+        ("DPM++ 2M", "Automatic"),
+        ("DPM++ SDE", "Karras"),
+        ("DPM++ 2M SDE", "Automatic"),
+        ("DPM2 a", "Exponential"),
+        ("Heun", "Karras"),
+        ("LMS", "Automatic"),
+        ("DPM fast", "Automatic"),
+        ("DPM adaptive", "Automatic"),
+        ("Restart", "Automatic"),
+        ("DDIM", "Automatic"),
+        ("PLMS", "Automatic"),
+    ],
+)
+@pytest.mark.parametrize("strength", [0.4, 0.75])
+def test_img2img_equals_a1111s_loop(models, arch, sampler, schedule, strength):
+    model = models[arch]
+    req = request(sampler_name=sampler, scheduler=schedule, denoising_strength=strength)
+    result, ours = process_with_latents(req, model, policy=CPU32, settings=OPTIONS)
+    theirs = a1111_loop.reference(model, req, init_latents=init_latents(model, req), denoising=strength)
+    scale = theirs.abs().max().item()
+    assert (ours - theirs).abs().max().item() <= 1e-3 * scale, f"{arch} {sampler}/{schedule} at {strength}"
+    assert np.abs(np.asarray(result.images[0], dtype=np.int16) - decode(model, theirs)).max() <= 2
 
+
+def test_a1111_step_count(model):
+    """steps 20, strength 0.75 -> 16 steps run (t_enc 15 + 1), starting at index 4 of the 20-step schedule;
+    with "fix steps" (img2img_fix_steps) a 26-step schedule of which the last 20 run."""
+    req = request(steps=20, denoising_strength=0.75)
     events = Events()
-    process(request, model, policy=CPU32, settings=OPTIONS, events=events)
+    process(req, model, policy=CPU32, settings=OPTIONS, events=events)
     assert events.batches_announced == [(1, 16)] and events.steps[-1] == (16, 16)
+    events = Events()
+    process(req, model, policy=CPU32, settings=OPTIONS.replace({"img2img_fix_steps": True}), events=events)
+    assert events.batches_announced == [(1, 20)] and events.steps[-1] == (20, 20)
 
 
 def test_strength_zero_keeps_the_image_close_and_one_ignores_it(model):

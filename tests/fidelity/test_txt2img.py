@@ -1,8 +1,10 @@
-"""Our txt2img against reference implementations, on the same tiny real-format checkpoints.
+"""Our txt2img against references on the same tiny real-format checkpoints.
 
-1. diffusers' own pipelines (StableDiffusionPipeline / StableDiffusionXLPipeline) with the same weights, noise,
-   scheduler and settings: max pixel difference <= 1/255.
-2. A plain re-implementation of A1111's k-diffusion Euler loop ("Euler" + schedule "Automatic").
+1. diffusers' own pipelines (SD1, SD2 v-prediction, SDXL) with Euler on the same sigmas: the parts diffusers
+   defines (text encoders, UNet, VAE, CFG) are equal, within 1/255.
+2. A1111's loop written in the tests (tests/fixtures/a1111_loop.py: k-diffusion's wrappers and samplers, A1111's
+   own samplers, A1111's noise): every sampler with its Automatic schedule, Karras and Exponential, on SD1 (eps)
+   and SD2 (v-prediction), within 2/255.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from sdui.core import rng
 from sdui.core.processing import process
-from sdui.core.samplers import build_scheduler
 from sdui.models.loading import load_sd_model
 from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
+from tests.fixtures import a1111_loop
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.fixtures.diffusers_reference import a1111_sigmas, decode, euler_scheduler, keep_latents
 from tests.helpers import CPU32, process_with_latents
 
-pytestmark = pytest.mark.slow  # fidelity: equality with diffusers' pipelines
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Should have")]  # torchsde's float rounding
 
 OPTIONS = Settings.defaults(samples_save=False)
 
@@ -40,6 +43,17 @@ def models(tmp_path_factory):
 
 def pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def assert_latents_close(ours: torch.Tensor, theirs: torch.Tensor, what: str, rel: float = 1e-4):
+    # Pixels of a tiny random VAE are coarse witnesses (a 1% CFG error moves them by <1/255), so the final
+    # latents are compared too: 1e-4 of their scale, where a 0.1 change of CFG scale moves them ~1e-3.
+    scale = theirs.abs().max().item()
+    diff = (ours - theirs).abs().max().item()
+    assert diff <= rel * scale, f"{what}: latents differ by {diff} (scale {scale})"
+
+
+# --- 1. diffusers' pipelines ----------------------------------------------------------------------------------
 
 
 def reference_pipeline(model):
@@ -62,160 +76,171 @@ def reference_pipeline(model):
     )
 
 
-def run_reference(model, request: GenerationRequest, sampler_setup):
-    """diffusers' pipeline, given our noise and a scheduler of the same class, config and schedule."""
+def run_diffusers(model, request: GenerationRequest):
     pipe = reference_pipeline(model)
-    ours = sampler_setup.scheduler
-    pipe.scheduler = type(ours).from_config(ours.config)
+    pipe.scheduler = euler_scheduler(model)
     h, w = request.height // 8, request.width // 8
     noise = rng.create_noise(
-        (model.latent_channels, h, w),
-        [request.seed],
-        [request.seed],
-        0.0,
-        -1,
-        -1,
-        source="CPU",
-        device=torch.device("cpu"),
+        (model.latent_channels, h, w), [request.seed], [request.seed], 0.0, -1, -1, device=torch.device("cpu")
     )
-    generators = rng.make_generators(
-        [request.seed], source="CPU", device=torch.device("cpu"), skip_first=True, shape=(model.latent_channels, h, w)
-    )
-    kwargs = dict(sampler_setup.pipeline_kwargs)
-    if model.arch == "sdxl":
-        kwargs["negative_prompt"] = request.negative_prompt or None
-    else:
-        kwargs["negative_prompt"] = request.negative_prompt
+    negative = request.negative_prompt or None if model.arch == "sdxl" else request.negative_prompt
     captured = {}
-
-    def keep_latents(_pipe, _step, _t, tensors):
-        captured["latents"] = tensors["latents"]
-        return tensors
-
     result = pipe(
         prompt=request.prompt,
+        negative_prompt=negative,
         height=request.height,
         width=request.width,
         guidance_scale=request.cfg_scale,
         latents=noise,
-        generator=generators,
+        sigmas=a1111_sigmas(model, request.steps),
         output_type="pil",
-        callback_on_step_end=keep_latents,
-        **kwargs,
+        callback_on_step_end=keep_latents(captured),
     )
     return result.images[0], captured["latents"]
 
 
-def assert_latents_close(ours: torch.Tensor, theirs: torch.Tensor, what: str):
-    # Pixels of a tiny random VAE are coarse witnesses (a 1% CFG error moves them by <1/255), so the final
-    # latents are compared too: 1e-4 of their scale, where a 0.1 change of CFG scale moves them ~1e-3.
-    scale = theirs.abs().max().item()
-    diff = (ours - theirs).abs().max().item()
-    assert diff <= 1e-4 * scale, f"{what}: latents differ by {diff} (scale {scale})"
-
-
 @pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
-@pytest.mark.parametrize(
-    "sampler,schedule",
-    [("Euler", "Automatic"), ("Euler a", "Automatic"), ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")],
-)
-def test_txt2img_equals_diffusers_pipeline(models, arch, sampler, schedule):
+def test_txt2img_equals_diffusers_pipeline(models, arch):
     model = models[arch]
     request = GenerationRequest(
         prompt="a photo of a red fox in the snow",
         negative_prompt="blurry",
         seed=1234,
-        sampler_name=sampler,
-        scheduler=schedule,
+        sampler_name="Euler",
         steps=6,
         cfg_scale=7.0,
         width=64,
         height=64,
     )
     result, result_latents = process_with_latents(request, model, policy=CPU32, settings=OPTIONS)
-    ours = result.images[0]
-    setup = build_scheduler(
-        sampler, schedule, request.steps, model.scheduler_config, seeds=[request.seed], is_sdxl=model.is_sdxl
-    )
-    theirs, their_latents = run_reference(model, request, setup)
-    assert_latents_close(result_latents, their_latents, f"{arch} {sampler}/{schedule}")
-    diff = np.abs(pixels(ours) - pixels(theirs)).max()
-    assert diff <= 1, f"{arch} {sampler}/{schedule}: max pixel difference {diff}/255"
+    theirs, their_latents = run_diffusers(model, request)
+    assert_latents_close(result_latents, their_latents, f"{arch} Euler")
+    diff = np.abs(pixels(result.images[0]) - pixels(theirs)).max()
+    assert diff <= 1, f"{arch}: max pixel difference {diff}/255"
     # the image is not flat: a broken loop that outputs a constant would also "match" a broken reference
-    assert pixels(ours).std() > 1.0
+    assert pixels(result.images[0]).std() > 1.0
 
 
-def kdiffusion_sigmas(training_sigmas: torch.Tensor, n: int) -> torch.Tensor:
-    log_sigmas = training_sigmas.log()
-    t = torch.linspace(len(training_sigmas) - 1, 0, n)
-    low, high = t.floor().long(), t.ceil().long()
-    w = t - low
-    return torch.cat([((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp(), torch.zeros(1)])
+# --- 2. A1111's loop ------------------------------------------------------------------------------------------
+
+SAMPLERS = [*a1111_loop.K_SAMPLERS, *a1111_loop.TIMESTEP_SAMPLERS]
+CASES = [
+    (arch, sampler, schedule)
+    for arch in ("sd1", "sd2")
+    for sampler in SAMPLERS
+    for schedule in ("Automatic", "Karras", "Exponential")
+    # A1111's LCM denoiser reads the UNet's output as eps: a v-prediction model makes no sense with it
+    if not (sampler == "LCM" and arch == "sd2")
+]
 
 
-def kdiffusion_sigma_to_t(sigma: torch.Tensor, training_sigmas: torch.Tensor) -> torch.Tensor:
-    log_sigmas = training_sigmas.log()
-    dists = sigma.log() - log_sigmas
-    low = dists.ge(0).cumsum(0).argmax().clamp(max=len(log_sigmas) - 2)
-    w = ((log_sigmas[low] - sigma.log()) / (log_sigmas[low] - log_sigmas[low + 1])).clamp(0, 1)
-    return (1 - w) * low + w * (low + 1)
+def compare_with_a1111(model, request: GenerationRequest, what: str):
+    result, ours = process_with_latents(request, model, policy=CPU32, settings=OPTIONS)
+    theirs = a1111_loop.reference(model, request)
+    assert_latents_close(ours, theirs, what, rel=1e-3)
+    diff = np.abs(pixels(result.images[0]) - decode(model, theirs)).max()
+    assert diff <= 2, f"{what}: max pixel difference {diff}/255 against A1111's loop"
+    assert pixels(result.images[0]).std() > 1.0
+    return result
 
 
-def test_euler_automatic_equals_a1111_euler_loop(models):
-    """A1111: CFGDenoiser over a k-diffusion DiscreteEpsDDPMDenoiser, sample_euler, CPU noise."""
-    model = models["sd1"]
+@pytest.mark.parametrize("arch,sampler,schedule", CASES)
+def test_every_sampler_equals_a1111s_loop(models, arch, sampler, schedule):
     request = GenerationRequest(
         prompt="a castle on a hill",
-        negative_prompt="",
+        negative_prompt="fog",
         seed=77,
-        sampler_name="Euler",
-        scheduler="Automatic",
-        steps=8,
+        sampler_name=sampler,
+        scheduler=schedule,
+        steps=20 if sampler == "Restart" else 6,  # Restart restarts from 20 steps on
         cfg_scale=5.0,
         width=64,
         height=64,
     )
-    result, result_latents = process_with_latents(request, model, policy=CPU32, settings=OPTIONS)
-    ours = result.images[0]
+    result = compare_with_a1111(models[arch], request, f"{arch} {sampler}/{schedule}")
+    assert f"Sampler: {sampler}," in result.infotexts[0]
 
-    cfg = model.scheduler_config
-    betas = (
-        torch.linspace(
-            cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, cfg["num_train_timesteps"], dtype=torch.float64
-        )
-        ** 2
+
+@pytest.mark.parametrize("sampler,eta", [("Euler a", 0.0), ("Euler a", 0.5), ("DPM++ 2M SDE", 0.0), ("DDIM", 0.5)])
+def test_eta_equals_a1111s_loop(models, sampler, eta):
+    request = GenerationRequest(
+        prompt="a lighthouse", seed=8, sampler_name=sampler, steps=6, cfg_scale=6.0, width=64, height=64, eta=eta
     )
-    acp = torch.cumprod(1 - betas, 0)
-    training_sigmas = ((1 - acp) / acp).sqrt().float()
-    sigmas = kdiffusion_sigmas(training_sigmas, request.steps)
+    result = compare_with_a1111(models["sd1"], request, f"{sampler} eta {eta}")
+    assert (f"Eta DDIM: {eta}" if sampler == "DDIM" else f"Eta: {eta}") in result.infotexts[0]
 
-    from sdui.text.encoder import PromptEncoder
 
-    enc = PromptEncoder(model)
-    cond = enc.encode([request.prompt]).embeds
-    uncond = enc.encode([""], is_negative=True).embeds
-    x = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(77)) * sigmas[0]
-    with torch.no_grad():
-        for i in range(request.steps):
-            sigma = sigmas[i]
-            c_in = 1 / (sigma**2 + 1) ** 0.5
-            t = kdiffusion_sigma_to_t(sigma, training_sigmas)
-            eps = model.unet(
-                torch.cat([x, x]) * c_in, t.expand(2), encoder_hidden_states=torch.cat([uncond, cond])
-            ).sample
-            den_u, den_c = (torch.cat([x, x]) - eps * sigma).chunk(2)
-            denoised = den_u + (den_c - den_u) * request.cfg_scale
-            d = (x - denoised) / sigma
-            x = x + d * (sigmas[i + 1] - sigma)
-        decoded = model.vae.decode(x / model.vae.config.scaling_factor).sample
-    assert_latents_close(result_latents, x, "A1111 Euler loop")
-    ref = ((decoded[0].permute(1, 2, 0) / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    diff = np.abs(pixels(ours) - ref.astype(np.int16)).max()
-    assert diff <= 1, f"max pixel difference {diff}/255 against the A1111 Euler loop"
+@pytest.mark.parametrize("sampler", ["DPM++ SDE", "DPM++ 2M SDE", "Euler a", "DPM++ 3M SDE"])
+def test_an_image_does_not_depend_on_its_batch(models, sampler):
+    """Brownian trees and per-image generators: the second image of a batch equals that seed alone (to the
+    rounding of a bigger UNet batch, ~1e-6; another seed's noise would differ by the latents' whole scale)."""
+    base = dict(prompt="a boat", sampler_name=sampler, steps=5, width=64, height=64)
+    _, batch = process_with_latents(GenerationRequest(seed=40, batch_size=2, **base), models["sd1"], settings=OPTIONS)
+    _, alone = process_with_latents(GenerationRequest(seed=41, **base), models["sd1"], settings=OPTIONS)
+    assert_latents_close(batch[1], alone[0], f"{sampler}: second of a batch vs alone")
+    assert not torch.allclose(batch[0], batch[1], atol=1.0)
+
+
+def test_a_batch_equals_a1111s_batch(models):
+    request = GenerationRequest(
+        prompt="a boat", seed=40, batch_size=2, sampler_name="DPM++ 2M SDE", steps=5, width=64, height=64
+    )
+    _, ours = process_with_latents(request, models["sd1"], policy=CPU32, settings=OPTIONS)
+    assert_latents_close(ours, a1111_loop.reference(models["sd1"], request, [40, 41]), "batch of 2", rel=1e-3)
+
+
+def test_timestep_samplers_ignore_the_schedule(models):
+    base = dict(prompt="x", seed=3, sampler_name="DDIM", steps=6, width=64, height=64)
+    a = process(GenerationRequest(scheduler="Automatic", **base), models["sd1"], policy=CPU32, settings=OPTIONS)
+    b = process(GenerationRequest(scheduler="Beta", **base), models["sd1"], policy=CPU32, settings=OPTIONS)
+    assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
+    assert "Schedule type: Beta" in b.infotexts[0]
 
 
 def test_same_request_twice_gives_identical_pixels(models):
-    request = GenerationRequest(prompt="x", seed=5, sampler_name="Euler a", steps=4, width=64, height=64)
+    request = GenerationRequest(prompt="x", seed=5, sampler_name="DPM++ SDE", steps=4, width=64, height=64)
     a = process(copy.deepcopy(request), models["sd1"], policy=CPU32, settings=OPTIONS).images[0]
     b = process(copy.deepcopy(request), models["sd1"], policy=CPU32, settings=OPTIONS).images[0]
     assert np.array_equal(pixels(a), pixels(b))
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2"])
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+def test_unipc_equals_diffusers_unipc(models, arch, variant):
+    """A1111's UniPC takes as many steps as A1111's DDIM timesteps (26 steps: 27 of them, 1000 // 26 = 38 apart)
+    over continuous time from 1 to 1/1000; there its model times are whole timesteps (999, 962, ..., 0), the ones
+    diffusers' UniPCMultistepScheduler walks with 27 steps (linspace spacing, ending at sigma_min): the two ports
+    of the UniPC paper's solver must agree there. (diffusers lowers the final orders only below 15 steps.)"""
+    from diffusers import UniPCMultistepScheduler
+
+    model = models[arch]
+    request = GenerationRequest(
+        prompt="a harbour at dusk", seed=21, sampler_name="UniPC", steps=26, cfg_scale=6.0, width=64, height=64
+    )
+    opts = Settings.defaults(samples_save=False, uni_pc_variant=variant, uni_pc_lower_order_final=False)
+    _, ours = process_with_latents(request, model, settings=opts)
+    pipe = reference_pipeline(model)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(
+        model.scheduler_config,
+        timestep_spacing="linspace",
+        final_sigmas_type="sigma_min",
+        solver_order=3,
+        solver_type=variant,
+        lower_order_final=False,
+        predict_x0=True,
+        prediction_type=model.prediction_type,
+    )
+    noise = rng.create_noise((4, 8, 8), [21], [21], 0.0, -1, -1, device=torch.device("cpu"))
+    captured = {}
+    pipe(
+        prompt=request.prompt,
+        negative_prompt="",
+        num_inference_steps=27,
+        guidance_scale=request.cfg_scale,
+        latents=noise,
+        height=64,
+        width=64,
+        callback_on_step_end=keep_latents(captured),
+    )
+    assert pipe.scheduler.timesteps.tolist() == [999 - 37 * i for i in range(27)]
+    assert_latents_close(ours, captured["latents"], f"UniPC {variant}", rel=1e-3)

@@ -11,14 +11,13 @@ from diffusers import StableDiffusionDepth2ImgPipeline
 from PIL import Image
 
 from sdui.core.processing import process
-from sdui.core.samplers import build_scheduler
 from sdui.errors import InvalidRequestError
 from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
-from sdui.modes import img2img
 from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.settings.snapshot import Settings
 from tests.fixtures.checkpoints import build_tiny_checkpoint, tiny_state_dict
+from tests.fixtures.diffusers_reference import a1111_sigmas, euler_on_sigmas, img2img_strength, keep_latents
 from tests.helpers import CPU32, process_with_latents
 
 OPTIONS = Settings.defaults(samples_save=False)
@@ -62,8 +61,7 @@ def mean_encoding(vae):
 
 
 @pytest.mark.slow  # fidelity: equality with a diffusers pipeline
-@pytest.mark.parametrize("sampler", ["DDIM", "Euler a"])
-def test_depth2img_equals_diffusers_given_the_same_depth_map(models, sampler):
+def test_depth2img_equals_diffusers_given_the_same_depth_map(models):
     model = models["depth"]
     req = Img2ImgRequest(
         prompt="a stone bridge",
@@ -73,30 +71,23 @@ def test_depth2img_equals_diffusers_given_the_same_depth_map(models, sampler):
         cfg_scale=6.0,
         width=64,
         height=64,
-        sampler_name=sampler,
+        sampler_name="Euler",
         init_images=[picture()],
         depth_map=depth_picture(),
         denoising_strength=0.75,
     )
     ours, ours_latents = process_with_latents(req, model, policy=CPU32, settings=OPTIONS)
 
-    steps, to_run = img2img.schedule_steps(req, fix_steps=False)
-    setup = build_scheduler(sampler, "Automatic", steps, model.scheduler_config, seeds=[req.seed])
     pipe = StableDiffusionDepth2ImgPipeline(
         vae=model.vae,
         unet=model.unet,
         text_encoder=model.text_encoders[0],
         tokenizer=model.tokenizers[0],
-        scheduler=type(setup.scheduler).from_config(setup.scheduler.config),
+        scheduler=euler_on_sigmas(model, a1111_sigmas(model, req.steps)),
         depth_estimator=None,
         feature_extractor=None,
     )
     captured = {}
-
-    def keep(_p, _i, _t, tensors):
-        captured["latents"] = tensors["latents"]
-        return tensors
-
     raw_depth = torch.from_numpy(np.asarray(depth_picture(), dtype=np.float32) / 255.0)[None]
     with mean_encoding(model.vae):
         pipe(
@@ -104,11 +95,11 @@ def test_depth2img_equals_diffusers_given_the_same_depth_map(models, sampler):
             negative_prompt=req.negative_prompt,
             image=image_to_tensor(picture()),
             depth_map=raw_depth,
-            strength=(to_run + 0.5) / steps,
+            strength=img2img_strength(req.steps, req.denoising_strength),
             guidance_scale=req.cfg_scale,
             generator=[torch.Generator().manual_seed(req.seed)],
-            callback_on_step_end=keep,
-            **setup.pipeline_kwargs,
+            callback_on_step_end=keep_latents(captured),
+            num_inference_steps=req.steps,
         )
     scale = captured["latents"].abs().max().item()
     assert (ours_latents - captured["latents"]).abs().max().item() <= 1e-4 * scale

@@ -11,15 +11,14 @@ from diffusers import StableDiffusionImg2ImgPipeline
 
 from sdui.core.infotext_fields import request_fields
 from sdui.core.processing import process
-from sdui.core.samplers import build_scheduler
 from sdui.errors import InvalidRequestError
 from sdui.infotext import parse_infotext
 from sdui.models.loading import load_sd_model
-from sdui.modes import img2img
-from sdui.request import GenerationRequest, Img2ImgRequest, request_from_fields
+from sdui.request import GenerationRequest, request_from_fields
 from sdui.settings.snapshot import Settings
 from sdui.upscalers import upscaling
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.fixtures.diffusers_reference import a1111_sigmas, euler_scheduler, keep_latents
 from tests.helpers import CPU32, Events, process_with_latents
 
 OPTIONS = Settings.defaults(samples_save=False)
@@ -60,16 +59,8 @@ def test_latent_hires_equals_first_pass_then_diffusers_img2img(model):
         dataclasses.replace(request, enable_hr=False), model, policy=CPU32, settings=OPTIONS
     )
     upscaled = upscaling.upscale_latent(first_latents, "Latent", 16, 16)
-    second = Img2ImgRequest(
-        **{
-            **{f.name: getattr(request, f.name) for f in dataclasses.fields(GenerationRequest)},
-            "width": 128,
-            "height": 128,
-            "enable_hr": False,
-        }
-    )
-    steps, to_run = img2img.schedule_steps(second, fix_steps=False)
-    setup = build_scheduler("Euler", "Automatic", steps, model.scheduler_config)
+    # A1111's second pass always stretches the schedule ("fix steps"): int(5 / 0.5) = 10 steps, the last 5 run
+    steps = int(request.steps / request.denoising_strength)
     pipe = StableDiffusionImg2ImgPipeline(
         vae=model.vae,
         unet=model.unet,
@@ -78,23 +69,18 @@ def test_latent_hires_equals_first_pass_then_diffusers_img2img(model):
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
-        scheduler=type(setup.scheduler).from_config(setup.scheduler.config),
+        scheduler=euler_scheduler(model),
     )
     captured = {}
-
-    def keep(_p, _i, _t, tensors):
-        captured["latents"] = tensors["latents"]
-        return tensors
-
     pipe(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         image=upscaled,
-        strength=(to_run + 0.5) / steps,
+        strength=(request.steps + 0.5) / steps,
         guidance_scale=request.cfg_scale,
         generator=[torch.Generator().manual_seed(request.seed)],
-        callback_on_step_end=keep,
-        **setup.pipeline_kwargs,
+        callback_on_step_end=keep_latents(captured),
+        sigmas=a1111_sigmas(model, steps),
     )
     scale = captured["latents"].abs().max().item()
     assert (result_latents - captured["latents"]).abs().max().item() <= 1e-4 * scale
@@ -151,8 +137,8 @@ def test_progress_counts_both_passes(model):
         settings=OPTIONS,
         events=events,
     )
-    # second pass: int(0.5*4)+1 = 3 steps
-    assert events.batches_announced == [(1, 4 + 3)] and events.steps == [(i, 7) for i in range(1, 8)]
+    # second pass: A1111 stretches its schedule to int(4 / 0.5) = 8 steps so that the 4 asked for run
+    assert events.batches_announced == [(1, 4 + 4)] and events.steps == [(i, 8) for i in range(1, 9)]
 
 
 def test_bad_hires_settings_are_refused(model):

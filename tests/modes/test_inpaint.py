@@ -1,25 +1,25 @@
-"""Inpaint and outpaint through the one core: fidelity with diffusers' inpaint pipeline for 9-channel checkpoints,
-and the promise users care about most: pixels outside the mask come back exactly as they were."""
+"""Inpaint and outpaint through the one core: fidelity with A1111's loop (its blending of the kept area, its
+inpainting-model conditioning), and the promise users care about most: pixels outside the mask come back exactly
+as they were."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
 from sdui.core.processing import process
-from sdui.core.samplers import build_scheduler
 from sdui.errors import InvalidRequestError
 from sdui.imaging import masking
 from sdui.imaging import vae as vae_io
 from sdui.imaging.image_ops import image_to_tensor
 from sdui.models.loading import load_sd_model
-from sdui.modes import img2img
 from sdui.request import MASKED_CONTENT, Img2ImgRequest
 from sdui.settings.snapshot import Settings
+from tests.fixtures import a1111_loop
 from tests.fixtures.checkpoints import build_tiny_checkpoint
+from tests.fixtures.diffusers_reference import decode
 from tests.helpers import CPU32, process_with_latents
 
 OPTIONS = Settings.defaults(samples_save=False)
@@ -66,51 +66,45 @@ def request(**fields) -> Img2ImgRequest:
     return Img2ImgRequest(**base)
 
 
-@pytest.mark.slow  # fidelity: equality with a diffusers pipeline
-@pytest.mark.parametrize("sampler,schedule", [("Euler", "Automatic"), ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")])
-def test_inpainting_checkpoint_equals_diffusers_inpaint_pipeline(models, sampler, schedule):
-    model = models["inpaint"]
+def a1111_keep_mask(mask: Image.Image, h: int, w: int) -> torch.Tensor:
+    """A1111's p.mask for the blend: the mask resized to the latent size (PIL's default filter), rounded, inverted."""
+    latmask = np.asarray(mask.convert("RGB").resize((w, h)), dtype=np.float32)[..., 0] / 255
+    return torch.from_numpy(1.0 - np.around(latmask))[None, None]
+
+
+def a1111_conditioning(model, image: Image.Image, mask: Image.Image) -> torch.Tensor:
+    """An inpainting model's extra channels as A1111 builds them: the rounded mask at latent size and the latents
+    of the image with the masked area blanked (A1111's inpainting_image_conditioning, mask weight 1)."""
+    pixels = image_to_tensor(image)
+    hard = (torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255)[None, None]).round()
+    masked = vae_io.encode(model.vae, pixels * (1 - hard))
+    return torch.cat([torch.nn.functional.interpolate(hard, size=masked.shape[-2:]), masked], 1)
+
+
+@pytest.mark.slow  # fidelity: equality with A1111's loop
+@pytest.mark.parametrize("variant", ["base", "inpaint"])
+@pytest.mark.parametrize(
+    "sampler,schedule",
+    [("Euler", "Automatic"), ("Euler a", "Automatic"), ("DPM++ 2M", "Karras"), ("DDIM", "Automatic")],
+)
+def test_inpainting_equals_a1111s_loop(models, variant, sampler, schedule):
+    """A1111 blends the kept area into the denoised prediction at every step (into x before the model for DDIM),
+    for inpainting checkpoints too, and once more after sampling."""
+    model = models[variant]
     req = request(sampler_name=sampler, scheduler=schedule)
     ours, ours_latents = process_with_latents(req, model, policy=CPU32, settings=OPTIONS)
-
-    steps, to_run = img2img.schedule_steps(req, fix_steps=False)
-    setup = build_scheduler(sampler, schedule, steps, model.scheduler_config, seeds=[req.seed])
-    pipe = StableDiffusionInpaintPipeline(
-        vae=model.vae,
-        unet=model.unet,
-        text_encoder=model.text_encoders[0],
-        tokenizer=model.tokenizers[0],
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        scheduler=type(setup.scheduler).from_config(setup.scheduler.config),
+    init = vae_io.encode(model.vae, image_to_tensor(picture()))
+    keep = a1111_keep_mask(box_mask(), *init.shape[-2:])
+    extra = a1111_conditioning(model, picture(), box_mask()) if variant == "inpaint" else None
+    theirs = a1111_loop.reference(
+        model, req, init_latents=init, denoising=req.denoising_strength, keep_mask=keep, extra_channels=extra
     )
-    init_latents = vae_io.encode(model.vae, image_to_tensor(picture()))
-    masked_latents = vae_io.encode(model.vae, image_to_tensor(picture()) * (masking.mask_to_tensor(box_mask()) < 0.5))
-    captured = {}
-
-    def keep(_p, _i, _t, tensors):
-        captured["latents"] = tensors["latents"]
-        return tensors
-
-    theirs = pipe(
-        prompt=req.prompt,
-        negative_prompt=req.negative_prompt,
-        image=init_latents,
-        mask_image=box_mask(),
-        masked_image_latents=masked_latents,
-        height=64,
-        width=64,
-        strength=(to_run + 0.5) / steps,
-        guidance_scale=req.cfg_scale,
-        generator=[torch.Generator().manual_seed(req.seed)],
-        callback_on_step_end=keep,
-        **setup.pipeline_kwargs,
-    ).images[0]
-    scale = captured["latents"].abs().max().item()
-    assert (ours_latents - captured["latents"]).abs().max().item() <= 1e-4 * scale
+    theirs = theirs * (1 - keep) + init * keep
+    scale = theirs.abs().max().item()
+    assert (ours_latents - theirs).abs().max().item() <= 1e-4 * scale
+    assert torch.equal(ours_latents * keep, init * keep)  # the kept area is the init latents exactly
     before_paste = vae_io.to_pil(vae_io.decode(model.vae, ours_latents))[0]
-    assert np.abs(np.asarray(before_paste, dtype=int) - np.asarray(theirs, dtype=int)).max() <= 1
+    assert np.abs(np.asarray(before_paste, dtype=int) - decode(model, theirs)).max() <= 1
 
 
 @pytest.mark.parametrize("variant", ["base", "inpaint"])
