@@ -110,10 +110,9 @@ def run_ours(model, policy, size, steps):
 def run_diffusers(model, policy, size, steps):
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from sdui.core import rng
-    from sdui.core.samplers import build_scheduler
+    from sdui.core import rng, schedules
 
-    setup = build_scheduler("Euler", "Automatic", steps, model.scheduler_config)
+    sigmas = schedules.get_sigmas("uniform", steps, schedules.training_sigmas(model.scheduler_config))
     pipe = StableDiffusionPipeline(
         vae=model.vae,
         unet=model.unet,
@@ -122,7 +121,13 @@ def run_diffusers(model, policy, size, steps):
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
-        scheduler=EulerDiscreteScheduler.from_config(setup.scheduler.config),
+        scheduler=EulerDiscreteScheduler.from_config(  # Euler walking A1111's sigmas ("Automatic")
+            model.scheduler_config,
+            timestep_spacing="linspace",
+            timestep_type="discrete",
+            final_sigmas_type="zero",
+            prediction_type=model.prediction_type,
+        ),
     )
     pipe.set_progress_bar_config(disable=True)
     noise = rng.create_noise((4, size // 8, size // 8), [1], [1], 0.0, -1, -1, source="CPU", device=policy.device)
@@ -133,7 +138,7 @@ def run_diffusers(model, policy, size, steps):
         width=size,
         guidance_scale=7.0,
         latents=noise.to(policy.device, policy.dtype),
-        **setup.pipeline_kwargs,
+        sigmas=sigmas.tolist(),
     )
 
 
