@@ -26,7 +26,8 @@ repo_dir = Path(__file__).resolve().parent
 if str(repo_dir) not in sys.path:
     sys.path.insert(0, str(repo_dir))
 
-from sdui.app.flags import Flags, parse_flags  # noqa: E402 - standard library only
+from sdui.app.flags import Flags  # noqa: E402 - standard library only
+from sdui.extensions.startup import flags_with_extensions  # noqa: E402 - standard library only
 
 log = logging.getLogger("launch")
 
@@ -270,10 +271,10 @@ def run_tests(extra_args: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------------------- main
 
 
-def start(args: Flags) -> None:
+def start(args: Flags, extension_problems: list | None = None) -> None:
     import webui
 
-    webui.start(args)
+    webui.start(args, extension_problems)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s", datefmt="%H:%M:%S"
     )
-    args = parse_flags(argv)
+    args, extension_problems = flags_with_extensions(argv)
     skip_install = bool(args.skip_install)
     restart_file.unlink(missing_ok=True)  # webui.sh loops while it exists: a restart request is used up here
 
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.exit:
         print("Exiting because of --exit.", flush=True)
         sys.exit(0)
-    start(args)
+    start(args, extension_problems)
 
 
 if __name__ == "__main__":

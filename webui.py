@@ -45,7 +45,7 @@ from sdui.app.context import (  # noqa: E402
     remember_model,
     startup_checkpoint,
 )
-from sdui.app.flags import Flags, parse_flags  # noqa: E402
+from sdui.app.flags import Flags  # noqa: E402
 
 log = logging.getLogger("webui")
 _started_at = time.perf_counter()
@@ -192,8 +192,15 @@ def create_app(ctx: AppContext):
     if flags.api_log:
         app.add_middleware(ApiLogMiddleware)
 
-    if not flags.nowebui:
-        mount_ui(app, ctx)
+    demo = None if flags.nowebui else mount_ui(app, ctx)
+    if ctx.extensions is not None:  # extensions add their routes now, guarded by --api-auth like ours
+        from fastapi import Depends
+
+        from sdui.api.routes import basic_auth_dependency
+        from sdui.extensions.app_routes import run_app_started
+
+        api_credentials = Credentials.from_flags(flags).api
+        run_app_started(demo, app, [Depends(basic_auth_dependency(api_credentials))] if api_credentials else [])
     # outermost: a request for a host name that is not this server's is refused before anything else sees it
     allowed_hosts = {h.strip() for h in (flags.allowed_hosts or "").split(",") if h.strip()}
     app.add_middleware(AuthThrottleMiddleware)
@@ -201,8 +208,8 @@ def create_app(ctx: AppContext):
     return app
 
 
-def mount_ui(app, ctx: AppContext) -> None:
-    """Mount the Gradio UI at "/"."""
+def mount_ui(app, ctx: AppContext):
+    """Mount the Gradio UI at "/"; returns its Blocks."""
     import gradio as gr
 
     from sdui.app.auth import Credentials
@@ -232,6 +239,7 @@ def mount_ui(app, ctx: AppContext) -> None:
     from sdui.ui.file_guard import GradioFileGuard
 
     app.add_middleware(GradioFileGuard, allowed_dirs=[Path(get_upload_folder()), *map(Path, allowed)])
+    return demo
 
 
 # ----------------------------------------------------------------------------------------------------- 4. serve
@@ -324,14 +332,17 @@ def _open_browser_when_up(server, url: str) -> None:
         webbrowser.open(url)
 
 
-def start(flags: Flags) -> None:
-    """Entry point used by launch.py (and by `python webui.py`)."""
+def start(flags: Flags, extension_problems: list | None = None) -> None:
+    """Entry point used by launch.py (and by `python webui.py`). `extension_problems`: what went wrong while
+    extensions' preload.py added their flags (they are reported with the others)."""
     setup_logging(flags.loglevel)
     from sdui.errors import UserError
+    from sdui.extensions.startup import start_extensions
 
     try:
         ctx = build_context(flags)
         log_summary(ctx)
+        ctx.extensions = start_extensions(ctx, preload_problems=extension_problems or [])
         app = create_app(ctx)
     except UserError as e:  # e.g. malformed --api-auth: say what to fix, no traceback
         log.error("%s", e.message)
@@ -340,8 +351,10 @@ def start(flags: Flags) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from sdui.extensions.startup import flags_with_extensions
+
     setup_logging()
-    start(parse_flags(argv))
+    start(*flags_with_extensions(argv))
 
 
 if __name__ == "__main__":

@@ -159,6 +159,8 @@ class GenerationRequest:
     override_settings: dict[str, Any] = field(default_factory=dict, metadata=spec(api=None))
     override_settings_restore_afterwards: bool = True
     extra_generation_params: dict[str, Any] = field(default_factory=dict)
+    # extensions' always-on scripts: {title: {"args": [...]}} (A1111's API field; titles in any case)
+    alwayson_scripts: dict[str, Any] = field(default_factory=dict)
     mode: str = "txt2img"  # names the outputs folder: outputs/<mode>-images
     # hires fix (txt2img): a second, img2img-like pass at a larger size
     enable_hr: bool = field(

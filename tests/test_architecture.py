@@ -21,6 +21,7 @@ LAYERS = [
     {"modes"},
     {"core"},
     {"app"},
+    {"extensions"},
     {"api", "ui"},
 ]
 

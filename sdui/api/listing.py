@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from sdui.app.context import AppContext
-from sdui.app.selectable_scripts import builtin_scripts
+from sdui.extensions.offered import script_infos
 from sdui.models.files import list_files, safetensors_metadata
 from sdui.text.styles import read_styles
-from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS, upscaler_names
+from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS
 
 
 def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
@@ -72,12 +72,14 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/script-info")
     def script_info() -> list[dict]:
-        scripts = builtin_scripts(upscaler_names())
-        return [s.info(mode) for mode in ("txt2img", "img2img") for s in scripts if mode in s.modes]
+        return script_infos(ctx)
 
     @router.get("/extensions")
     def extensions() -> list[dict]:
-        return []
+        from sdui.extensions.startup import extensions_for
+
+        paths = ctx.paths
+        return [e.to_api() for e in extensions_for(paths.data_dir, paths.repo_dir, ctx.flags, paths.config_file)]
 
     for name in ("refresh-embeddings", "refresh-vae", "refresh-loras"):
         router.add_api_route(f"/{name}", lambda: None, methods=["POST"], name=name)

@@ -47,7 +47,6 @@ _API_FIELDS: dict[str, tuple[Any, Any]] = {
     "script_args": (list[Any], Field(default_factory=list)),
     "send_images": (bool, True),
     "save_images": (bool, False),
-    "alwayson_scripts": (dict[str, Any], Field(default_factory=dict)),
     "infotext": (str | None, None),
 }
 _IMG2IMG_API_FIELDS: dict[str, tuple[Any, Any]] = {

@@ -38,9 +38,9 @@ from sdui.api.models import (
 )
 from sdui.app.auth import Credentials
 from sdui.app.context import AppContext, generate, switch_model
-from sdui.app.selectable_scripts import builtin_scripts, find_script
+from sdui.app.selectable_scripts import find_script
 from sdui.errors import CheckpointError, InvalidRequestError
-from sdui.upscalers.upscaling import upscaler_names
+from sdui.extensions.offered import check_alwayson, selectable_scripts
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,13 @@ def check_client_folders(settings: dict[str, Any] | None, paths) -> None:
                 )
 
 
-def script_runner(body: Txt2ImgRequest, mode: str) -> Callable | None:
+def script_runner(ctx: AppContext, body: Txt2ImgRequest, mode: str) -> Callable | None:
     """The selectable script the body names (script_name, script_args), as the callable that runs in place of
-    process(); None without one. Always-on scripts are not offered through the API yet: say so, not ignore them."""
-    if body.alwayson_scripts:
-        names = ", ".join(map(repr, body.alwayson_scripts))
-        raise InvalidRequestError(
-            f"Always-on script(s) {names} not found: this server offers none through the API "
-            "yet. Send an empty alwayson_scripts."
-        )
+    process(); None without one. Always-on scripts the server lacks are refused (A1111's 422)."""
+    check_alwayson(ctx, list(body.alwayson_scripts or {}), mode)
     if not body.script_name:
         return None
-    script = find_script(builtin_scripts(upscaler_names()), body.script_name, mode)
+    script = find_script(selectable_scripts(ctx), body.script_name, mode)
     return script.runner(body.script_args or [])
 
 
@@ -195,7 +190,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     @router.post("/txt2img", response_model=GenerationResponse)
     async def txt2img(body: Txt2ImgRequest, http: Request):
         body = await run_in_threadpool(apply_infotext, body, ctx.options)
-        script = script_runner(body, "txt2img")
+        script = script_runner(ctx, body, "txt2img")
         check_client_folders(body.override_settings, ctx.paths)
         result = await run(body, to_generation_request(body, mode="txt2img"), "txt2img", http, script)
         return {**result, "parameters": _jsonable(body.model_dump())}
@@ -203,7 +198,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     @router.post("/img2img", response_model=GenerationResponse)
     async def img2img(body: Img2ImgRequest, http: Request):
         body = await run_in_threadpool(apply_infotext, body, ctx.options, mode="img2img")
-        script = script_runner(body, "img2img")
+        script = script_runner(ctx, body, "img2img")
         check_client_folders(body.override_settings, ctx.paths)
         request = await run_in_threadpool(to_img2img_request, body, max_pixels=ctx.options.max_image_pixels)
         result = await run(body, request, "img2img", http, script)
@@ -279,7 +274,7 @@ def create_api_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/scripts")
     def scripts():
-        offered = builtin_scripts(upscaler_names())
+        offered = selectable_scripts(ctx)
         return {mode: [s.title.lower() for s in offered if mode in s.modes] for mode in ("txt2img", "img2img")}
 
     add_listing_routes(router, ctx)

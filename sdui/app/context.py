@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sdui.app.flags import Flags
 from sdui.app.jobs import Job, JobQueue
@@ -66,6 +67,7 @@ class AppContext:
     jobs: JobQueue
     server: ServerControl
     hooks: list[ProcessingHooks] = field(default_factory=list)  # called by every generation, in this order
+    extensions: Any = None  # sdui.extensions.startup.ExtensionRuntime once extensions are loaded
 
 
 def generate(ctx: AppContext, request: GenerationRequest, *, job: Job, script: Callable | None = None) -> Processed:

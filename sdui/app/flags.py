@@ -415,6 +415,8 @@ class Flags:
     # launcher and behaviour
     skip_torch_cuda_test: bool = False
     skip_install: bool = False
+    disable_all_extensions: bool = False
+    disable_extra_extensions: bool = False
     skip_prepare_environment: bool = False
     skip_python_version_check: bool = False
     reinstall_torch: bool = False

@@ -1,0 +1,52 @@
+"""The scripts a request or the Script dropdown can name: the program's own (SD upscale) and the extensions'
+selectable scripts; and the always-on ones, as /sdapi/v1/script-info describes them."""
+
+from __future__ import annotations
+
+from sdui.app.selectable_scripts import SelectableScript, builtin_scripts
+from sdui.upscalers.upscaling import upscaler_names
+
+
+def selectable_scripts(ctx) -> list[SelectableScript]:
+    from sdui.extensions.bridge import script_runner
+
+    found = builtin_scripts(upscaler_names())
+    runtime = getattr(ctx, "extensions", None)
+    if runtime is not None:
+        found += runtime.scripts.as_selectable(script_runner)
+    return found
+
+
+def script_infos(ctx) -> list[dict]:
+    """A1111's ScriptInfo list: selectable and always-on scripts of both tabs."""
+    from sdui.extensions.bridge import MODES, _arg_info
+
+    infos = [s.info(mode) for mode in MODES for s in selectable_scripts(ctx) if mode in s.modes]
+    runtime = getattr(ctx, "extensions", None)
+    if runtime is not None:
+        for mode in MODES:
+            for script in runtime.scripts.alwayson(mode):
+                infos.append(
+                    {
+                        "name": script.title.lower(),
+                        "is_alwayson": True,
+                        "is_img2img": mode == "img2img",
+                        "args": [_arg_info(c) for c in script.controls],
+                    }
+                )
+    return infos
+
+
+def check_alwayson(ctx, names, mode: str) -> None:
+    """A1111's 422 for always-on scripts the server does not have."""
+    from sdui.errors import InvalidRequestError
+
+    runtime = getattr(ctx, "extensions", None)
+    if runtime is None:
+        if names:
+            raise InvalidRequestError(
+                f"Always-on script(s) {', '.join(map(repr, names))} not found: no extension with always-on scripts "
+                "is loaded. Send an empty alwayson_scripts."
+            )
+        return
+    runtime.scripts.check_alwayson_names(names, mode)
