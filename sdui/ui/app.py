@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from pathlib import Path
 
 import gradio as gr
 
 from sdui.ui import common
-from sdui.ui.tabs import depth2img, img2img, inpaint, outpaint, pnginfo, txt2img
+from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, txt2img
 
+log = logging.getLogger(__name__)
 STYLE_CSS = Path(__file__).with_name("style.css")
 TITLE = "Stable Diffusion"
 
@@ -20,6 +23,22 @@ TITLE = "Stable Diffusion"
 def mount_options() -> dict:
     """Keyword arguments for gr.mount_gradio_app that this UI needs (our stylesheet)."""
     return {"css_paths": [STYLE_CSS]}
+
+
+def add_extension_tabs(ctx) -> None:
+    """Tabs that extensions add through script_callbacks.on_ui_tabs: (Blocks, title, elem_id) each."""
+    if getattr(ctx, "extensions", None) is None:
+        return
+    from sdui.extensions import registry
+
+    for tabs in registry.call("ui_tabs"):
+        for entry in tabs or []:
+            try:
+                blocks, title, elem_id = entry[0], entry[1], entry[2]
+                with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                    blocks.render()
+            except Exception:  # noqa: BLE001 - one extension's tab must not break the page
+                log.error("An extension's tab %r could not be added:\n%s", entry, traceback.format_exc())
 
 
 def create_ui(ctx) -> gr.Blocks:
@@ -40,6 +59,9 @@ def create_ui(ctx) -> gr.Blocks:
                 depth2img.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo.create_tab(t2i, tabs)
+            add_extension_tabs(ctx)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                extensions.create_tab(ctx)
         demo.load(
             picker.on_page_load,
             inputs=[],

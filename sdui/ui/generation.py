@@ -12,6 +12,7 @@ functions. Everything that decides something is a plain function, testable witho
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,15 @@ import gradio as gr
 
 from sdui.errors import UnsupportedSamplerError, UserError
 from sdui.ui import common, paste, widgets
-from sdui.ui.runner import GenerationResult, iter_generation, jobs_ahead, progress_text, status_html, ui_owner
+from sdui.ui.runner import (
+    GenerationResult,
+    default_generate,
+    iter_generation,
+    jobs_ahead,
+    progress_text,
+    status_html,
+    ui_owner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -334,10 +343,13 @@ class GenerationTab:
         return {**widgets, **self.own_paste_fields}
 
 
-def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Callable | None = None) -> None:
+def wire_generation(
+    ctx, tab: GenerationTab, build: Callable, *, generate: Callable | None = None, scripts=None
+) -> None:
     """Generate (through the job queue, with progress and live preview), Interrupt, Skip, picking an image in the
     gallery (shows its infotext) and ♻️ (takes its seed). `build` takes the values of `tab.request_inputs`;
-    `generate(ctx, request, *, job)` is what the job runs (default: app_context.generate)."""
+    `generate(ctx, request, *, job)` is what the job runs (default: app_context.generate). `scripts`: the
+    extensions' script controls of the tab (ui/extension_scripts.py), whose values follow the request's."""
     panel = tab.panel
     outputs = [
         panel.gallery,
@@ -351,9 +363,18 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
     skip_all = (gr.skip(),) * (len(outputs) - 1)
 
     # a generator, so the progress bar and the live preview update while the job runs
+    script_inputs = scripts.inputs if scripts is not None else []
+
     def on_generate(request: gr.Request, *values, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask
+        run = generate
         try:
+            if script_inputs:
+                values, script_values = values[: -len(script_inputs)], values[-len(script_inputs) :]
             generation = build(*values)
+            if script_inputs:
+                generation, runner = scripts.apply(generation, script_values)
+                if runner is not None:
+                    run = functools.partial(generate or default_generate(), script=runner)
         except UserError as e:  # e.g. no image uploaded: said before anything is queued
             yield (*skip_all, common.error_html(e.message))
             return
@@ -363,7 +384,7 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
         shown_preview, shown_progress = None, None
         # the page's update period: A1111's live_preview_refresh_period (ms)
         poll = max(0.1, ctx.options.live_preview_refresh_period / 1000)
-        for item in iter_generation(ctx, generation, generate=generate, poll=poll, owner=ui_owner(request)):
+        for item in iter_generation(ctx, generation, generate=run, poll=poll, owner=ui_owner(request)):
             if isinstance(item, GenerationResult):
                 yield (item.images, item.infotexts, item.seeds, item.subseeds, None, item.info, status_html(item))
                 return
@@ -378,7 +399,7 @@ def wire_generation(ctx, tab: GenerationTab, build: Callable, *, generate: Calla
 
     tab.row.generate.click(
         on_generate,
-        inputs=tab.request_inputs,
+        inputs=[*tab.request_inputs, *script_inputs],
         outputs=outputs,
         show_progress_on=[panel.gallery],
         concurrency_limit=None,

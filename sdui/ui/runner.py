@@ -55,7 +55,7 @@ def result_from_processed(processed, elapsed: float = 0.0) -> GenerationResult:
     )
 
 
-def _default_generate():
+def default_generate():
     from sdui.app.context import (
         generate,  # late: app_context builds the UI, the UI must not import it first
     )
@@ -79,7 +79,7 @@ def iter_generation(
     A user's mistake (UserError) and an unexpected failure both end as a result with `error` set: the UI shows
     the message and stays usable."""
     started = time.perf_counter()
-    job = ctx.jobs.submit(generate or _default_generate(), ctx, request, name=request.mode, owner=owner)
+    job = ctx.jobs.submit(generate or default_generate(), ctx, request, name=request.mode, owner=owner)
     while not job.done:
         yield job
         time.sleep(poll)

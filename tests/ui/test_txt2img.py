@@ -221,7 +221,7 @@ def test_generate_handler_shows_images_infotext_and_seeds(ctx, monkeypatch):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
     values = [*HIRES_OFF, "a red square", "", "Euler", "Automatic", 3, 16, 16, 1, 2, 7, -1, -1, 0, 0, 0]
-    monkeypatch.setattr(runner, "_default_generate", lambda: fake_generate)
+    monkeypatch.setattr(runner, "default_generate", lambda: fake_generate)
     updates = list(call(fn, *values))
     final = outputs_by_id(fn, updates[-1])
     assert len(final["txt2img_gallery"]) == 2

@@ -10,7 +10,7 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.request import Img2ImgRequest
-from sdui.ui import common, generation, widgets
+from sdui.ui import common, extension_scripts, generation, widgets
 
 TAB = "img2img"
 MODE = "img2img"  # the request's mode: outputs go to outputs/img2img-images, as A1111's do
@@ -84,6 +84,7 @@ def create_tab(ctx) -> generation.GenerationTab:
             settings = generation.create_settings(TAB, size_from_image=True)
             denoising = create_denoising(TAB)
             seed = common.create_seed_row(TAB)
+            scripts = extension_scripts.create_script_controls(ctx, TAB)
         panel = generation.create_output_panel(TAB)
 
     tab = generation.GenerationTab(
@@ -95,7 +96,7 @@ def create_tab(ctx) -> generation.GenerationTab:
         own_inputs=[image, resize_mode, denoising],
         own_paste_fields={"denoising_strength": denoising},
     )
-    generation.wire_generation(ctx, tab, build_request)
+    generation.wire_generation(ctx, tab, build_request, scripts=scripts)
     generation.wire_paste(tab, mode=MODE)
     wire_size_from_image(settings, [image], lambda im: im)
     return tab

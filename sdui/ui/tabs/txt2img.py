@@ -14,7 +14,7 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.request import GenerationRequest
-from sdui.ui import common, generation, widgets
+from sdui.ui import common, extension_scripts, generation, widgets
 
 TAB = "txt2img"
 
@@ -271,11 +271,12 @@ def create_tab(ctx) -> generation.GenerationTab:
             settings = generation.create_settings(TAB)
             seed = common.create_seed_row(TAB)
             hires = create_hires_fix(settings)
+            scripts = extension_scripts.create_script_controls(ctx, TAB)
         panel = generation.create_output_panel(TAB)
 
     tab = generation.GenerationTab(
         TAB, row, settings, seed, panel, own_inputs=hires.inputs, own_paste_fields=hires.paste_fields
     )
-    generation.wire_generation(ctx, tab, build_request)
+    generation.wire_generation(ctx, tab, build_request, scripts=scripts)
     generation.wire_paste(tab, mode=TAB, choices=paste_choices())
     return tab

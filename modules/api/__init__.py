@@ -1,0 +1,1 @@
+"""A1111's `modules.api` package."""

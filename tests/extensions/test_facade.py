@@ -1,0 +1,64 @@
+"""A script written against A1111's module surface beyond scripts: ui_components in its ui(), paths, errors and
+shared at import and at run time."""
+
+from __future__ import annotations
+
+import json
+
+from sdui.extensions.startup import start_extensions
+from sdui.ui.app import create_ui
+from tests.helpers import components_by_id, install_checkpoint, make_ctx, small
+
+FANCY = '''
+import gradio as gr
+from modules import errors, paths, scripts, shared
+from modules.ui_components import FormRow, InputAccordion, ToolButton
+
+MODELS = paths.models_path
+errors.report("fancy loaded")
+
+
+class Fancy(scripts.Script):
+    def title(self):
+        return "Fancy"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        with InputAccordion(False, label="Fancy", elem_id=self.elem_id("enable")) as enabled:
+            with FormRow():
+                word = gr.Textbox(value="w", label="Word")
+                ToolButton("R", elem_id=self.elem_id("refresh"))
+        return [enabled, word]
+
+    def process(self, p, enabled, word):
+        if enabled:
+            p.extra_generation_params["Fancy"] = f"{word} {MODELS == str(shared.models_path)} {shared.cmd_opts.nowebui}"
+'''
+
+
+def test_a_script_using_a1111s_modules(make_repo, tmp_path, tiny_sd1_checkpoint, caplog):
+    from fastapi.testclient import TestClient
+
+    import webui
+    from sdui.extensions import manager
+    from tests.helpers import LOCAL
+
+    data = tmp_path / "data"
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    manager.install(
+        data / "extensions", data / "tmp", str(make_repo("fancy", {"scripts/fancy.py": FANCY})), access_allowed=True
+    )
+    ctx = make_ctx(data)
+    try:
+        ctx.extensions = start_extensions(ctx)
+        assert ctx.extensions.problems == [] and "fancy loaded" in caplog.text
+        blocks = components_by_id(create_ui(ctx))
+        assert "script_txt2img_fancy_enable" in blocks and "script_txt2img_fancy_refresh" in blocks
+        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
+        response = client.post("/sdapi/v1/txt2img", json=small(alwayson_scripts={"fancy": {"args": [True, "x"]}}))
+        info = json.loads(response.json()["info"])["infotexts"][0]
+        assert "Fancy: x True False" in info
+    finally:
+        ctx.jobs.shutdown()

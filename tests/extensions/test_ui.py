@@ -1,0 +1,107 @@
+"""Extensions in the page: their scripts' controls in txt2img (an always-on accordion, the Script dropdown) run
+the same way the API runs them, a tab added with on_ui_tabs, and the Extensions tab's actions and refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sdui.extensions import manager
+from sdui.extensions.startup import start_extensions
+from sdui.ui.app import create_ui
+from sdui.ui.tabs import extensions as extensions_tab
+from tests.extensions.test_loading import STAMP, TWICE
+from tests.helpers import call, components_by_id, handler, install_checkpoint, make_ctx, outputs_by_id
+
+HIRES_OFF = [False, "Latent", 0, 0.7, 2, 0, 0, "Use same sampler", "Use same scheduler", "", ""]
+TAB = '''
+import gradio as gr
+from modules import script_callbacks
+
+
+def tabs():
+    with gr.Blocks(analytics_enabled=False) as block:
+        gr.Markdown("Hello from an extension", elem_id="hello_text")
+    return [(block, "Hello", "hello_tab")]
+
+
+script_callbacks.on_ui_tabs(tabs)
+'''
+
+
+@pytest.fixture
+def page(make_repo, tmp_path, tiny_sd1_checkpoint):
+    made = []
+
+    def build(*flags, extensions=()):
+        data = tmp_path / f"data{len(made)}"
+        install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+        for name, files in extensions:
+            manager.install(data / "extensions", data / "tmp", str(make_repo(name, files)), access_allowed=True)
+        ctx = make_ctx(data, *flags)
+        ctx.extensions = start_extensions(ctx)
+        made.append(ctx)
+        return ctx, create_ui(ctx)
+
+    yield build
+    for ctx in made:
+        ctx.jobs.shutdown()
+
+
+def test_script_controls_run_like_the_api(page):
+    ctx, demo = page(extensions=[("stamp", {"scripts/stamp.py": STAMP}), ("repeat", {"scripts/repeat.py": TWICE})])
+    blocks = components_by_id(demo)
+    assert blocks["txt2img_script"].choices == [("None", "None"), ("Repeat seeds", "Repeat seeds")]
+    fn = handler(demo, "txt2img_generate", "click")
+    base = [*HIRES_OFF, "a red cube", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 5, 1234, -1, 0, 0, 0]
+    # inputs after the request's: the dropdown, Repeat's slider, Stamp's checkbox and word
+    final = outputs_by_id(fn, list(call(fn, *base, "None", 2, True, "hello"))[-1])
+    assert final["generation_info_txt2img"].startswith("a red cube, hello 1234\n")
+    assert "Stamp: hello" in final["generation_info_txt2img"]
+    last = list(call(fn, *base, "Repeat seeds", 2, False, "x"))[-1]
+    infotexts = last[1]  # the outputs: gallery, infotexts, seeds, ...
+    assert [t.split("Seed: ")[1].split(",")[0] for t in infotexts] == ["100", "101"]
+    assert len(last[0]) == 2
+
+
+def test_a_tab_from_on_ui_tabs_appears(page):
+    _, demo = page(extensions=[("hello", {"scripts/tab.py": TAB})])
+    blocks = components_by_id(demo)
+    assert "tab_hello_tab" in blocks and "hello_text" in blocks
+    assert "tab_extensions" in blocks
+
+
+def test_extensions_tab_lists_installs_and_applies(page, make_repo, tmp_path):
+    ctx, demo = page(extensions=[("stamp", {"scripts/stamp.py": STAMP})])
+    assert "stamp" in extensions_tab.installed_html(ctx) and "enabled" in extensions_tab.installed_html(ctx)
+    repo = make_repo("sd-webui-other", {"scripts/other.py": "x = 1\n"})
+    message = extensions_tab.install_from_url(ctx, repo.as_uri(), "", "")
+    assert "Installed into" in message and (ctx.paths.extensions_dir / "sd-webui-other").is_dir()
+    again = extensions_tab.install_from_url(ctx, repo.as_uri(), "", "")
+    assert "already exists" in again
+    assert "Restart the program" in extensions_tab.apply_enabled(ctx, ["sd-webui-other"])
+    assert json.loads(ctx.paths.config_file.read_text())["disabled_extensions"] == ["stamp"]
+    assert extensions_tab.enabled_choices(ctx) == (["sd-webui-other", "stamp"], ["sd-webui-other"])
+    assert "Removed sd-webui-other" in extensions_tab.remove_extension(ctx, "sd-webui-other")
+    assert not (ctx.paths.extensions_dir / "sd-webui-other").exists()
+
+
+def test_the_tab_refuses_changes_when_listening_on_the_network(page, make_repo):
+    ctx, _ = page("--listen")
+    message = extensions_tab.install_from_url(ctx, str(make_repo("x", {"a.txt": "a"})), "", "")
+    assert "--enable-insecure-extension-access" in message and not (ctx.paths.extensions_dir / "x").exists()
+    assert "--enable-insecure-extension-access" in extensions_tab.installed_html(ctx)
+    allowed, _ = page("--listen", "--enable-insecure-extension-access")
+    assert "Installed into" in extensions_tab.install_from_url(allowed, str(make_repo("y", {"a.txt": "a"})), "", "")
+
+
+def test_available_list_from_a_local_index_and_a_failed_download(page, tmp_path):
+    ctx, _ = page()
+    index = tmp_path / "index.json"
+    entries = [{"name": "Foo", "url": "https://example.com/foo.git", "description": "does <foo>"}]
+    index.write_text(json.dumps({"extensions": entries}))
+    listing = extensions_tab.available_html(ctx, str(index))
+    assert "Foo" in listing and "does &lt;foo&gt;" in listing and "https://example.com/foo.git" in listing
+    failed = extensions_tab.available_html(ctx, str(tmp_path / "missing.json"))
+    assert "Could not read the extension index" in failed
