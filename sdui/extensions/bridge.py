@@ -58,7 +58,9 @@ def _ui_controls(instance: Script, is_img2img: bool) -> list:
     """The controls a script's ui() builds, inside a throwaway Blocks (their values are the defaults)."""
     import gradio as gr
 
-    with gr.Blocks():
+    from sdui.extensions.gradio3 import gradio3
+
+    with gr.Blocks(), gradio3():
         controls = instance.ui(is_img2img)
     if controls is None:
         return []

@@ -30,8 +30,11 @@ def add_extension_tabs(ctx) -> None:
     if getattr(ctx, "extensions", None) is None:
         return
     from sdui.extensions import registry
+    from sdui.extensions.gradio3 import gradio3
 
-    for tabs in registry.call("ui_tabs"):
+    with gradio3():
+        made = registry.call("ui_tabs")
+    for tabs in made:
         for entry in tabs or []:
             try:
                 blocks, title, elem_id = entry[0], entry[1], entry[2]

@@ -47,8 +47,11 @@ class ScriptControls:
 
 
 def _controls(script) -> list:
+    from sdui.extensions.gradio3 import gradio3
+
     try:
-        made = script.instance.ui(script.mode == "img2img")
+        with gradio3():
+            made = script.instance.ui(script.mode == "img2img")
     except Exception:  # noqa: BLE001 - an extension's UI error is reported, the tab still builds
         log.error("Script %r: ui() failed:\n%s", script.title, traceback.format_exc())
         return []

@@ -62,3 +62,56 @@ def test_a_script_using_a1111s_modules(make_repo, tmp_path, tiny_sd1_checkpoint,
         assert "Fancy: x True False" in info
     finally:
         ctx.jobs.shutdown()
+
+
+GRADIO3 = '''
+import gradio as gr
+from modules import scripts
+
+
+class Old(scripts.Script):
+    def title(self):
+        return "Old style"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        with gr.Box():
+            word = gr.Textbox(value="a", label="Word", elem_id=self.elem_id("word")).style(container=False)
+            button = gr.Button("Hide", elem_id=self.elem_id("hide")).style(full_width=True)
+            image = gr.Image(source="upload", tool="sketch", elem_id=self.elem_id("image"))
+
+        def hide(text):
+            return gr.Button.update(visible=False), gr.Textbox.update(value=text.upper())
+
+        button.click(hide, inputs=[word], outputs=[button, word], _js="(text) => text")
+        return [word]
+'''
+
+
+def test_a_gradio_3_script_builds_and_its_handlers_run(make_repo, tmp_path):
+    import gradio as gr
+
+    from sdui.extensions import manager
+    from tests.helpers import handler
+
+    data = tmp_path / "data"
+    manager.install(
+        data / "extensions", data / "tmp", str(make_repo("old", {"scripts/old.py": GRADIO3})), access_allowed=True
+    )
+    ctx = make_ctx(data)
+    try:
+        ctx.extensions = start_extensions(ctx)
+        assert ctx.extensions.problems == []
+        demo = create_ui(ctx)
+        blocks = components_by_id(demo)
+        assert blocks["script_txt2img_old_style_image"].sources == ["upload"]
+        fn = handler(demo, "script_txt2img_old_style_hide", "click")
+        assert fn.js == "(text) => text"
+        hidden, upper = fn.fn("abc")
+        assert hidden == {"__type__": "update", "visible": False} and upper["value"] == "ABC"
+        # Gradio itself is as it was outside the extension's code
+        assert not hasattr(gr.Button, "update") and not hasattr(gr, "Box") and not hasattr(gr.Textbox, "style")
+    finally:
+        ctx.jobs.shutdown()
