@@ -217,7 +217,7 @@ def mount_ui(app, ctx: AppContext):
 
     flags = ctx.flags
     demo = ui_app.create_ui(ctx)
-    kwargs = ui_app.mount_options()
+    kwargs = ui_app.mount_options(ctx)
     credentials = Credentials.from_flags(flags).ui
     if credentials:
         kwargs["auth"] = list(credentials.items())

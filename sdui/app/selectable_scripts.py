@@ -40,6 +40,12 @@ def _sd_upscale_runner(script_args: Sequence) -> Callable:
     return functools.partial(sd_upscale, args=SdUpscaleArgs.from_script_args(script_args))
 
 
+def _prompts_runner(script_args: Sequence) -> Callable:
+    from sdui.core.prompts_from_file import PromptsArgs, prompts_from_file  # late: it imports torch
+
+    return functools.partial(prompts_from_file, args=PromptsArgs.from_script_args(script_args))
+
+
 def _arg(label: str, value, **extra) -> dict:
     return {"label": label, "value": value, "minimum": None, "maximum": None, "step": None, "choices": None, **extra}
 
@@ -58,7 +64,18 @@ def builtin_scripts(upscalers: Sequence[str]) -> list[SelectableScript]:
                 _arg("Scale Factor", 2.0, minimum=1.0, maximum=4.0, step=0.05),
             ),
             make_runner=_sd_upscale_runner,
-        )
+        ),
+        SelectableScript(
+            title="Prompts from file or textbox",
+            modes=("txt2img", "img2img"),
+            args=(
+                _arg("Iterate seed every line", False),
+                _arg("Use same random seed for all lines", False),
+                _arg("Insert prompts at the", "start", choices=["start", "end"]),
+                _arg("List of prompt inputs", ""),
+            ),
+            make_runner=_prompts_runner,
+        ),
     ]
 
 

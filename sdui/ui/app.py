@@ -17,12 +17,33 @@ from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pngi
 
 log = logging.getLogger(__name__)
 STYLE_CSS = Path(__file__).with_name("style.css")
+A1111_SCRIPT = Path(__file__).with_name("a1111_script.js")
 TITLE = "Stable Diffusion"
 
 
-def mount_options() -> dict:
-    """Keyword arguments for gr.mount_gradio_app that this UI needs (our stylesheet)."""
-    return {"css_paths": [STYLE_CSS]}
+def mount_options(ctx=None) -> dict:
+    """Keyword arguments for gr.mount_gradio_app that this UI needs: our stylesheet and A1111's page helpers,
+    then the enabled extensions' style.css and javascript/*.js (*.mjs as modules), in the order they loaded."""
+    css, scripts = [STYLE_CSS], [_inline_script(A1111_SCRIPT.read_text(encoding="utf-8"))]
+    runtime = getattr(ctx, "extensions", None)
+    for ext in runtime.extensions if runtime is not None else []:
+        if not ext.enabled:
+            continue
+        if (ext.path / "style.css").is_file():
+            css.append(ext.path / "style.css")
+        folder = ext.path / "javascript"
+        for path in sorted(folder.glob("*.*js")) if folder.is_dir() else []:
+            if path.suffix in (".js", ".mjs"):
+                code = path.read_text(encoding="utf-8", errors="replace")
+                scripts.append(_inline_script(code, module=path.suffix == ".mjs"))
+    return {"css_paths": css, "head": "\n".join(scripts)}
+
+
+def _inline_script(code: str, module: bool = False) -> str:
+    # "</script" inside the code would end the tag early; the escaped form means the same to JavaScript
+    code = code.replace("</script", "<\\/script")
+    kind = ' type="module"' if module else ""
+    return f"<script{kind}>\n{code}\n</script>"
 
 
 def add_extension_tabs(ctx) -> None:

@@ -62,15 +62,24 @@ def test_listings_have_a1111_shapes_and_show_dropped_files(make_client, data_dir
     assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
     for route in ("face-restorers", "realesrgan-models", "sd-modules", "extensions"):
         assert client.get(f"/sdapi/v1/{route}").json() == [], route
-    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": ["sd upscale"]}
-    (script,) = client.get("/sdapi/v1/script-info").json()
+    assert client.get("/sdapi/v1/scripts").json() == {
+        "txt2img": ["prompts from file or textbox"],
+        "img2img": ["sd upscale", "prompts from file or textbox"],
+    }
+    infos = client.get("/sdapi/v1/script-info").json()
+    assert [(s["name"], s["is_img2img"]) for s in infos] == [
+        ("prompts from file or textbox", False),
+        ("sd upscale", True),
+        ("prompts from file or textbox", True),
+    ]
+    script = infos[1]
     assert {k: script[k] for k in ("name", "is_alwayson", "is_img2img")} == {
         "name": "sd upscale",
         "is_alwayson": False,
         "is_img2img": True,
     }
     assert [arg["label"] for arg in script["args"]] == ["Info", "Tile overlap", "Upscaler", "Scale Factor"]
-    for arg in script["args"]:  # A1111's ScriptArg fields
+    for arg in [a for info in infos for a in info["args"]]:  # A1111's ScriptArg fields
         assert set(arg) == {"label", "value", "minimum", "maximum", "step", "choices"}
     for route in ("refresh-embeddings", "refresh-vae", "refresh-loras"):
         response = client.post(f"/sdapi/v1/{route}")

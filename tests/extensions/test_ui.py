@@ -105,3 +105,25 @@ def test_available_list_from_a_local_index_and_a_failed_download(page, tmp_path)
     assert "Foo" in listing and "does &lt;foo&gt;" in listing and "https://example.com/foo.git" in listing
     failed = extensions_tab.available_html(ctx, str(tmp_path / "missing.json"))
     assert "Could not read the extension index" in failed
+
+
+def test_extension_javascript_and_css_reach_the_page(page):
+    from fastapi.testclient import TestClient
+
+    import webui
+    from sdui.ui.app import mount_options
+    from tests.helpers import LOCAL
+
+    files = {
+        "javascript/hello.js": "window.helloExtension = '</script>';\nonUiLoaded(() => {});\n",
+        "javascript/mod.mjs": "export const x = 1;\n",
+        "style.css": "#hello { color: red }\n",
+    }
+    ctx, _ = page(extensions=[("hello", files)])
+    options = mount_options(ctx)
+    assert ctx.paths.extensions_dir / "hello" / "style.css" in options["css_paths"]
+    head = options["head"]
+    assert "window.gradioApp = function" in head  # A1111's helpers come first
+    assert "window.helloExtension = '<\\/script>';" in head and '<script type="module">\nexport const x' in head
+    html = TestClient(webui.create_app(ctx), base_url=LOCAL).get("/").text
+    assert "window.helloExtension" in html and "window.onUiLoaded" in html
