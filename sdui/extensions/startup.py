@@ -69,6 +69,17 @@ def flags_with_extensions(
     return parse_flags(argv, parser, environ=environ), problems
 
 
+def _tell_about_models(ctx) -> None:
+    """on_model_loaded callbacks run whenever another checkpoint becomes the current one."""
+    store, before = ctx.store, ctx.store.on_activate
+
+    def activated(info) -> None:
+        before(info)
+        registry.call("model_loaded", store.current)
+
+    store.on_activate = activated
+
+
 @dataclass
 class ExtensionRuntime:
     """What start_extensions found and loaded; the Extensions tab and /sdapi/v1/extensions read it."""
@@ -90,6 +101,8 @@ def start_extensions(ctx, *, preload_problems: list[Problem] = ()) -> ExtensionR
         problems += run_installers(extensions, paths.repo_dir, paths.cache_dir / INSTALLED_STATE)
     registry.REGISTRY.app = ctx
     problems += load_scripts(extensions)
+    registry.call("ui_settings")  # settings extensions add: in config.json, the API and the Settings tab alike
+    _tell_about_models(ctx)
     scripts = ScriptSets.from_registry(build_controls=True)
     if scripts.scripts or registry.REGISTRY.callbacks:
         ctx.hooks.append(ExtensionHooks(scripts))

@@ -66,6 +66,10 @@ def add_extension_tabs(ctx) -> None:
 
 
 def create_ui(ctx) -> gr.Blocks:
+    if getattr(ctx, "extensions", None) is not None:
+        from sdui.extensions import registry
+
+        registry.call("before_ui")
     # delete_cache: Gradio keeps a copy of every image (and live preview) it sends; files older than 6 h go
     # (the outputs themselves are saved under outputs/ by the processing core)
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True, delete_cache=(3600, 6 * 3600)) as demo:

@@ -65,7 +65,7 @@ class Repeat(scripts.Script):
 CALLBACKS = '''
 from modules import script_callbacks, shared
 
-seen = {"denoiser": 0}
+seen = {"denoiser": 0, "models": []}
 
 
 def count(params):
@@ -87,11 +87,23 @@ def settings():
     shared.opts.add_option("hello_steps", shared.OptionInfo(7, "Hello steps", section=("hello", "Hello")))
 
 
+def model_loaded(sd_model):
+    seen["models"].append(sd_model.checkpoint.name)
+
+
+def ping_models(demo, app):
+    @app.get("/hello/models")
+    def models():
+        return seen["models"]
+
+
 script_callbacks.on_cfg_denoiser(count)
 script_callbacks.on_before_image_saved(stamp_file)
 script_callbacks.on_app_started(routes)
+script_callbacks.on_app_started(ping_models)
 script_callbacks.on_ui_settings(settings)
-settings()
+script_callbacks.on_model_loaded(model_loaded)
+script_callbacks.on_totally_new_callback(print)  # a name A1111 may add later: accepted
 '''
 
 
@@ -164,6 +176,7 @@ def test_callbacks_settings_and_a_route_behind_api_auth(served):
     from PIL import Image
 
     assert Image.open(saved[-1]).info["parameters"].endswith("Denoiser calls: 3")
+    assert client.get("/hello/models", auth=("u", "p")).json() == ["tiny.safetensors"]
 
 
 def test_a_broken_extension_is_reported_and_the_others_work(served):
