@@ -46,6 +46,40 @@ def _prompts_runner(script_args: Sequence) -> Callable:
     return functools.partial(prompts_from_file, args=PromptsArgs.from_script_args(script_args))
 
 
+def _xyz_runner(mode: str) -> Callable[[Sequence], Callable]:
+    def make(script_args: Sequence) -> Callable:
+        from sdui.core.xyz_plot import XyzArgs, xyz_plot  # late: it imports torch
+
+        return functools.partial(xyz_plot, args=XyzArgs.from_script_args(script_args, mode))
+
+    return make
+
+
+def _xyz_args(mode: str) -> tuple[dict, ...]:
+    from sdui.core.xyz_plot import axes_for
+
+    labels = [a.label for a in axes_for(mode)]
+    axis = []
+    for name, default in (("X", 1), ("Y", 0), ("Z", 0)):
+        axis += [
+            _arg(f"{name} type", labels[default], choices=labels),
+            _arg(f"{name} values", ""),
+            _arg(f"{name} values", None, choices=[]),
+        ]
+    return (
+        *axis,
+        _arg("Draw legend", True),
+        _arg("Include Sub Images", False),
+        _arg("Include Sub Grids", False),
+        _arg("Keep -1 for seeds", False),
+        _arg("Vary seeds for X", False),
+        _arg("Vary seeds for Y", False),
+        _arg("Vary seeds for Z", False),
+        _arg("Grid margins (px)", 0, minimum=0, maximum=500, step=2),
+        _arg("Use text inputs instead of dropdowns", False),
+    )
+
+
 def _arg(label: str, value, **extra) -> dict:
     return {"label": label, "value": value, "minimum": None, "maximum": None, "step": None, "choices": None, **extra}
 
@@ -75,6 +109,10 @@ def builtin_scripts(upscalers: Sequence[str]) -> list[SelectableScript]:
                 _arg("List of prompt inputs", ""),
             ),
             make_runner=_prompts_runner,
+        ),
+        *(
+            SelectableScript(title="X/Y/Z plot", modes=(mode,), args=_xyz_args(mode), make_runner=_xyz_runner(mode))
+            for mode in ("txt2img", "img2img")
         ),
     ]
 

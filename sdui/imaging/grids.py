@@ -40,3 +40,43 @@ def image_grid(
         y = i // cols * cell_h + (cell_h - im.height) // 2
         grid.paste(im, (x, y))
     return grid
+
+
+def annotated_grid(
+    grid: Image.Image,
+    cell_w: int,
+    cell_h: int,
+    column_labels: Sequence[str],
+    row_labels: Sequence[str],
+    *,
+    margin: int = 0,
+) -> Image.Image:
+    """`grid` (cells of cell_w x cell_h, plus `margin` pixels between them) with a band of column labels above
+    and of row labels on the left, as A1111's X/Y/Z plot draws its legend (black text on white)."""
+    from PIL import ImageDraw, ImageFont
+
+    size = max(12, min(cell_w, cell_h) // 16)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without scalable default font
+        font = ImageFont.load_default()
+    draw_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def text_size(text: str) -> tuple[int, int]:
+        left, top, right, bottom = draw_probe.multiline_textbbox((0, 0), text, font=font)
+        return right - left, bottom - top
+
+    top = (max((text_size(t)[1] for t in column_labels if t), default=0) + size) if any(column_labels) else 0
+    left = (max((text_size(t)[0] for t in row_labels if t), default=0) + size) if any(row_labels) else 0
+    out = Image.new("RGB", (grid.width + left, grid.height + top), "white")
+    out.paste(grid, (left, top))
+    draw = ImageDraw.Draw(out)
+    for i, label in enumerate(column_labels):
+        w, h = text_size(label)
+        x = left + i * (cell_w + margin) + (cell_w - w) // 2
+        draw.multiline_text((x, (top - h) // 2), label, fill="black", font=font, align="center")
+    for j, label in enumerate(row_labels):
+        w, h = text_size(label)
+        y = top + j * (cell_h + margin) + (cell_h - h) // 2
+        draw.multiline_text(((left - w) // 2, y), label, fill="black", font=font, align="center")
+    return out
