@@ -125,11 +125,15 @@ def handler(demo, elem_id: str, event: str):
 
 
 def call(fn, *values, session: str = "test-session"):
-    """Run an event handler the way Gradio does: special arguments (gr.Request, progress) filled in first."""
+    """Run an event handler the way Gradio does: special arguments (gr.Request, progress) filled in first, inputs
+    not given (e.g. the Script controls after the request's) at their components' values."""
     import gradio as gr
     from gradio.helpers import special_args
 
-    inputs, *_ = special_args(fn.fn, list(values), request=gr.Request(session_hash=session))
+    values = list(values)
+    # inputs not given keep their components' values, as Gradio sends untouched components
+    values += [getattr(block, "value", None) for block in fn.inputs[len(values) :]]
+    inputs, *_ = special_args(fn.fn, values, request=gr.Request(session_hash=session))
     return fn.fn(*inputs)
 
 

@@ -1,7 +1,8 @@
-"""Extensions' scripts in a generation tab, as A1111 lays them out: each always-on script's controls in an
-accordion of their own, and a "Script" dropdown whose choice shows that script's controls and runs it instead of
-the plain generation. The values travel as A1111's API sends them (alwayson_scripts[title]["args"], the selected
-script's args), so the UI and the API run scripts the same way.
+"""Scripts in a generation tab, as A1111 lays them out: each always-on script's controls in an accordion of
+their own, and a "Script" dropdown (the program's scripts, SD upscale, Prompts from file, X/Y/Z plot, and the
+extensions' selectable ones) whose choice shows that script's controls and runs it instead of the plain
+generation. The values travel as A1111's API sends them (alwayson_scripts[title]["args"], the selected script's
+args), so the UI and the API run scripts the same way.
 """
 
 from __future__ import annotations
@@ -20,25 +21,23 @@ NONE = "None"
 @dataclass
 class ScriptControls:
     dropdown: gr.Dropdown | None = None
-    selectable: list = field(default_factory=list)  # (LoadedScript, group, controls)
+    selectable: list = field(default_factory=list)  # (title, group, controls, make_runner(args) -> runner)
     alwayson: list = field(default_factory=list)  # (LoadedScript, controls)
 
     @property
     def inputs(self) -> list:
-        controls = [c for _, _, cs in self.selectable for c in cs] + [c for _, cs in self.alwayson for c in cs]
+        controls = [c for _, _, cs, _ in self.selectable for c in cs] + [c for _, cs in self.alwayson for c in cs]
         return ([self.dropdown] if self.dropdown is not None else []) + controls
 
     def apply(self, request, values: list):
         """The request with its always-on scripts' arguments, and the selected script's runner (None: none)."""
-        from sdui.extensions.bridge import script_runner
-
         values = list(values)
         choice = values.pop(0) if self.dropdown is not None else NONE
         runner = None
-        for script, _, controls in self.selectable:
+        for title, _, controls, make_runner in self.selectable:
             args, values = values[: len(controls)], values[len(controls) :]
-            if script.title == choice:
-                runner = script_runner(script, args)
+            if title == choice:
+                runner = make_runner(args)
         alwayson = {}
         for script, controls in self.alwayson:
             args, values = values[: len(controls)], values[len(controls) :]
@@ -60,23 +59,58 @@ def _controls(script) -> list:
     return list(made.values()) if isinstance(made, dict) else list(made)
 
 
+def _control_for(arg: dict):
+    """A control for one of the program's script arguments, from its /sdapi/v1/script-info description."""
+    label, value, choices = arg.get("label"), arg.get("value"), arg.get("choices")
+    if isinstance(value, bool):
+        return gr.Checkbox(value=value, label=label)
+    if choices is not None and value is None:
+        return gr.Dropdown(choices=choices, value=[], multiselect=True, label=label, allow_custom_value=True)
+    if choices:
+        return gr.Dropdown(choices=choices, value=value, label=label)
+    if arg.get("minimum") is not None and arg.get("maximum") is not None:
+        return gr.Slider(arg["minimum"], arg["maximum"], value=value, step=arg.get("step") or 1, label=label)
+    if label == "Info":
+        return gr.Textbox(value=value, label=label, interactive=False)
+    return gr.Textbox(value=value, label=label, lines=4 if "List" in (label or "") else 1)
+
+
 def create_script_controls(ctx, mode: str) -> ScriptControls | None:
-    """The controls of the loaded extensions' scripts for tab `mode` (txt2img or img2img); None without any."""
+    """The controls of the scripts for tab `mode` (txt2img or img2img); None without any."""
+    from sdui.extensions.bridge import script_runner
+    from sdui.extensions.offered import selectable_scripts
+
     runtime = getattr(ctx, "extensions", None)
-    if runtime is None or not runtime.scripts.scripts:
-        return None
     found = ScriptControls()
-    for script in runtime.scripts.alwayson(mode):
+    for script in runtime.scripts.alwayson(mode) if runtime is not None else []:
         with gr.Accordion(script.title, open=False, elem_id=f"script_{mode}_{script.instance.name.replace(' ', '_')}"):
             found.alwayson.append((script, _controls(script)))
-    selectable = runtime.scripts.selectable(mode)
-    if selectable:
-        titles = [s.title for s in selectable]
+    entries = []
+    extension_titles = {s.title for s in runtime.scripts.selectable(mode)} if runtime is not None else set()
+    for program_script in selectable_scripts(ctx):
+        if mode in program_script.modes and program_script.title not in extension_titles:
+            entries.append(
+                (
+                    program_script.title,
+                    lambda args=program_script.args: [_control_for(a) for a in args],
+                    program_script.runner,
+                )
+            )
+    for script in runtime.scripts.selectable(mode) if runtime is not None else []:
+        entries.append(
+            (
+                script.title,
+                lambda script=script: _controls(script),
+                lambda args, script=script: script_runner(script, args),
+            )
+        )
+    if entries:
+        titles = [title for title, _, _ in entries]
         found.dropdown = gr.Dropdown([NONE, *titles], value=NONE, label="Script", elem_id=f"{mode}_script")
         groups = []
-        for script in selectable:
+        for title, build, make_runner in entries:
             with gr.Group(visible=False) as group:
-                found.selectable.append((script, group, _controls(script)))
+                found.selectable.append((title, group, build(), make_runner))
             groups.append(group)
         found.dropdown.change(
             lambda choice: [gr.update(visible=title == choice) for title in titles],
@@ -85,4 +119,4 @@ def create_script_controls(ctx, mode: str) -> ScriptControls | None:
             queue=False,
             api_visibility="private",
         )
-    return found
+    return found if found.inputs else None

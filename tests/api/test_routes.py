@@ -215,7 +215,7 @@ def test_txt2img_send_images_false_and_batch(served):
         ({"width": 100}, ["width", "multiple of 8"]),
         ({"steps": 0}, ["steps"]),
         ({"sampler_name": "No Such Sampler"}, ["No Such Sampler"]),
-        ({"script_name": "x/y/z plot"}, ["x/y/z plot"]),
+        ({"script_name": "loopback wave"}, ["loopback wave", "x/y/z plot"]),
     ],
 )
 def test_bad_requests_are_4xx_and_the_server_keeps_working(served, bad, words):

@@ -52,17 +52,43 @@ def page(make_repo, tmp_path, tiny_sd1_checkpoint):
 def test_script_controls_run_like_the_api(page):
     ctx, demo = page(extensions=[("stamp", {"scripts/stamp.py": STAMP}), ("repeat", {"scripts/repeat.py": TWICE})])
     blocks = components_by_id(demo)
-    assert blocks["txt2img_script"].choices == [("None", "None"), ("Repeat seeds", "Repeat seeds")]
+    assert [c[0] for c in blocks["txt2img_script"].choices] == [
+        "None",
+        "Prompts from file or textbox",
+        "X/Y/Z plot",
+        "Repeat seeds",
+    ]
     fn = handler(demo, "txt2img_generate", "click")
     base = [*HIRES_OFF, "a red cube", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 5, 1234, -1, 0, 0, 0]
-    # inputs after the request's: the dropdown, Repeat's slider, Stamp's checkbox and word
-    final = outputs_by_id(fn, list(call(fn, *base, "None", 2, True, "hello"))[-1])
+
+    def values(choice, times, enabled, word):
+        """The request's values, then the script controls' own (their defaults, with these set by label)."""
+        rest = [getattr(b, "value", None) for b in fn.inputs[len(base) :]]
+        labels = [getattr(b, "label", None) for b in fn.inputs[len(base) :]]
+        rest[0] = choice
+        for label, value in (("Times", times), ("Enabled", enabled), ("Word", word)):
+            rest[labels.index(label)] = value
+        return [*base, *rest]
+
+    final = outputs_by_id(fn, list(call(fn, *values("None", 2, True, "hello")))[-1])
     assert final["generation_info_txt2img"].startswith("a red cube, hello 1234\n")
     assert "Stamp: hello" in final["generation_info_txt2img"]
-    last = list(call(fn, *base, "Repeat seeds", 2, False, "x"))[-1]
+    last = list(call(fn, *values("Repeat seeds", 2, False, "x")))[-1]
     infotexts = last[1]  # the outputs: gallery, infotexts, seeds, ...
     assert [t.split("Seed: ")[1].split(",")[0] for t in infotexts] == ["100", "101"]
     assert len(last[0]) == 2
+
+
+def test_the_programs_scripts_run_from_the_dropdown(page):
+    ctx, demo = page()
+    fn = handler(demo, "txt2img_generate", "click")
+    base = [*HIRES_OFF, "a red cube", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 5, 1234, -1, 0, 0, 0]
+    rest = [getattr(b, "value", None) for b in fn.inputs[len(base) :]]
+    labels = [getattr(b, "label", None) for b in fn.inputs[len(base) :]]
+    rest[0] = "Prompts from file or textbox"
+    rest[labels.index("List of prompt inputs")] = "a cat\na dog"
+    last = list(call(fn, *base, *rest))[-1]
+    assert [t.split("\n")[0] for t in last[1]] == ["a cat a red cube", "a dog a red cube"]
 
 
 def test_a_tab_from_on_ui_tabs_appears(page):

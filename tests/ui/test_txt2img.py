@@ -152,7 +152,9 @@ def test_build_request_maps_widget_values():
 def test_generate_handler_inputs_follow_build_request_order(ctx):
     demo = create_ui(ctx)
     fn = handler(demo, "txt2img_generate", "click")
-    assert [b.elem_id for b in fn.inputs] == [
+    ids = [b.elem_id for b in fn.inputs]
+    assert ids[ids.index("txt2img_script") :][:1] == ["txt2img_script"]  # then the Script controls
+    assert ids[: ids.index("txt2img_script")] == [
         *HIRES_IDS,
         "txt2img_prompt",
         "txt2img_neg_prompt",
