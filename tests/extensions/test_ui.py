@@ -98,7 +98,8 @@ def test_a_tab_from_on_ui_tabs_appears(page):
     assert "tab_extensions" in blocks
 
 
-def test_extensions_tab_lists_installs_and_applies(page, make_repo, tmp_path):
+def test_extensions_tab_lists_installs_and_applies(page, make_repo, tmp_path, monkeypatch):
+    monkeypatch.delenv("SD_WEBUI_RESTART", raising=False)  # webui.sh sets it: then "Apply" restarts
     ctx, demo = page(extensions=[("stamp", {"scripts/stamp.py": STAMP})])
     assert "stamp" in extensions_tab.installed_html(ctx) and "enabled" in extensions_tab.installed_html(ctx)
     repo = make_repo("sd-webui-other", {"scripts/other.py": "x = 1\n"})
@@ -108,6 +109,13 @@ def test_extensions_tab_lists_installs_and_applies(page, make_repo, tmp_path):
     assert "already exists" in again
     assert "Restart the program" in extensions_tab.apply_enabled(ctx, ["sd-webui-other"])
     assert json.loads(ctx.paths.config_file.read_text())["disabled_extensions"] == ["stamp"]
+    # under webui.sh (which restarts the program when asked) "Apply and restart UI" restarts it
+    monkeypatch.setenv("SD_WEBUI_RESTART", "1")
+    stopped = []
+    ctx.server.attach(lambda: stopped.append(True))
+    ctx.server.restart_file = tmp_path / "restart"
+    assert "Restarting" in extensions_tab.apply_enabled(ctx, ["sd-webui-other"])
+    assert stopped == [True] and ctx.server.restart_file.exists()
     assert extensions_tab.enabled_choices(ctx) == (["sd-webui-other", "stamp"], ["sd-webui-other"])
     assert "Removed sd-webui-other" in extensions_tab.remove_extension(ctx, "sd-webui-other")
     assert not (ctx.paths.extensions_dir / "sd-webui-other").exists()
