@@ -228,13 +228,7 @@ class ExtensionHooks(ProcessingHooks):
 
     def post_sample(self, run, batch, args: PostSample) -> None:
         wrapped = PostSampleArgs(args.samples)
-        view, active = self._state(run)
-        view.set_batch(batch)
-        for script, script_args in active:
-            try:
-                script.instance.post_sample(view, wrapped, *script_args)
-            except Exception:  # noqa: BLE001 - a script's error is reported; the job goes on
-                _report("post_sample", script.title)
+        self._each(run, "post_sample", wrapped, batch=batch)
         args.samples = wrapped.samples
 
     def postprocess_batch(self, run, batch, images) -> None:
@@ -242,12 +236,7 @@ class ExtensionHooks(ProcessingHooks):
 
     def postprocess_image(self, run, args: PostprocessImage) -> None:
         wrapped = PostprocessImageArgs(args.image)
-        view, active = self._state(run)
-        for script, script_args in active:
-            try:
-                script.instance.postprocess_image(view, wrapped, *script_args)
-            except Exception:  # noqa: BLE001 - a script's error is reported; the job goes on
-                _report("postprocess_image", script.title)
+        self._each(run, "postprocess_image", wrapped, batch=args.batch)
         args.image = wrapped.image
 
     def postprocess(self, run, processed) -> None:

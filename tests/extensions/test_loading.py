@@ -234,3 +234,39 @@ def test_install_py_runs_once_per_commit(make_repo, tmp_path):
     commit_files(target, {"install.py": "raise SystemExit('cannot install: no network')\n"})
     (problem,) = run()
     assert problem.stage == "install" and "cannot install: no network" in problem.error
+
+
+PAINTER = '''
+from PIL import Image
+from modules import scripts
+
+seen = []
+
+
+class Painter(scripts.Script):
+    def title(self):
+        return "Painter"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def post_sample(self, p, ps, enabled=False):
+        if enabled:
+            seen.append(tuple(ps.samples.shape))
+            ps.samples = ps.samples * 0  # what the VAE decodes from now on
+
+    def postprocess_image(self, p, pp, enabled=False):
+        if enabled:
+            pp.image = Image.new("RGB", pp.image.size, (0, 128, 255))
+            p.extra_generation_params["Painted"] = len(seen)
+'''
+
+
+def test_post_sample_and_postprocess_image_replace_what_the_core_uses(served):
+    ctx, client = served(extensions=[("painter", {"scripts/painter.py": PAINTER})])
+    response = client.post("/sdapi/v1/txt2img", json=small(alwayson_scripts={"Painter": {"args": [True]}}))
+    image = decode_png(response.json()["images"][0])
+    assert image.getpixel((0, 0)) == (0, 128, 255) and image.getpixel((63, 63)) == (0, 128, 255)
+    assert "Painted: 1" in infotext(response)
+    plain = decode_png(client.post("/sdapi/v1/txt2img", json=small()).json()["images"][0])
+    assert plain.getpixel((0, 0)) != (0, 128, 255)
