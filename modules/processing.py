@@ -2,9 +2,9 @@
 Processed and fix_seed."""
 
 from sdui.core.processed import Processed
-from sdui.core.rng import fix_seed
+from sdui.core.rng import fix_seed as get_fixed_seed
 from sdui.extensions.bridge import process_images
-from sdui.extensions.processing_view import ProcessingView
+from sdui.extensions.processing_view import ProcessingView, fix_seed
 
 StableDiffusionProcessing = ProcessingView
 StableDiffusionProcessingTxt2Img = ProcessingView
@@ -16,5 +16,6 @@ __all__ = [
     "StableDiffusionProcessingImg2Img",
     "StableDiffusionProcessingTxt2Img",
     "fix_seed",
+    "get_fixed_seed",
     "process_images",
 ]

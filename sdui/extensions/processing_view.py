@@ -114,3 +114,10 @@ class ProcessingView:
             setattr(request, field, value)
             return
         self.__dict__[name] = value  # the extension's own attribute
+
+
+def fix_seed(p: ProcessingView) -> None:
+    """A1111's processing.fix_seed(p): a random seed and variation seed in place of -1."""
+    from sdui.core.rng import fix_seed as fixed
+
+    p.seed, p.subseed = fixed(p.seed), fixed(p.subseed)

@@ -115,3 +115,15 @@ def test_a_gradio_3_script_builds_and_its_handlers_run(make_repo, tmp_path):
         assert not hasattr(gr.Button, "update") and not hasattr(gr, "Box") and not hasattr(gr.Textbox, "style")
     finally:
         ctx.jobs.shutdown()
+
+
+def test_fix_seed_on_a_processing_object():
+    from modules.processing import StableDiffusionProcessingTxt2Img, fix_seed, get_fixed_seed
+    from sdui.request import GenerationRequest
+
+    p = StableDiffusionProcessingTxt2Img(GenerationRequest(seed=-1, subseed=5))
+    fix_seed(p)
+    assert p.seed >= 0 and p.subseed == 5 and p.request.seed == p.seed
+    assert get_fixed_seed(7) == 7 and get_fixed_seed(-1) >= 0
+    p.my_state = "kept"  # an extension's own attribute
+    assert p.my_state == "kept" and p.extra_generation_params == {} and p.all_prompts is None
