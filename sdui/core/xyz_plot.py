@@ -192,8 +192,14 @@ class XyzArgs:
         lone images, include sub grids, keep -1 for seeds, vary seeds x/y/z, margin size, csv mode."""
         args = list(args) + [None] * (18 - len(args))
         available = axes_for(mode)
-        choices = [_axis_choice(available, args[i], args[i + 1], args[i + 2], mode) for i in (0, 3, 6)]
-        margin = int(args[16] or 0)
+        choices = [
+            _axis_choice(available, args[i], args[i + 1], _listed(args[i + 2], name), mode)
+            for i, name in ((0, "X"), (3, "Y"), (6, "Z"))
+        ]
+        try:
+            margin = int(float(args[16] or 0))
+        except (TypeError, ValueError):
+            margin = -1
         if not 0 <= margin <= 500:
             raise InvalidRequestError(f"{TITLE}: margin size must be 0 to 500, not {margin}")
         return cls(
@@ -206,7 +212,22 @@ class XyzArgs:
         )
 
 
+def _listed(value, name: str) -> list:
+    """A dropdown's values as a client may send them: a list, one string, or nothing."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        return [value]
+    raise InvalidRequestError(f"{TITLE}: the {name} values from the dropdown must be a list, not {value!r}")
+
+
 def _axis_choice(available: list[Axis], kind, text, dropdown, mode: str) -> AxisChoice:
+    if isinstance(kind, float) and kind.is_integer():
+        kind = int(kind)
+    if isinstance(kind, bool) or not isinstance(kind, (int, str, type(None))):
+        raise InvalidRequestError(f"{TITLE}: an axis type is its index or its label, not {kind!r}")
     if kind is None or kind == "":
         axis = available[0]
     elif isinstance(kind, int) and not isinstance(kind, bool):
@@ -225,7 +246,7 @@ def _axis_choice(available: list[Axis], kind, text, dropdown, mode: str) -> Axis
     if axis.choices is not None and dropdown:
         values = [str(v) for v in dropdown]
     else:
-        values = parse_values(axis, str(text or ""))
+        values = parse_values(axis, "" if text is None else str(text))
     if not values:
         raise InvalidRequestError(f"{TITLE}: the {axis.label} axis has no values")
     if axis.choices is not None:

@@ -124,6 +124,9 @@ def test_axes_by_label_with_dropdown_values_and_prompt_sr(served):
         (xyz_args(("Sampler", ["Euler", "Nope"])), "'Nope' is not a Sampler value"),
         (xyz_args((99, "1")), "axis type 99 is out of range"),
         (xyz_args((4, "1-2000")), "more than 1000"),
+        ([4, "2", 16], "must be a list, not 16"),
+        ([True, "1"], "not True"),
+        ([4, "2", [], 0, "", [], 0, "", [], True, False, False, False, False, False, False, "wide"], "margin size"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(served, args, words):

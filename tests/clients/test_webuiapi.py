@@ -125,7 +125,10 @@ def test_listings(api):
         {"name": "Cinematic", "prompt": "{prompt}, film grain", "negative_prompt": "blurry"}
     ]
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
-    assert api.get_scripts() == {"txt2img": [], "img2img": ["sd upscale"]}
+    assert api.get_scripts() == {
+        "txt2img": ["prompts from file or textbox", "x/y/z plot"],
+        "img2img": ["sd upscale", "prompts from file or textbox", "x/y/z plot"],
+    }
     assert api.get_cmd_flags()["nowebui"] is True
     assert set(api.get_memory()) == {"ram", "cuda"}
     api.refresh_checkpoints()
