@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -283,6 +284,8 @@ def parse_values(axis: Axis, text: str) -> list:
     """An axis's values from A1111's syntax."""
     items = _csv(text)
     if axis.kind is list:  # Prompt order: every permutation of the listed tokens
+        if math.factorial(len(items)) > MAX_CELLS:
+            raise InvalidRequestError(f"{TITLE}: {len(items)} tokens make more than {MAX_CELLS} orders; use fewer")
         return [list(p) for p in permutations(items)]
     if axis.kind not in (int, float):
         return items
@@ -295,6 +298,8 @@ def parse_values(axis: Axis, text: str) -> list:
         count = (_INT_COUNT if axis.kind is int else _FLOAT_COUNT).fullmatch(item)
         if count:
             start, end, n = float(count[1].replace(" ", "")), float(count[2].replace(" ", "")), int(float(count[3]))
+            if n > MAX_CELLS:
+                raise InvalidRequestError(f"{TITLE}: {item!r} asks for more than {MAX_CELLS} values")
             spread = _spread(start, end, n)
             values += [int(v) for v in spread] if axis.kind is int else spread  # A1111 truncates
             continue
@@ -311,7 +316,8 @@ def parse_values(axis: Axis, text: str) -> list:
                 if len(values) > MAX_CELLS:
                     break
             continue
-        raise InvalidRequestError(f"{TITLE}: {item!r} is not a {axis.kind.__name__} or a range of them ({axis.label})")
+        kind = "whole number" if axis.kind is int else "number"
+        raise InvalidRequestError(f"{TITLE}: {item!r} is neither a {kind} nor a range of them ({axis.label})")
     return values
 
 

@@ -119,7 +119,9 @@ def test_axes_by_label_with_dropdown_values_and_prompt_sr(served):
     [
         (xyz_args(("Bogus", "1")), "unknown axis type 'Bogus'"),
         (xyz_args(("VAE", "x")), "'VAE' is not available"),
-        (xyz_args((4, "1-x")), "is not a int or a range"),
+        (xyz_args((4, "1-x")), "is neither a whole number nor a range"),
+        (xyz_args((4, "1-9 [99999999]")), "asks for more than 1000 values"),
+        (xyz_args(("Prompt order", "a, b, c, d, e, f, g, h")), "8 tokens make more than 1000 orders"),
         (xyz_args(("Prompt S/R", "purple, green")), "did not find 'purple'"),
         (xyz_args(("Sampler", ["Euler", "Nope"])), "'Nope' is not a Sampler value"),
         (xyz_args((99, "1")), "axis type 99 is out of range"),
