@@ -76,10 +76,9 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/extensions")
     def extensions() -> list[dict]:
-        from sdui.extensions.startup import extensions_for
+        from sdui.extensions.startup import installed_extensions
 
-        paths = ctx.paths
-        return [e.to_api() for e in extensions_for(paths.data_dir, paths.repo_dir, ctx.flags, paths.config_file)]
+        return [e.to_api() for e in installed_extensions(ctx)]
 
     for name in ("refresh-embeddings", "refresh-vae", "refresh-loras"):
         router.add_api_route(f"/{name}", lambda: None, methods=["POST"], name=name)

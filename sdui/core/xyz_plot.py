@@ -253,7 +253,7 @@ def _axis_choice(available: list[Axis], kind, text, dropdown, mode: str) -> Axis
     if axis.choices is not None:
         known = {c.lower(): c for c in axis.choices()}
         for value in values:
-            if str(value).lower() not in known and axis.label not in ("Styles",):
+            if str(value).lower() not in known:
                 raise InvalidRequestError(
                     f"{TITLE}: {value!r} is not a {axis.label} value; use one of: {', '.join(known.values())}"
                 )

@@ -9,6 +9,7 @@ from argparse import Namespace
 from typing import Any
 
 from sdui.extensions import registry
+from sdui.extensions.a1111_helpers import path_constant
 from sdui.settings.registry import OptionInfo, options_section
 
 OptionHTML = OptionInfo  # A1111's HTML-only entries read as options without a value here
@@ -77,17 +78,10 @@ def lookup(name: str) -> Any:
         return app.store.current
     if name == "device":
         return app.policy.device
-    if name in ("models_path", "data_path", "script_path", "extensions_dir", "extensions_builtin_dir"):
-        paths = app.paths
-        return str(
-            {
-                "models_path": paths.models_dir,
-                "data_path": paths.data_dir,
-                "script_path": paths.repo_dir,
-                "extensions_dir": paths.extensions_dir,
-                "extensions_builtin_dir": paths.extensions_builtin_dir,
-            }[name]
-        )
+    try:
+        return path_constant(name)  # models_path, data_path, script_path, ...: modules.paths' constants
+    except AttributeError:
+        pass
     raise AttributeError(f"modules.shared has no {name!r} here")
 
 

@@ -54,6 +54,12 @@ def extensions_for(data_dir: Path, repo_dir: Path, flags_or_args, config_file: P
     )
 
 
+def installed_extensions(ctx) -> list[Extension]:
+    """The extensions installed for the running app, and which are enabled."""
+    paths = ctx.paths
+    return extensions_for(paths.data_dir, paths.repo_dir, ctx.flags, paths.config_file)
+
+
 def flags_with_extensions(
     argv: list[str] | None = None, *, environ: dict | None = None, repo_dir: Path = REPO_DIR
 ) -> tuple[Flags, list[Problem]]:
@@ -95,7 +101,7 @@ def start_extensions(ctx, *, preload_problems: list[Problem] = ()) -> ExtensionR
     from sdui.extensions.bridge import ExtensionHooks, ScriptSets  # late: gradio
 
     paths, flags = ctx.paths, ctx.flags
-    extensions = extensions_for(paths.data_dir, paths.repo_dir, flags, paths.config_file)
+    extensions = installed_extensions(ctx)
     problems = list(preload_problems)
     if not flags.skip_install:
         problems += run_installers(extensions, paths.repo_dir, paths.cache_dir / INSTALLED_STATE)

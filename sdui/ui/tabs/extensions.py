@@ -18,17 +18,12 @@ import gradio as gr
 from sdui.errors import UserError
 from sdui.extensions import manager
 from sdui.extensions.loader import run_installers
-from sdui.extensions.startup import INSTALLED_STATE, extensions_for
+from sdui.extensions.startup import INSTALLED_STATE, installed_extensions
 from sdui.ui import common
 
 log = logging.getLogger(__name__)
 INDEX_TIMEOUT_S = 15
 DEFAULT_INDEX = "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json"
-
-
-def _installed(ctx) -> list[manager.Extension]:
-    paths = ctx.paths
-    return extensions_for(paths.data_dir, paths.repo_dir, ctx.flags, paths.config_file)
 
 
 def _allowed(ctx) -> bool:
@@ -39,7 +34,7 @@ def installed_html(ctx, statuses: dict[str, str] | None = None) -> str:
     """The table of installed extensions, and what failed to load at start."""
     statuses = statuses or {}
     rows = []
-    for ext in _installed(ctx):
+    for ext in installed_extensions(ctx):
         date = datetime.fromtimestamp(ext.commit_date, timezone.utc).strftime("%Y-%m-%d") if ext.commit_date else ""
         remote = html.escape(ext.remote)
         rows.append(
@@ -79,7 +74,7 @@ def manager_message() -> str:
 
 
 def enabled_choices(ctx) -> tuple[list[str], list[str]]:
-    found = _installed(ctx)
+    found = installed_extensions(ctx)
     return [e.name for e in found], [e.name for e in found if e.enabled]
 
 
@@ -94,14 +89,14 @@ def install_from_url(ctx, url: str, branch: str, folder: str) -> str:
             url or "",
             branch=branch or None,
             folder_name=folder or None,
-            installed=_installed(ctx),
+            installed=installed_extensions(ctx),
             access_allowed=_allowed(ctx),
         )
     except UserError as e:
         return common.error_html(e.message)
     notes = ""
     if not ctx.flags.skip_install:
-        new = [e for e in _installed(ctx) if e.path == target]
+        new = [e for e in installed_extensions(ctx) if e.path == target]
         problems = run_installers(new, ctx.paths.repo_dir, ctx.paths.cache_dir / INSTALLED_STATE)
         notes = "".join(common.error_html(p.summary()) for p in problems)
     return (
@@ -127,7 +122,7 @@ def apply_enabled(ctx, enabled: list[str]) -> str:
 
 def check_updates(ctx) -> tuple[str, dict[str, str]]:
     statuses = {}
-    for ext in _installed(ctx):
+    for ext in installed_extensions(ctx):
         if not ext.remote:
             continue
         try:
@@ -139,7 +134,7 @@ def check_updates(ctx) -> tuple[str, dict[str, str]]:
 
 def update_all(ctx) -> str:
     messages = []
-    for ext in _installed(ctx):
+    for ext in installed_extensions(ctx):
         if not ext.remote:
             continue
         try:
@@ -152,7 +147,7 @@ def update_all(ctx) -> str:
 
 
 def remove_extension(ctx, name: str) -> str:
-    found = next((e for e in _installed(ctx) if e.name == name), None)
+    found = next((e for e in installed_extensions(ctx) if e.name == name), None)
     if found is None:
         return common.error_html(f"No extension named {name!r} is installed.")
     try:
@@ -180,7 +175,7 @@ def available_html(ctx, source: str) -> str:
         entries = read_index(source)
     except (OSError, ValueError) as e:  # no network here, a wrong path, not JSON: a message, not an error page
         return common.error_html(f"Could not read the extension index {source or DEFAULT_INDEX!r}: {e}")
-    installed = {manager.normalized_url(e.remote) for e in _installed(ctx) if e.remote}
+    installed = {manager.normalized_url(e.remote) for e in installed_extensions(ctx) if e.remote}
     rows = "".join(
         "<tr>"
         f"<td>{html.escape(str(e.get('name', '')))}</td><td>{html.escape(str(e.get('description', '')))}</td>"
