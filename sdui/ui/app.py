@@ -46,23 +46,27 @@ def _inline_script(code: str, module: bool = False) -> str:
     return f"<script{kind}>\n{code}\n</script>"
 
 
-def add_extension_tabs(ctx) -> None:
-    """Tabs that extensions add through script_callbacks.on_ui_tabs: (Blocks, title, elem_id) each."""
+def extension_tabs(ctx) -> list:
+    """What extensions' script_callbacks.on_ui_tabs callbacks return: (Blocks, title, elem_id) each. Called before
+    the page's Blocks opens, as in A1111: a Blocks made inside another one would render itself into it."""
     if getattr(ctx, "extensions", None) is None:
-        return
+        return []
     from sdui.extensions import registry
     from sdui.extensions.gradio3 import gradio3
 
     with gradio3():
         made = registry.call("ui_tabs")
-    for tabs in made:
-        for entry in tabs or []:
-            try:
-                blocks, title, elem_id = entry[0], entry[1], entry[2]
-                with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
-                    blocks.render()
-            except Exception:  # noqa: BLE001 - one extension's tab must not break the page
-                log.error("An extension's tab %r could not be added:\n%s", entry, traceback.format_exc())
+    return [entry for tabs in made for entry in tabs or []]
+
+
+def add_extension_tabs(entries: list) -> None:
+    for entry in entries:
+        try:
+            blocks, title, elem_id = entry[0], entry[1], entry[2]
+            with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                blocks.render()
+        except Exception:  # noqa: BLE001 - one extension's tab must not break the page
+            log.error("An extension's tab %r could not be added:\n%s", entry, traceback.format_exc())
 
 
 def create_ui(ctx) -> gr.Blocks:
@@ -70,6 +74,7 @@ def create_ui(ctx) -> gr.Blocks:
         from sdui.extensions import registry
 
         registry.call("before_ui")
+    added_tabs = extension_tabs(ctx)
     # delete_cache: Gradio keeps a copy of every image (and live preview) it sends; files older than 6 h go
     # (the outputs themselves are saved under outputs/ by the processing core)
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True, delete_cache=(3600, 6 * 3600)) as demo:
@@ -87,7 +92,7 @@ def create_ui(ctx) -> gr.Blocks:
                 depth2img.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo.create_tab(t2i, tabs)
-            add_extension_tabs(ctx)
+            add_extension_tabs(added_tabs)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 extensions.create_tab(ctx)
         demo.load(

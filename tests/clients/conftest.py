@@ -3,45 +3,10 @@ one tiny checkpoint. Clients talk to it over sockets exactly as they talk to A11
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
 
-import webui
+from tests.fixtures.live_server import LiveServer, free_port
 from tests.helpers import install_checkpoint, make_ctx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, ctx, port: int):
-        self.ctx = ctx
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(webui.create_app(ctx), host="127.0.0.1", port=port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.should_exit = True
-        self._thread.join(30)
-        self.ctx.jobs.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis import GenerationMode
 
-from tests.clients.conftest import LiveServer, free_port
+from tests.fixtures.live_server import LiveServer, free_port
 from tests.helpers import install_checkpoint, make_ctx
 
 pytestmark = pytest.mark.slow

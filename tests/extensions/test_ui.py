@@ -4,6 +4,7 @@ the same way the API runs them, a tab added with on_ui_tabs, and the Extensions 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -31,7 +32,7 @@ script_callbacks.on_ui_tabs(tabs)
 
 
 @pytest.fixture
-def page(make_repo, tmp_path, tiny_sd1_checkpoint):
+def app_ui(make_repo, tmp_path, tiny_sd1_checkpoint):
     made = []
 
     def build(*flags, extensions=()):
@@ -49,8 +50,8 @@ def page(make_repo, tmp_path, tiny_sd1_checkpoint):
         ctx.jobs.shutdown()
 
 
-def test_script_controls_run_like_the_api(page):
-    ctx, demo = page(extensions=[("stamp", {"scripts/stamp.py": STAMP}), ("repeat", {"scripts/repeat.py": TWICE})])
+def test_script_controls_run_like_the_api(app_ui):
+    ctx, demo = app_ui(extensions=[("stamp", {"scripts/stamp.py": STAMP}), ("repeat", {"scripts/repeat.py": TWICE})])
     blocks = components_by_id(demo)
     assert [c[0] for c in blocks["txt2img_script"].choices] == [
         "None",
@@ -79,8 +80,8 @@ def test_script_controls_run_like_the_api(page):
     assert len(last[0]) == 2
 
 
-def test_the_programs_scripts_run_from_the_dropdown(page):
-    ctx, demo = page()
+def test_the_programs_scripts_run_from_the_dropdown(app_ui):
+    ctx, demo = app_ui()
     fn = handler(demo, "txt2img_generate", "click")
     base = [*HIRES_OFF, "a red cube", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 5, 1234, -1, 0, 0, 0]
     rest = [getattr(b, "value", None) for b in fn.inputs[len(base) :]]
@@ -91,16 +92,19 @@ def test_the_programs_scripts_run_from_the_dropdown(page):
     assert [t.split("\n")[0] for t in last[1]] == ["a cat a red cube", "a dog a red cube"]
 
 
-def test_a_tab_from_on_ui_tabs_appears(page):
-    _, demo = page(extensions=[("hello", {"scripts/tab.py": TAB})])
+def test_a_tab_from_on_ui_tabs_appears(app_ui):
+    _, demo = app_ui(extensions=[("hello", {"scripts/tab.py": TAB})])
     blocks = components_by_id(demo)
     assert "tab_hello_tab" in blocks and "hello_text" in blocks
+    # once, inside its tab (a Blocks made inside the page's would also render itself where it was made)
+    hello = next(b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "hello_text")
+    assert len(re.findall(rf'"id": {hello}\b', json.dumps(demo.config["layout"]))) == 1
     assert "tab_extensions" in blocks
 
 
-def test_extensions_tab_lists_installs_and_applies(page, make_repo, tmp_path, monkeypatch):
+def test_extensions_tab_lists_installs_and_applies(app_ui, make_repo, tmp_path, monkeypatch):
     monkeypatch.delenv("SD_WEBUI_RESTART", raising=False)  # webui.sh sets it: then "Apply" restarts
-    ctx, demo = page(extensions=[("stamp", {"scripts/stamp.py": STAMP})])
+    ctx, demo = app_ui(extensions=[("stamp", {"scripts/stamp.py": STAMP})])
     assert "stamp" in extensions_tab.installed_html(ctx) and "enabled" in extensions_tab.installed_html(ctx)
     repo = make_repo("sd-webui-other", {"scripts/other.py": "x = 1\n"})
     message = extensions_tab.install_from_url(ctx, repo.as_uri(), "", "")
@@ -121,17 +125,17 @@ def test_extensions_tab_lists_installs_and_applies(page, make_repo, tmp_path, mo
     assert not (ctx.paths.extensions_dir / "sd-webui-other").exists()
 
 
-def test_the_tab_refuses_changes_when_listening_on_the_network(page, make_repo):
-    ctx, _ = page("--listen")
+def test_the_tab_refuses_changes_when_listening_on_the_network(app_ui, make_repo):
+    ctx, _ = app_ui("--listen")
     message = extensions_tab.install_from_url(ctx, str(make_repo("x", {"a.txt": "a"})), "", "")
     assert "--enable-insecure-extension-access" in message and not (ctx.paths.extensions_dir / "x").exists()
     assert "--enable-insecure-extension-access" in extensions_tab.installed_html(ctx)
-    allowed, _ = page("--listen", "--enable-insecure-extension-access")
+    allowed, _ = app_ui("--listen", "--enable-insecure-extension-access")
     assert "Installed into" in extensions_tab.install_from_url(allowed, str(make_repo("y", {"a.txt": "a"})), "", "")
 
 
-def test_available_list_from_a_local_index_and_a_failed_download(page, tmp_path):
-    ctx, _ = page()
+def test_available_list_from_a_local_index_and_a_failed_download(app_ui, tmp_path):
+    ctx, _ = app_ui()
     index = tmp_path / "index.json"
     entries = [{"name": "Foo", "url": "https://example.com/foo.git", "description": "does <foo>"}]
     index.write_text(json.dumps({"extensions": entries}))
@@ -141,7 +145,7 @@ def test_available_list_from_a_local_index_and_a_failed_download(page, tmp_path)
     assert "Could not read the extension index" in failed
 
 
-def test_extension_javascript_and_css_reach_the_page(page):
+def test_extension_javascript_and_css_reach_the_page(app_ui):
     from fastapi.testclient import TestClient
 
     import webui
@@ -153,7 +157,7 @@ def test_extension_javascript_and_css_reach_the_page(page):
         "javascript/mod.mjs": "export const x = 1;\n",
         "style.css": "#hello { color: red }\n",
     }
-    ctx, _ = page(extensions=[("hello", files)])
+    ctx, _ = app_ui(extensions=[("hello", files)])
     options = mount_options(ctx)
     assert ctx.paths.extensions_dir / "hello" / "style.css" in options["css_paths"]
     head = options["head"]
