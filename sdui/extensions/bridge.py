@@ -12,6 +12,7 @@ from the defaults of the controls their `ui()` builds.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +37,41 @@ class LoadedScript:
     title: str
     alwayson: bool
     extension: str
-    defaults: list = field(default_factory=list)  # the values of its ui() controls
-    controls: list = field(default_factory=list)  # those controls (for /sdapi/v1/script-info)
+    _controls: list | None = None  # what its ui() made, once it has run
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def build_ui(self) -> list:
+        """Call the script's ui() where the caller lays it out (the page), once: its controls' values are the
+        script's defaults from then on. A ui() that raises is reported and leaves the script without controls."""
+        from sdui.extensions.gradio3 import gradio3
+
+        with self._lock:
+            if self._controls is not None:
+                return self._controls
+            try:
+                with gradio3():
+                    made = self.instance.ui(self.mode == "img2img")
+            except Exception:  # noqa: BLE001 - an extension's UI error is reported; the page still builds
+                _report("ui()", self.title)
+                made = None
+            made = [] if made is None else list(made.values()) if isinstance(made, dict) else list(made)
+            self._controls = made
+            return made
+
+    @property
+    def controls(self) -> list:
+        """Its ui() controls (for /sdapi/v1/script-info and the defaults); without a page (--nowebui), ui() runs
+        inside a Blocks of its own the first time they are needed."""
+        if self._controls is None:
+            import gradio as gr
+
+            with gr.Blocks():
+                self.build_ui()
+        return self._controls
+
+    @property
+    def defaults(self) -> list:
+        return [getattr(c, "value", None) for c in self.controls]
 
     def args(self, given: Sequence | None) -> list:
         """The defaults, with the given values in their places (A1111 fills script_args the same way)."""
@@ -54,25 +88,12 @@ def _report(what: str, script_title: str) -> None:
     log.error("Error running %s of script %r:\n%s", what, script_title, traceback.format_exc())
 
 
-def _ui_controls(instance: Script, is_img2img: bool) -> list:
-    """The controls a script's ui() builds, inside a throwaway Blocks (their values are the defaults)."""
-    import gradio as gr
-
-    from sdui.extensions.gradio3 import gradio3
-
-    with gr.Blocks(), gradio3():
-        controls = instance.ui(is_img2img)
-    if controls is None:
-        return []
-    return list(controls.values()) if isinstance(controls, dict) else list(controls)
-
-
 class ScriptSets:
     def __init__(self, scripts: list[LoadedScript]):
         self.scripts = scripts
 
     @classmethod
-    def from_registry(cls, *, build_controls: bool = True) -> ScriptSets:
+    def from_registry(cls) -> ScriptSets:
         loaded = []
         for entry in registry.REGISTRY.scripts:
             for mode in MODES:
@@ -87,7 +108,6 @@ class ScriptSets:
                     title = str(instance.title())
                     instance.name = title.lower()
                     instance.alwayson = shown is AlwaysVisible
-                    controls = _ui_controls(instance, is_img2img) if build_controls else []
                 except Exception:  # noqa: BLE001 - an extension's failure is reported, never the app's
                     log.error(
                         "Extension %s: script %s failed to set up:\n%s",
@@ -96,10 +116,7 @@ class ScriptSets:
                         traceback.format_exc(),
                     )
                     continue
-                defaults = [getattr(c, "value", None) for c in controls]
-                loaded.append(
-                    LoadedScript(instance, mode, title, instance.alwayson, entry.extension, defaults, controls)
-                )
+                loaded.append(LoadedScript(instance, mode, title, instance.alwayson, entry.extension))
         return cls(loaded)
 
     def alwayson(self, mode: str) -> list[LoadedScript]:

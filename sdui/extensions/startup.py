@@ -109,7 +109,7 @@ def start_extensions(ctx, *, preload_problems: list[Problem] = ()) -> ExtensionR
     problems += load_scripts(extensions)
     registry.call("ui_settings")  # settings extensions add: in config.json, the API and the Settings tab alike
     _tell_about_models(ctx)
-    scripts = ScriptSets.from_registry(build_controls=True)
+    scripts = ScriptSets.from_registry()
     if scripts.scripts or registry.REGISTRY.callbacks:
         ctx.hooks.append(ExtensionHooks(scripts))
     registry.REGISTRY.problems[:] = problems

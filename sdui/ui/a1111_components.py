@@ -54,3 +54,31 @@ class InputAccordion:
 
     def __exit__(self, *exc):
         return self.accordion.__exit__(*exc)
+
+
+# ----------------------------------------------------------------------------------- modules.ui_common / modules.ui
+
+REFRESH_SYMBOL = "\U0001f504"  # 🔄
+
+
+def create_refresh_button(refresh_component, refresh_method, refreshed_args, elem_id) -> gr.Button:
+    """A 🔄 button: calls `refresh_method()`, then sets `refreshed_args` (a dict, or a function returning one:
+    choices=..., value=...) on the component(s)."""
+    components = refresh_component if isinstance(refresh_component, list) else [refresh_component]
+
+    def refresh():
+        refresh_method()
+        args = refreshed_args() if callable(refreshed_args) else refreshed_args
+        updates = [gr.update(**(args or {})) for _ in components]
+        return updates if len(updates) > 1 else updates[0]
+
+    button = ToolButton(REFRESH_SYMBOL, elem_id=elem_id)
+    button.click(refresh, inputs=[], outputs=components)
+    return button
+
+
+def plaintext_to_html(text: str, classname: str | None = None) -> str:
+    import html
+
+    body = "<br>\n".join(html.escape(line) for line in (text or "").split("\n"))
+    return f"<p class='{classname}'>{body}</p>" if classname else f"<p>{body}</p>"

@@ -95,6 +95,10 @@ def create_ui(ctx) -> gr.Blocks:
             add_extension_tabs(added_tabs)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 extensions.create_tab(ctx)
+        if getattr(ctx, "extensions", None) is not None:
+            from sdui.extensions.component_callbacks import run_component_callbacks
+
+            run_component_callbacks(demo, ctx.extensions.scripts)
         demo.load(
             picker.on_page_load,
             inputs=[],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import traceback
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -45,20 +44,6 @@ class ScriptControls:
         return dataclasses.replace(request, alwayson_scripts=alwayson), runner
 
 
-def _controls(script) -> list:
-    from sdui.extensions.gradio3 import gradio3
-
-    try:
-        with gradio3():
-            made = script.instance.ui(script.mode == "img2img")
-    except Exception:  # noqa: BLE001 - an extension's UI error is reported, the tab still builds
-        log.error("Script %r: ui() failed:\n%s", script.title, traceback.format_exc())
-        return []
-    if made is None:
-        return []
-    return list(made.values()) if isinstance(made, dict) else list(made)
-
-
 def _control_for(arg: dict):
     """A control for one of the program's script arguments, from its /sdapi/v1/script-info description."""
     label, value, choices = arg.get("label"), arg.get("value"), arg.get("choices")
@@ -84,7 +69,7 @@ def create_script_controls(ctx, mode: str) -> ScriptControls | None:
     found = ScriptControls()
     for script in runtime.scripts.alwayson(mode) if runtime is not None else []:
         with gr.Accordion(script.title, open=False, elem_id=f"script_{mode}_{script.instance.name.replace(' ', '_')}"):
-            found.alwayson.append((script, _controls(script)))
+            found.alwayson.append((script, script.build_ui()))
     entries = []
     extension_titles = {s.title for s in runtime.scripts.selectable(mode)} if runtime is not None else set()
     for program_script in selectable_scripts(ctx):
@@ -100,7 +85,7 @@ def create_script_controls(ctx, mode: str) -> ScriptControls | None:
         entries.append(
             (
                 script.title,
-                lambda script=script: _controls(script),
+                lambda script=script: script.build_ui(),
                 lambda args, script=script: script_runner(script, args),
             )
         )

@@ -127,3 +127,154 @@ def test_fix_seed_on_a_processing_object():
     assert get_fixed_seed(7) == 7 and get_fixed_seed(-1) >= 0
     p.my_state = "kept"  # an extension's own attribute
     assert p.my_state == "kept" and p.extra_generation_params == {} and p.all_prompts is None
+
+
+SAVER = '''
+import json
+import os
+
+import gradio as gr
+from modules import devices, images, script_callbacks, scripts, sd_models, sd_samplers, shared
+from modules.ui_common import create_refresh_button
+
+BASE = scripts.basedir()
+SEEN = []
+script_callbacks.on_before_image_saved(lambda params: params.pnginfo.update(saver="yes"))
+script_callbacks.on_image_saved(lambda params: SEEN.append(params.filename))
+
+
+class Saver(scripts.Script):
+    def title(self):
+        return "Saver"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        names = gr.Dropdown(choices=[], label="Checkpoint", elem_id=self.elem_id("names"))
+        create_refresh_button(
+            names, sd_models.list_models, lambda: {"choices": list(sd_models.checkpoints_list)}, self.elem_id("refresh")
+        )
+        return [names]
+
+    def postprocess(self, p, processed, names):
+        grid = images.image_grid(processed.images, rows=1)
+        path, txt = images.save_image(
+            grid, shared.opts.outdir_grids or "grids-out", "saver", p.seed, p.prompt, info="a grid", p=p, grid=True
+        )
+        found = sd_models.get_closet_checkpoint_match("tiny")
+        samplers = [s.name for s in sd_samplers.all_samplers]
+        report = [path, txt, found.title, samplers[0], devices.device.type, SEEN == [path]]
+        with open(os.path.join(BASE, "report.json"), "w") as f:
+            json.dump(report, f)
+'''
+
+
+def test_images_models_samplers_devices_and_ui_common(make_repo, tmp_path, tiny_sd1_checkpoint):
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    import webui
+    from sdui.extensions import manager
+    from tests.helpers import LOCAL, handler
+
+    data = tmp_path / "data"
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    manager.install(
+        data / "extensions", data / "tmp", str(make_repo("saver", {"scripts/saver.py": SAVER})), access_allowed=True
+    )
+    ctx = make_ctx(data)
+    try:
+        ctx.extensions = start_extensions(ctx)
+        assert ctx.extensions.problems == []
+        ctx.options.set("outdir_grids", str(tmp_path / "grids"))
+        demo = create_ui(ctx)
+        refresh = handler(demo, "script_txt2img_saver_refresh", "click")
+        assert refresh.fn()["choices"] == [info.title for info in ctx.store.checkpoints]
+
+        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
+        assert client.post("/sdapi/v1/txt2img", json=small(batch_size=2)).status_code == 200
+        path, txt, title, sampler, device, seen = json.loads((data / "extensions/saver/report.json").read_text())
+        assert txt is None and title == ctx.store.checkpoints[0].title and sampler == "DPM++ 2M"
+        assert device == "cpu" and seen is True
+        saved = Image.open(path)
+        assert saved.info["parameters"] == "a grid" and saved.info["saver"] == "yes"
+        assert saved.size == (2 * 64, 64)
+        assert path.startswith(str(tmp_path / "grids")) and "/saver-" in path
+    finally:
+        ctx.jobs.shutdown()
+
+
+COMPONENTS = '''
+import gradio as gr
+from modules import script_callbacks, scripts
+
+SEEN = []
+UI_CALLS = []
+
+
+def after(component, **kwargs):
+    SEEN.append(kwargs.get("elem_id"))
+    if kwargs.get("elem_id") == "txt2img_prompt":
+        button = gr.Button("Shout", elem_id="shout_button")
+        button.click(lambda text: text.upper(), inputs=[component], outputs=[component])
+
+
+script_callbacks.on_after_component(after)
+
+
+class Watcher(scripts.Script):
+    def title(self):
+        return "Watcher"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        UI_CALLS.append(is_img2img)
+        self.generates = []
+        self.on_before_component(self.note, elem_id="txt2img_neg_prompt")
+        return []
+
+    def note(self, on):
+        gr.Markdown("Negative prompt ahead", elem_id=self.elem_id("note"))
+
+    def after_component(self, component, **kwargs):
+        if (kwargs.get("elem_id") or "").endswith("_generate"):
+            self.generates.append((kwargs["elem_id"], kwargs.get("value")))
+'''
+
+
+def test_before_and_after_component_see_every_component(make_repo, tmp_path):
+    import re
+
+    from sdui.extensions import manager, registry
+    from tests.helpers import handler
+
+    data = tmp_path / "data"
+    manager.install(
+        data / "extensions", data / "tmp", str(make_repo("w", {"scripts/w.py": COMPONENTS})), access_allowed=True
+    )
+    ctx = make_ctx(data)
+    try:
+        ctx.extensions = start_extensions(ctx)
+        demo = create_ui(ctx)
+        blocks = components_by_id(demo)
+        script_globals = registry.REGISTRY.scripts[0].cls.note.__globals__
+        seen = script_globals["SEEN"]
+        assert sorted(script_globals["UI_CALLS"]) == [False, True]  # ui() once per tab, as in A1111
+        assert {"txt2img_prompt", "img2img_prompt", "txt2img_generate", "extensions_install_url"} <= set(seen)
+        # the new button sits right after the prompt, the note right before the negative prompt, in their parents
+        prompt, shout = blocks["txt2img_prompt"], blocks["shout_button"]
+        siblings = prompt.parent.children
+        assert siblings.index(shout) == siblings.index(prompt) + 1
+        negative, note = blocks["txt2img_neg_prompt"], blocks["script_txt2img_watcher_note"]
+        assert negative.parent.children.index(note) == negative.parent.children.index(negative) - 1
+        layout = json.dumps(demo.config["layout"])
+        assert len(re.findall(rf'"id": {shout._id}\b', layout)) == 1
+        assert handler(demo, "shout_button", "click").fn("quiet") == "QUIET"
+        # a script sees the components of its own tab (A1111's scripts_current)
+        watchers = {s.mode: s.instance.generates for s in ctx.extensions.scripts.scripts}
+        assert watchers == {"txt2img": [("txt2img_generate", "Generate")], "img2img": [("img2img_generate", "Generate")]}
+    finally:
+        ctx.jobs.shutdown()
