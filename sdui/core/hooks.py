@@ -19,6 +19,7 @@ CFG denoiser callbacks), passing what A1111 passes there:
             postprocess_image(run, PostprocessImage)   may replace the image
             before_image_saved(ImageSaveParams) / image_saved(ImageSaveParams)   when it is saved
     (also through before_image_saved / image_saved: the grid after the batches, init images before them)
+    grid_layout(GridLayout)                 the grid's images, columns and rows, before it is drawn
     postprocess(run, processed)             the finished result
 
 Nothing is patched: a hook changes what the core uses only through these arguments.
@@ -89,6 +90,15 @@ class PostprocessImage:
 
 
 @dataclass
+class GridLayout:
+    """A1111's ImageGridLoopParams: the images of a grid and its shape; hooks may change all three."""
+
+    images: list
+    cols: int
+    rows: int
+
+
+@dataclass
 class ImageSaveParams:
     """A1111's ImageSaveParams: `filename` is where it goes (before_image_saved) or went (image_saved)."""
 
@@ -111,6 +121,7 @@ class ProcessingHooks:
     def post_sample(self, run: Run, batch: Batch, args: PostSample) -> None: ...
     def postprocess_batch(self, run: Run, batch: Batch, images: torch.Tensor) -> None: ...
     def postprocess_image(self, run: Run, args: PostprocessImage) -> None: ...
+    def grid_layout(self, params: GridLayout) -> None: ...
     def before_image_saved(self, params: ImageSaveParams) -> None: ...
     def image_saved(self, params: ImageSaveParams) -> None: ...
     def postprocess(self, run: Run, processed: Processed) -> None: ...
@@ -158,6 +169,9 @@ class HookSet(ProcessingHooks):
 
     def postprocess_image(self, run, args):
         self._call("postprocess_image", run, args)
+
+    def grid_layout(self, params):
+        self._call("grid_layout", params)
 
     def before_image_saved(self, params):
         self._call("before_image_saved", params)

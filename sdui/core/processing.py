@@ -23,7 +23,7 @@ from sdui.core.conditioning import ConditioningCache, encode_text, prompt_encode
 from sdui.core.denoiser import Denoiser
 from sdui.core.describe import infotext_for, model_identity
 from sdui.core.events import NoEvents, ProgressEvents
-from sdui.core.hooks import HookSet, PostprocessImage, PostSample, ProcessingHooks
+from sdui.core.hooks import GridLayout, HookSet, PostprocessImage, PostSample, ProcessingHooks
 from sdui.core.outputs import OutputWriter
 from sdui.core.patches import ModelPatch, patched_for_job
 from sdui.core.processed import Processed
@@ -36,7 +36,7 @@ from sdui.core.validation import validate
 from sdui.devices import DevicePolicy
 from sdui.errors import InvalidRequestError
 from sdui.imaging import vae as vae_io
-from sdui.imaging.grids import image_grid
+from sdui.imaging.grids import draw_grid, grid_shape
 from sdui.imaging.vae import JobVae
 from sdui.models.sd_model import SDModel
 from sdui.modes import hires, img2img, inpaint
@@ -209,13 +209,15 @@ def process(
     index_of_first_image = 0
     wanted = (settings.return_grid or settings.grid_save) and not request.do_not_save_grid
     if images and wanted and not (len(images) < 2 and settings.grid_only_if_multiple):
-        grid = image_grid(
-            images,
+        rows, cols = grid_shape(
+            len(images),
             None if settings.n_rows < 0 else int(settings.n_rows),
             batch_size=request.batch_size,
             prevent_empty_spots=bool(settings.grid_prevent_empty_spots),
-            background=settings.grid_background_color,
         )
+        layout = GridLayout(list(images), cols, rows)
+        hooks.grid_layout(layout)
+        grid = draw_grid(layout.images, layout.rows, layout.cols, background=settings.grid_background_color)
         text = infotext_for(run, None, 0, setup, init, hires_plan)
         if settings.enable_pnginfo:
             grid.info["parameters"] = text

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdui.app.selectable_scripts import SelectableScript
-from sdui.core.hooks import ImageSaveParams, PostprocessImage, PostSample, ProcessingHooks
+from sdui.core.hooks import GridLayout, ImageSaveParams, PostprocessImage, PostSample, ProcessingHooks
 from sdui.errors import InvalidRequestError
 from sdui.extensions import registry
 from sdui.extensions.processing_view import ProcessingView
@@ -174,6 +174,15 @@ def mode_of(request) -> str:
     return "img2img" if isinstance(request, Img2ImgRequest) else "txt2img"
 
 
+@dataclass
+class ImageGridLoopParams:
+    """What on_image_grid callbacks get (A1111's names); they may change all three."""
+
+    imgs: list
+    cols: int
+    rows: int
+
+
 class _SaveParams:
     """A1111's ImageSaveParams (image, p, filename, pnginfo) over ours: changes go back into ours."""
 
@@ -272,6 +281,11 @@ class ExtensionHooks(ProcessingHooks):
 
     def after_cfg(self, params) -> None:
         registry.call("cfg_after_cfg", params)
+
+    def grid_layout(self, params: GridLayout) -> None:
+        loop = ImageGridLoopParams(params.images, params.cols, params.rows)
+        registry.call("image_grid", loop)
+        params.images, params.cols, params.rows = list(loop.imgs), int(loop.cols), int(loop.rows)
 
     def before_image_saved(self, params: ImageSaveParams) -> None:
         view = self._state(params.run)[0] if params.run is not None else None

@@ -97,11 +97,19 @@ def save_image(
 
 
 def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
-    """A1111's image_grid: rows None = the n_rows setting (-1: about square, 0: batch_size)."""
+    """A1111's image_grid: rows None = the n_rows setting (-1: about square, 0: batch_size); on_image_grid
+    callbacks may change the images and the shape."""
+    from sdui.extensions.bridge import ImageGridLoopParams
+
+    app = registry.REGISTRY.app
     if rows is None:
-        app = registry.REGISTRY.app
         rows = int(app.options.n_rows) if app is not None else -1
-    return grids.image_grid(imgs, rows, batch_size=batch_size)
+    prevent = bool(app.options.grid_prevent_empty_spots) if app is not None else False
+    rows, cols = grids.grid_shape(len(imgs), rows, batch_size=batch_size, prevent_empty_spots=prevent)
+    loop = ImageGridLoopParams(list(imgs), cols, rows)
+    registry.call("image_grid", loop)
+    background = app.options.grid_background_color if app is not None else "#ffffff"
+    return grids.draw_grid(loop.imgs, loop.rows, loop.cols, background=background)
 
 
 def resize_image(resize_mode: int, im: Image.Image, width: int, height: int, upscaler_name: str | None = None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -22,6 +23,18 @@ class ScriptControls:
     dropdown: gr.Dropdown | None = None
     selectable: list = field(default_factory=list)  # (title, group, controls, make_runner(args) -> runner)
     alwayson: list = field(default_factory=list)  # (LoadedScript, controls)
+    selectable_scripts: list = field(default_factory=list)  # the extensions' LoadedScript among `selectable`
+
+    @property
+    def paste_fields(self) -> list:
+        """(component, infotext key or function of the parsed infotext) that scripts declared for ↙️ (A1111's
+        Script.infotext_fields, set in their ui())."""
+        fields = []
+        for script, _ in self.alwayson:
+            fields += list(getattr(script.instance, "infotext_fields", None) or [])
+        for script in self.selectable_scripts:
+            fields += list(getattr(script.instance, "infotext_fields", None) or [])
+        return [(c, key) for c, key in fields if hasattr(c, "_id")]
 
     @property
     def inputs(self) -> list:
@@ -82,6 +95,7 @@ def create_script_controls(ctx, mode: str) -> ScriptControls | None:
                 )
             )
     for script in runtime.scripts.selectable(mode) if runtime is not None else []:
+        found.selectable_scripts.append(script)
         entries.append(
             (
                 script.title,
@@ -105,3 +119,33 @@ def create_script_controls(ctx, mode: str) -> ScriptControls | None:
             api_visibility="private",
         )
     return found if found.inputs else None
+
+
+def pasted_values(text: str, fields: list) -> list:
+    """The value for each (component, key) of `fields` from infotext `text`, None where it sets none: A1111's
+    paste, after the infotext_pasted callbacks have seen the parsed parameters; converted to the type of the
+    component's value as A1111 converts them ("False" is False for a checkbox)."""
+    from sdui.extensions import registry
+    from sdui.infotext import parse_infotext
+
+    params = parse_infotext(text)
+    registry.call("infotext_pasted", text, params)
+    values = []
+    for component, key in fields:
+        try:
+            value = key(params) if callable(key) else params.get(key)
+            values.append(None if value is None else _as_type_of(getattr(component, "value", None), value))
+        except Exception:  # noqa: BLE001 - one script's field must not stop the paste
+            log.error("Pasting the infotext field %r failed:\n%s", key, traceback.format_exc())
+            values.append(None)
+    return values
+
+
+def _as_type_of(current, value):
+    if isinstance(current, bool):
+        return value if isinstance(value, bool) else str(value) != "False"
+    if isinstance(current, int) and not isinstance(value, bool):
+        return int(float(value))
+    if isinstance(current, float):
+        return float(value)
+    return value

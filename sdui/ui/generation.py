@@ -21,6 +21,7 @@ import gradio as gr
 
 from sdui.errors import UnsupportedSamplerError, UserError
 from sdui.ui import common, paste, widgets
+from sdui.ui.extension_scripts import pasted_values
 from sdui.ui.runner import (
     GenerationResult,
     default_generate,
@@ -444,11 +445,20 @@ def wire_generation(
     )
 
 
-def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, choices: dict | None = None) -> None:
+def wire_paste(
+    tab: GenerationTab,
+    *,
+    mode: str,
+    targets: dict | None = None,
+    choices: dict | None = None,
+    scripts=None,
+) -> None:
     """↙️: parameters typed/pasted into the prompt box (or, with an empty box, the shown result's) fill the widgets.
-    `targets` (default: tab.widget_for_field()) maps request fields to widgets; `choices` as in paste_values."""
+    `targets` (default: tab.widget_for_field()) maps request fields to widgets; `choices` as in paste_values;
+    `scripts`' infotext fields are filled as A1111 fills them."""
     targets = targets if targets is not None else tab.widget_for_field()
     order = list(targets)
+    script_fields = scripts.paste_fields if scripts is not None else []
     all_choices = {
         "sampler_name": ("sampler", sampler_names()),
         "scheduler": ("schedule type", scheduler_labels()),
@@ -457,25 +467,32 @@ def wire_paste(tab: GenerationTab, *, mode: str, targets: dict | None = None, ch
 
     def on_paste(prompt_text, last_info):
         text = prompt_text if prompt_text and prompt_text.strip() else last_info
+        skip_scripts = [gr.skip()] * len(script_fields)
         try:
             values, ignored = paste.paste_values(text, order, mode=mode, choices=all_choices)
         except UserError as e:
-            return (*[gr.skip()] * len(order), common.error_html(e.message))
+            return (*[gr.skip()] * len(order), *skip_scripts, common.error_html(e.message))
         if not values:
             return (
                 *[gr.skip()] * len(order),
+                *skip_scripts,
                 common.note_html(
                     "No generation parameters found: paste a whole infotext "
                     "(prompt, negative prompt and the \"Steps: ...\" line) into the prompt box."
                 ),
             )
         note = common.note_html("Not available here, kept as it was: " + ", ".join(ignored) + ".") if ignored else ""
-        return (*[values.get(name, gr.skip()) for name in order], note)
+        from_scripts = pasted_values(text, script_fields) if script_fields else []
+        return (
+            *[values.get(name, gr.skip()) for name in order],
+            *[gr.skip() if v is None else v for v in from_scripts],
+            note,
+        )
 
     tab.row.paste.click(
         on_paste,
         inputs=[tab.row.prompt, tab.panel.generation_info],
-        outputs=[*targets.values(), tab.panel.status],
+        outputs=[*targets.values(), *[c for c, _ in script_fields], tab.panel.status],
         queue=False,
         api_visibility="private",
     )

@@ -278,3 +278,75 @@ def test_before_and_after_component_see_every_component(make_repo, tmp_path):
         assert watchers == {"txt2img": [("txt2img_generate", "Generate")], "img2img": [("img2img_generate", "Generate")]}
     finally:
         ctx.jobs.shutdown()
+
+
+PASTED = '''
+import gradio as gr
+from modules import script_callbacks, scripts
+
+
+def renamed(infotext, params):
+    if "Old stamp" in params:
+        params["Stamp word"] = params.pop("Old stamp")
+
+
+def one_column(params):
+    params.cols, params.rows = 1, len(params.imgs)
+
+
+script_callbacks.on_infotext_pasted(renamed)
+script_callbacks.on_image_grid(one_column)
+
+
+class Stamp(scripts.Script):
+    def title(self):
+        return "Stamp"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        enabled = gr.Checkbox(False, label="Stamp", elem_id=self.elem_id("enabled"))
+        word = gr.Textbox("", label="Word", elem_id=self.elem_id("word"))
+        steps = gr.Slider(1, 10, value=3, step=1, label="Count", elem_id=self.elem_id("count"))
+        self.infotext_fields = [(enabled, "Stamp enabled"), (word, lambda d: d.get("Stamp word")), (steps, "Count")]
+        return [enabled, word, steps]
+'''
+
+
+def test_pasting_fills_script_fields_and_grids_follow_on_image_grid(make_repo, tmp_path, tiny_sd1_checkpoint):
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    import webui
+    from sdui.extensions import manager
+    from tests.helpers import LOCAL, call, decode_png, handler, outputs_by_id
+
+    data = tmp_path / "data"
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    manager.install(
+        data / "extensions", data / "tmp", str(make_repo("st", {"scripts/st.py": PASTED})), access_allowed=True
+    )
+    ctx = make_ctx(data)
+    try:
+        ctx.extensions = start_extensions(ctx)
+        demo = create_ui(ctx)
+        fn = handler(demo, "txt2img_paste", "click")
+        text = "a cat\nNegative prompt: dog\nSteps: 7, Seed: 3, Stamp enabled: True, Old stamp: zz, Count: 5"
+        pasted = outputs_by_id(fn, call(fn, text, ""))
+        assert pasted["script_txt2img_stamp_enabled"] is True
+        assert pasted["script_txt2img_stamp_word"] == "zz" and pasted["script_txt2img_stamp_count"] == 5
+        assert pasted["txt2img_steps"] == 7
+        # a text without the script's keys leaves its fields alone
+        untouched = outputs_by_id(fn, call(fn, "a cat\nSteps: 7, Seed: 3", ""))
+        assert all(
+            isinstance(untouched[k], dict) and untouched[k].get("__type__") == "update"
+            for k in ("script_txt2img_stamp_enabled", "script_txt2img_stamp_word", "script_txt2img_stamp_count")
+        )
+
+        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
+        answer = client.post("/sdapi/v1/txt2img", json=small(batch_size=3, save_images=True)).json()
+        grid = decode_png(answer["images"][0])
+        assert isinstance(grid, Image.Image) and grid.size == (64, 3 * 64)  # one column, as the callback asked
+    finally:
+        ctx.jobs.shutdown()
