@@ -83,15 +83,16 @@ def generate(ctx: AppContext, request: GenerationRequest, *, job: Job, script: C
         remember_model(ctx, model)
     # A1111 saves under outputs/ unless both do_not_save flags are set; processing honours each flag itself
     save = not (request.do_not_save_samples and request.do_not_save_grid)
-    processed = (script or process)(
-        request,
-        model,
+    kwargs = dict(
         policy=ctx.policy,
         settings=settings,
         hooks=ctx.hooks,
         events=job,
         data_dir=ctx.paths.data_dir if save else None,
     )
+    if script is not None:
+        kwargs["models"] = ctx.store  # a script may switch models (X/Y/Z plot's checkpoint axis)
+    processed = (script or process)(request, model, **kwargs)
     if overrides and not request.override_settings_restore_afterwards:
         keep_overrides(ctx, overrides, model if checkpoint else None)
     return processed

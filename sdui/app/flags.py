@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--embeddings-dir", type=str, default=None, help="textual inversion folder (default: <data-dir>/embeddings)"
     )
+    g.add_argument(
+        "--localizations-dir", type=str, default=None, help="localization files (default: <program>/localizations)"
+    )
     g.add_argument("--ui-settings-file", type=str, default=None, help="settings file (default: <data-dir>/config.json)")
     g.add_argument(
         "--ui-config-file", type=str, default=None, help="UI defaults file (default: <data-dir>/ui-config.json)"
@@ -268,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--freeze-specific-settings",
         "--hypernetwork-dir",
         "--textual-inversion-templates-dir",
-        "--localizations-dir",
         "--gfpgan-dir",
         "--gfpgan-model",
         "--codeformer-models-path",
@@ -400,6 +402,7 @@ class Flags:
     vae_dir: str | None = None
     lora_dir: str | None = None
     embeddings_dir: str | None = None
+    localizations_dir: str | None = None
     ui_settings_file: str | None = None
     ui_config_file: str | None = None
     styles_file: tuple[str, ...] = ()

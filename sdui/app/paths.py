@@ -40,6 +40,7 @@ class DataPaths:
     cache_dir: Path  # hashes.json lives here
     extensions_dir: Path
     extensions_builtin_dir: Path
+    localizations_dir: Path  # --localizations-dir, else <program>/localizations
     configs_dir: Path  # shipped model/component configs (program folder)
     log_dir: Path
     tmp_dir: Path
@@ -74,6 +75,7 @@ class DataPaths:
             cache_dir=_abs(cache) if cache else data / "cache",
             extensions_dir=data / "extensions",
             extensions_builtin_dir=repo / "extensions-builtin",
+            localizations_dir=_abs(flags.localizations_dir) if flags.localizations_dir else repo / "localizations",
             configs_dir=repo / "configs",
             log_dir=data / "log",
             tmp_dir=data / "tmp",

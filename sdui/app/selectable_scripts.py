@@ -46,6 +46,18 @@ def _prompts_runner(script_args: Sequence) -> Callable:
     return functools.partial(prompts_from_file, args=PromptsArgs.from_script_args(script_args))
 
 
+def _matrix_runner(script_args: Sequence) -> Callable:
+    from sdui.core.prompt_matrix import MatrixArgs, prompt_matrix  # late: it imports torch
+
+    return functools.partial(prompt_matrix, args=MatrixArgs.from_script_args(script_args))
+
+
+def _loopback_runner(script_args: Sequence) -> Callable:
+    from sdui.core.loopback import LoopbackArgs, loopback  # late: it imports torch
+
+    return functools.partial(loopback, args=LoopbackArgs.from_script_args(script_args))
+
+
 def _xyz_runner(mode: str) -> Callable[[Sequence], Callable]:
     def make(script_args: Sequence) -> Callable:
         from sdui.core.xyz_plot import XyzArgs, xyz_plot  # late: it imports torch
@@ -87,17 +99,27 @@ def _arg(label: str, value, **extra) -> dict:
 def builtin_scripts(upscalers: Sequence[str]) -> list[SelectableScript]:
     return [
         SelectableScript(
-            title="SD upscale",
+            title="Loopback",
             modes=("img2img",),
             args=(
-                _arg(
-                    "Info", "Enlarges the image by the scale factor, then redraws it in tiles of the width and height"
-                ),
-                _arg("Tile overlap", 64, minimum=0, maximum=256, step=16),
-                _arg("Upscaler", upscalers[0] if upscalers else "None", choices=list(upscalers)),
-                _arg("Scale Factor", 2.0, minimum=1.0, maximum=4.0, step=0.05),
+                _arg("Loops", 4, minimum=1, maximum=32, step=1),
+                _arg("Final denoising strength", 0.5, minimum=0, maximum=1, step=0.01),
+                _arg("Denoising strength curve", "Linear", choices=["Aggressive", "Linear", "Lazy"]),
+                _arg("Append interrogated prompt at each iteration", "None", choices=["None"]),
             ),
-            make_runner=_sd_upscale_runner,
+            make_runner=_loopback_runner,
+        ),
+        SelectableScript(
+            title="Prompt matrix",
+            modes=("txt2img", "img2img"),
+            args=(
+                _arg("Put variable parts at start of prompt", False),
+                _arg("Use different seed for each picture", False),
+                _arg("Select prompt", "positive", choices=["positive", "negative"]),
+                _arg("Select joining char", "comma", choices=["comma", "space"]),
+                _arg("Grid margins (px)", 0, minimum=0, maximum=500, step=2),
+            ),
+            make_runner=_matrix_runner,
         ),
         SelectableScript(
             title="Prompts from file or textbox",
@@ -109,6 +131,19 @@ def builtin_scripts(upscalers: Sequence[str]) -> list[SelectableScript]:
                 _arg("List of prompt inputs", ""),
             ),
             make_runner=_prompts_runner,
+        ),
+        SelectableScript(
+            title="SD upscale",
+            modes=("img2img",),
+            args=(
+                _arg(
+                    "Info", "Enlarges the image by the scale factor, then redraws it in tiles of the width and height"
+                ),
+                _arg("Tile overlap", 64, minimum=0, maximum=256, step=16),
+                _arg("Upscaler", upscalers[0] if upscalers else "None", choices=list(upscalers)),
+                _arg("Scale Factor", 2.0, minimum=1.0, maximum=4.0, step=0.05),
+            ),
+            make_runner=_sd_upscale_runner,
         ),
         *(
             SelectableScript(title="X/Y/Z plot", modes=(mode,), args=_xyz_args(mode), make_runner=_xyz_runner(mode))

@@ -182,3 +182,26 @@ class OutputWriter:
             self.save(image, infotext=text, seed=seed, prompt=prompt, suffix="-before-highres-fix")
             for image, text, seed, prompt in zip(images, infotexts, seeds, prompts, strict=True)
         ]
+
+
+def save_script_grid(
+    image: Image.Image,
+    processed,
+    model,
+    *,
+    data_dir: Path | None,
+    hooks=(),
+    basename: str,
+    prompt: str,
+) -> Path | None:
+    """A script's grid (X/Y/Z plot, Prompt matrix) saved as A1111 saves it: into the grids folder when grid_save
+    is on, unless the request said not to save grids (the API without save_images); None when not saved."""
+    from sdui.core.hooks import HookSet
+
+    request, settings = processed.request, processed.settings
+    if data_dir is None or request.do_not_save_grid or not settings.grid_save:
+        return None
+    run = Run(request=request, settings=settings, model=model)
+    writer = OutputWriter(run, HookSet(hooks), data_dir)
+    text = image.info.get("parameters") if isinstance(image.info.get("parameters"), str) else None
+    return writer.save(image, infotext=text, seed=processed.seed, prompt=prompt, kind="grids", basename=basename)

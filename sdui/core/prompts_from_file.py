@@ -102,7 +102,9 @@ def _line_fields(line: str) -> dict:
     return fields
 
 
-def prompts_from_file(request: GenerationRequest, model, *, args: PromptsArgs, **process_kwargs) -> Processed:
+def prompts_from_file(
+    request: GenerationRequest, model, *, args: PromptsArgs, models=None, **process_kwargs
+) -> Processed:
     lines = [line.strip() for line in args.text.splitlines() if line.strip()]
     if not lines:
         raise InvalidRequestError(f"{TITLE}: give one prompt (or line of options) per line")

@@ -133,6 +133,7 @@ def sd_upscale(
     hooks: Sequence[ProcessingHooks] = (),
     events: ProgressEvents | None = None,
     data_dir: Path | None = None,
+    models=None,  # the model store (scripts may switch models); not needed here
 ) -> Processed:
     settings = settings if settings is not None else Settings.defaults()
     events = events if events is not None else NoEvents()

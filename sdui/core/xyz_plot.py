@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from sdui.core.outputs import save_script_grid
 from sdui.core.processed import Processed
 from sdui.core.processing import process
 from sdui.errors import InvalidRequestError
@@ -34,10 +35,15 @@ MAX_CELLS = 1000
 
 @dataclass
 class Cell:
-    """What one cell changes: request fields and settings (override_settings)."""
+    """What one cell changes: request fields, settings (override_settings) and the checkpoint."""
 
     fields: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+def _checkpoint(cell: Cell, value, request, values) -> None:
+    cell.checkpoint = value
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Axis:
     modes: tuple[str, ...] = ("txt2img", "img2img")
     choices: Callable[[], list[str]] | None = None
     show_label: bool = True  # "Steps: 20"; Prompt S/R and the like show the value alone
+    named: bool = False  # values are names offered in a dropdown, checked by the job (checkpoints)
 
 
 def _field(name: str):
@@ -127,7 +134,7 @@ AXES: list[Axis] = [
     Axis("Sampler", str, _field("sampler_name"), T2I, _samplers, show_label=False),
     Axis("Hires sampler", str, _field("hr_sampler_name"), T2I, _samplers),
     Axis("Sampler", str, _field("sampler_name"), I2I, _samplers, show_label=False),
-    Axis("Checkpoint name", str, None),
+    Axis("Checkpoint name", str, _checkpoint, show_label=False, named=True),
     Axis("Negative Guidance minimum sigma", float, _field("s_min_uncond")),
     Axis("Sigma Churn", float, _field("s_churn")),
     Axis("Sigma min", float, _field("s_tmin")),
@@ -244,7 +251,7 @@ def _axis_choice(available: list[Axis], kind, text, dropdown, mode: str) -> Axis
         raise InvalidRequestError(f"{TITLE}: the axis {axis.label!r} is not available in this program yet")
     if axis.label == "Nothing":
         return AxisChoice(axis, [None])
-    if axis.choices is not None and dropdown:
+    if (axis.choices is not None or axis.named) and dropdown:
         values = [str(v) for v in dropdown]
     else:
         values = parse_values(axis, "" if text is None else str(text))
@@ -331,11 +338,17 @@ def _label(axis: Axis, value) -> str:
     return f"{axis.label}: {shown}" if axis.show_label else shown
 
 
-def xyz_plot(request: GenerationRequest, model, *, args: XyzArgs, settings, **process_kwargs) -> Processed:
+def xyz_plot(request: GenerationRequest, model, *, args: XyzArgs, settings, models=None, **process_kwargs) -> Processed:
     xs, ys, zs = args.x, args.y, args.z
     cells = len(xs.values) * len(ys.values) * len(zs.values)
     if cells > MAX_CELLS:
         raise InvalidRequestError(f"{TITLE}: {cells} images is more than {MAX_CELLS}; use fewer values")
+    for choice in (xs, ys, zs):
+        if choice.axis.label == "Checkpoint name":
+            if models is None:
+                raise InvalidRequestError(f"{TITLE}: the Checkpoint name axis needs the program's model list")
+            for name in choice.values:
+                models.select(name)  # an unknown name is refused (with the known ones) before any work
     for choice in (xs, ys, zs):
         search = choice.values[0] if choice.axis.label == "Prompt S/R" else None
         if search is not None and search not in request.prompt and search not in request.negative_prompt:
@@ -354,24 +367,51 @@ def xyz_plot(request: GenerationRequest, model, *, args: XyzArgs, settings, **pr
         if choice.axis.label != "Nothing":
             params[f"{name} Type"] = choice.axis.label
             params[f"{name} Values"] = ", ".join(_label_value(v) for v in choice.values)
-    for iz in range(len(zs.values)):
-        for iy in range(len(ys.values)):
-            for ix in range(len(xs.values)):
-                if interrupted:
-                    continue
-                cell = Cell()
-                for choice, index in ((xs, ix), (ys, iy), (zs, iz)):
-                    choice.axis.apply(cell, choice.values[index], base, choice.values)
-                cell_request = dataclasses.replace(
-                    base,
-                    **cell.fields,
-                    extra_generation_params={**base.extra_generation_params, **params},
-                    do_not_save_grid=True,
-                )
-                processed = process(cell_request, model, settings=settings.replace(cell.settings), **process_kwargs)
-                results[iz][iy][ix] = processed
-                interrupted = processed.interrupted
-    return _grid(base, args, results, interrupted)
+    for iz, iy, ix in _cell_order(args):
+        if interrupted:
+            break
+        cell = Cell()
+        for choice, index in ((xs, ix), (ys, iy), (zs, iz)):
+            choice.axis.apply(cell, choice.values[index], base, choice.values)
+        cell_request = dataclasses.replace(
+            base,
+            **cell.fields,
+            extra_generation_params={**base.extra_generation_params, **params},
+            do_not_save_grid=True,
+        )
+        cell_model = models.get(cell.checkpoint) if cell.checkpoint else model
+        processed = process(cell_request, cell_model, settings=settings.replace(cell.settings), **process_kwargs)
+        results[iz][iy][ix] = processed
+        interrupted = processed.interrupted
+    processed = _grid(base, args, results, interrupted)
+    saved = [
+        save_script_grid(
+            grid,
+            dataclasses.replace(processed, request=request),
+            model,
+            data_dir=process_kwargs.get("data_dir"),
+            hooks=process_kwargs.get("hooks", ()),
+            basename="xyz_grid",
+            prompt=request.prompt,
+        )
+        for grid in processed.images[: processed.index_of_first_image]
+    ]
+    return dataclasses.replace(processed, saved_paths=[*processed.saved_paths, *filter(None, saved)])
+
+
+def _cell_order(args: XyzArgs) -> list[tuple[int, int, int]]:
+    """(z, y, x) indexes in the order the cells are made: row by row, except that a Checkpoint name axis is the
+    outermost loop, so each checkpoint is loaded once (A1111 does the same)."""
+    order = [
+        (iz, iy, ix)
+        for iz in range(len(args.z.values))
+        for iy in range(len(args.y.values))
+        for ix in range(len(args.x.values))
+    ]
+    for position, choice in ((2, args.x), (1, args.y), (0, args.z)):
+        if choice.axis.label == "Checkpoint name":
+            order.sort(key=lambda cell, position=position: cell[position])  # stable: the rest keeps its order
+    return order
 
 
 def _label_value(value) -> str:

@@ -305,7 +305,7 @@ def script_runner(script: LoadedScript, script_args: Sequence) -> Callable:
     plain generation (as A1111)."""
     args = script.args(script_args)
 
-    def run(request, model, **kwargs):
+    def run(request, model, *, models=None, **kwargs):
         from sdui.core.processing import process
 
         def generate(req, view):

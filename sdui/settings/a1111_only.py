@@ -201,7 +201,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "img2img_settings_accordion": False,
     "interrupt_after_current": True,
     # User interface
-    "localization": "None",
     "quicksettings_list": ["sd_model_checkpoint"],
     "ui_tab_order": [],
     "hidden_tabs": [],

@@ -313,6 +313,14 @@ def _sections() -> list[dict[str, OptionInfo]]:
             },
         ),
         options_section(
+            ("ui", "User interface", "ui"),
+            {
+                "localization": OptionInfo("None", "Localization", "dropdown")
+                .info("a localizations/*.json file of this program or of an extension; None: English")
+                .needs_reload_ui(),
+            },
+        ),
+        options_section(
             ("ui_gallery", "Gallery", "ui"),
             {
                 "return_grid": OptionInfo(True, "Show the grid of a batch in the results", "checkbox"),

@@ -46,13 +46,13 @@
         return rect.top < window.innerHeight && rect.bottom > 0;
     };
 
-    document.addEventListener("DOMContentLoaded", function () {
-        const observer = new MutationObserver(function (mutations) {
+    function start() {
+        function check(mutations) {
             if (!loaded && gradioApp().querySelector("#txt2img_prompt")) {
                 loaded = true;
                 run(callbacks.loaded);
             }
-            run(callbacks.update, mutations);
+            if (mutations) run(callbacks.update, mutations);
             clearTimeout(afterUpdateTimer);
             afterUpdateTimer = setTimeout(() => run(callbacks.afterUpdate), 200);
             const tab = get_uiCurrentTab();
@@ -60,7 +60,14 @@
                 currentTab = tab;
                 run(callbacks.tabChange);
             }
-        });
-        observer.observe(gradioApp(), {childList: true, subtree: true});
-    });
+        }
+        new MutationObserver(check).observe(gradioApp(), {childList: true, subtree: true});
+        check(null);  // the page may already be there: Gradio adds these scripts to the head after loading
+    }
+
+    if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", start);
+    } else {
+        start();
+    }
 })();

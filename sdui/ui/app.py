@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from sdui.ui import common
+from sdui.ui import common, localization
 from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, txt2img
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ def mount_options(ctx=None) -> dict:
     """Keyword arguments for gr.mount_gradio_app that this UI needs: our stylesheet and A1111's page helpers,
     then the enabled extensions' style.css and javascript/*.js (*.mjs as modules), in the order they loaded."""
     css, scripts = [STYLE_CSS], [_inline_script(A1111_SCRIPT.read_text(encoding="utf-8"))]
+    if ctx is not None and (translation := localization.page_script(ctx)):
+        scripts.append(_inline_script(translation))
     runtime = getattr(ctx, "extensions", None)
     for ext in runtime.extensions if runtime is not None else []:
         if not ext.enabled:

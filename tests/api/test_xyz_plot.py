@@ -135,3 +135,25 @@ def test_bad_arguments_are_refused_before_any_work(served, args, words):
     _, client = served
     response, _ = run(client, args)
     assert response.status_code == 422 and words in response.text, response.text
+
+
+def test_checkpoint_axis_switches_models_inside_the_job(make_client, data_dir, tiny_sd1_checkpoint):
+    from tests.fixtures.checkpoints import build_tiny_checkpoint
+    from tests.helpers import install_checkpoint
+
+    install_checkpoint(tiny_sd1_checkpoint, data_dir, "tiny.safetensors")
+    build_tiny_checkpoint(data_dir / "models" / "Stable-diffusion" / "other.safetensors", seed=1)
+    ctx, client = make_client(data_dir)
+    response, info = run(client, xyz_args(("Checkpoint name", ["tiny", "other"]), ("Seed", "1, 2")))
+    assert response.status_code == 200, response.text
+    cells = [decode_png(b) for b in response.json()["images"][1:]]
+    texts = info["infotexts"][1:]
+    assert ["Model: tiny," in texts[0], "Model: other," in texts[1], "Model: other," in texts[3]] == [True] * 3
+    assert not np.array_equal(np.asarray(cells[0]), np.asarray(cells[1]))  # other weights, other image
+    alone = client.post(
+        "/sdapi/v1/txt2img", json=small(seed=2, override_settings={"sd_model_checkpoint": "other"})
+    ).json()["images"][0]
+    assert np.array_equal(np.asarray(decode_png(alone)), np.asarray(cells[3]))
+
+    response, _ = run(client, xyz_args(("Checkpoint name", "tiny, missing")))
+    assert response.status_code in (400, 422) and "'missing' not found" in response.text and "tiny" in response.text

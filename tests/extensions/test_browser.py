@@ -121,3 +121,43 @@ def test_the_tab_says_why_installing_is_refused_when_listening(page, make_repo, 
         message = page.locator("#extensions_install_result")
         message.get_by_text(re.compile("--enable-insecure-extension-access")).wait_for()
     assert not (data / "extensions" / "hello-ext").exists()
+
+
+MARK_JS = """
+onUiLoaded(function () {
+    document.body.dataset.extension = "loaded " + (gradioApp().querySelector("#txt2img_prompt") !== null);
+});
+onUiTabChange(function () {
+    document.body.dataset.tab = get_uiCurrentTab().textContent.trim();
+});
+"""
+
+
+def test_an_extensions_localization_and_javascript_run_in_the_page(page, make_repo, tmp_path, tiny_sd1_checkpoint):
+    data = tmp_path / "data"
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    table = {"Generate": "Erzeugen", "Extensions": "Erweiterungen", "Sampling steps": "Schritte"}
+    source = make_repo("german", {"localizations/de.json": json.dumps(table), "javascript/mark.js": MARK_JS})
+    registry.reset()
+    ctx = make_ctx(data)
+    from sdui.extensions import manager
+
+    manager.install(data / "extensions", data / "tmp", str(source), access_allowed=True)
+    ctx.options.set("localization", "de")
+    ctx.extensions = start_extensions(ctx)
+    with LiveServer(ctx, free_port()) as server:
+        page.goto(server.url + "/")
+        page.locator("#txt2img_generate", has_text="Erzeugen").wait_for()
+        # the extension's script ran its onUiLoaded once the prompt was there, and sees tab changes
+        page.locator("body[data-extension='loaded true']").wait_for(state="attached")
+        page.get_by_role("tab", name="img2img").click()
+        page.locator("body[data-tab='img2img']").wait_for(state="attached")
+        assert page.get_by_role("tab", name="Erweiterungen").count() == 1
+        assert page.get_by_text("Schritte", exact=True).count() >= 1
+        # what the user types stays as typed
+        page.get_by_role("tab", name="txt2img").click()
+        prompt = page.locator("#txt2img_prompt textarea")
+        prompt.fill("Generate")
+        page.wait_for_timeout(300)
+        assert prompt.input_value() == "Generate"
+    assert page.console_errors == []

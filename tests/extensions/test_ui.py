@@ -55,6 +55,7 @@ def test_script_controls_run_like_the_api(app_ui):
     blocks = components_by_id(demo)
     assert [c[0] for c in blocks["txt2img_script"].choices] == [
         "None",
+        "Prompt matrix",
         "Prompts from file or textbox",
         "X/Y/Z plot",
         "Repeat seeds",
