@@ -57,6 +57,15 @@ class ScriptControls:
         return dataclasses.replace(request, alwayson_scripts=alwayson), runner
 
 
+def _program_controls(ctx, script, mode: str) -> list:
+    controls = [_control_for(a) for a in script.args]
+    if script.title == "X/Y/Z plot":
+        from sdui.ui import xyz_controls
+
+        xyz_controls.wire(ctx, controls, mode)
+    return controls
+
+
 def _control_for(arg: dict):
     """A control for one of the program's script arguments, from its /sdapi/v1/script-info description."""
     label, value, choices = arg.get("label"), arg.get("value"), arg.get("choices")
@@ -90,7 +99,7 @@ def create_script_controls(ctx, mode: str) -> ScriptControls | None:
             entries.append(
                 (
                     program_script.title,
-                    lambda args=program_script.args: [_control_for(a) for a in args],
+                    lambda script=program_script: _program_controls(ctx, script, mode),
                     program_script.runner,
                 )
             )

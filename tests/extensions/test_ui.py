@@ -92,6 +92,20 @@ def test_the_programs_scripts_run_from_the_dropdown(app_ui):
     last = list(call(fn, *base, *rest))[-1]
     assert [t.split("\n")[0] for t in last[1]] == ["a cat a red cube", "a dog a red cube"]
 
+    # X/Y/Z plot: an axis of names offers them in a dropdown instead of the text box
+    xyz = fn.inputs[len(base) :]
+    x_type = next(b for b in xyz if getattr(b, "label", None) == "X type")
+    at = xyz.index(x_type)
+    x_text, x_names = xyz[at + 1], xyz[at + 2]
+    assert x_type.value == "Seed" and x_text.visible and not x_names.visible
+    change = next(f for f in demo.fns.values() if any(t[0] == x_type._id and t[1] == "change" for t in f.targets))
+    text, names = change.fn("Sampler")
+    assert text["visible"] is False and names["visible"] is True and "DPM++ 2M" in names["choices"]
+    _, names = change.fn("Checkpoint name")
+    assert names["choices"] == ctx.store.titles() and len(names["choices"]) == 1
+    text, names = change.fn("Steps")
+    assert text["visible"] is True and names["visible"] is False
+
 
 def test_a_tab_from_on_ui_tabs_appears(app_ui):
     _, demo = app_ui(extensions=[("hello", {"scripts/tab.py": TAB})])
