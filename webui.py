@@ -119,6 +119,8 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         preferred=lambda: options.get("sd_model_checkpoint") or None,
     )
     store.refresh()
+    from sdui.core.extra_networks import ExtraNetworks
+
     ctx = AppContext(
         flags=flags,
         paths=paths,
@@ -127,6 +129,7 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         store=store,
         jobs=JobQueue(),
         server=ServerControl(repo_dir / "tmp" / "restart"),
+        hooks=[ExtraNetworks(paths.lora_dir, store.hash_cache)],  # <lora:...> in prompts, for every generation
     )
     apply_ckpt_flag(ctx)
     register_option_hooks(ctx)

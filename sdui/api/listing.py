@@ -11,7 +11,8 @@ from fastapi import APIRouter
 
 from sdui.app.context import AppContext
 from sdui.extensions.offered import script_infos
-from sdui.models.files import list_files, safetensors_metadata
+from sdui.models.files import list_files
+from sdui.models.lora_files import list_loras
 from sdui.text.styles import read_styles
 from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS
 
@@ -43,13 +44,7 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/loras")
     def loras() -> list[dict]:
-        out = []
-        for p in list_files(paths.lora_dir, (".safetensors", ".ckpt", ".pt")):
-            metadata = safetensors_metadata(p)
-            out.append(
-                {"name": p.stem, "alias": metadata.get("ss_output_name", p.stem), "path": str(p), "metadata": metadata}
-            )
-        return out
+        return [f.api_dict() for f in list_loras(paths.lora_dir)]
 
     @router.get("/embeddings")
     def embeddings() -> dict:

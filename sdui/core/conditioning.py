@@ -12,6 +12,7 @@ from sdui.models.sd_model import SDModel
 from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
 from sdui.text.encoder import PromptEncoder
+from sdui.text.extra_networks import strip_tags
 from sdui.text.prompt_schedule import prompt_schedules, split_and
 
 REFINER_NEGATIVE_AESTHETIC_SCORE = 2.5
@@ -71,6 +72,7 @@ def encode_text(
     hires_steps: int | None = None,
     cache: ConditioningCache | None = None,
     notes: dict | None = None,
+    encoder_key: tuple = (),
 ) -> TextConditioning:
     """A batch's conditioning with A1111's prompt language over time: prompt editing and alternation give each
     image a schedule of conditionings over the `steps` model calls (hires fix's second pass: `hires_steps`, its
@@ -84,18 +86,19 @@ def encode_text(
     )
     old = bool(settings.use_old_scheduling)
     if old and notes is not None:
-        every = [*negative_prompts, *(text for p in prompts for text, _ in split_and(p))]
+        every = [strip_tags(t) for t in [*negative_prompts, *(text for p in prompts for text, _ in split_and(p))]]
         if prompt_schedules(every, steps, hires_steps, True) != prompt_schedules(every, steps, hires_steps, False):
             notes["Old prompt editing timelines"] = True
 
     def schedule_of(prompt: str, negative: bool):
         def make():
-            (schedule,) = prompt_schedules([prompt], steps, hires_steps, old)
+            (schedule,) = prompt_schedules([strip_tags(prompt)], steps, hires_steps, old)
             encoded = encoder.encode([text for _, text in schedule], is_negative=negative, **options)
             pooled = encoded.pooled if encoded.pooled is not None else [None] * len(schedule)
             return [(end, e, p) for (end, _), e, p in zip(schedule, encoded.embeds, pooled, strict=True)]
 
-        return cache.get((prompt, negative, steps, hires_steps, old, tuple(sorted(options.items()))), make)
+        key = (prompt, negative, steps, hires_steps, old, tuple(sorted(options.items())), encoder_key)
+        return cache.get(key, make)
 
     uncond_rows = [schedule_of(p, True) for p in negative_prompts]
     cond_rows, weights = [], []

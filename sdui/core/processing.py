@@ -118,6 +118,7 @@ def process(
                 steps=prompt_steps(request.steps, setup),
                 cache=conds,
                 notes=setup.infotext,
+                encoder_key=run.text_encoder_key,
             )
 
             # 4. initial latents from each image's own seed
@@ -251,6 +252,7 @@ def process(
         saved_paths=[path for path in saved if path is not None],
         interrupted=interrupted,
         notes=[
+            *run.comments,  # what hooks told the user (e.g. a network not found)
             *(init.notes if init is not None else []),
             *(writer.errors if writer else []),
             *(grid_writer.errors if grid_writer else []),
@@ -365,6 +367,7 @@ def _hires_pass(
         steps=first_pass_steps,
         hires_steps=prompt_steps(hr.steps, setup),
         cache=conds,
+        encoder_key=run.text_encoder_key,
     )
     noise = initial.noise(hr, model, batch, settings, policy).to(policy.device, torch.float32)
     start = initial.img2img_start(setup, init_latents, noise, train_sigmas, float(settings.img2img_extra_noise))

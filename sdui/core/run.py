@@ -29,6 +29,8 @@ class Run:
     extra_generation_params: dict[str, Any] = field(default_factory=dict)
     comments: dict[str, str] = field(default_factory=dict)
     iteration: int = 0  # the batch being worked on
+    # what hooks changed in the text encoders (the LoRA set merged into them): part of the conditioning cache key
+    text_encoder_key: tuple = ()
 
 
 @dataclass

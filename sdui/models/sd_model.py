@@ -33,6 +33,9 @@ class SDModel:
     checkpoint: CheckpointInfo | None = None   # the file the weights came from (None in tests)
     config_source: str = "detected"  # "detected" or the path of a same-name .yaml that overrode detection
     vae_overflows: bool = False    # learned: its half-precision VAE gave NaNs, so jobs decode in float32 (JobVae)
+    # changes that outlive one job, undone by the next job that wants others (the LoRA set merged into the
+    # weights, with the weights as loaded): sdui.core.lora
+    applied: dict = field(default_factory=dict, repr=False)
 
     @property
     def is_sdxl(self) -> bool:
