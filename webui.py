@@ -129,7 +129,8 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         store=store,
         jobs=JobQueue(),
         server=ServerControl(repo_dir / "tmp" / "restart"),
-        hooks=[ExtraNetworks(paths.lora_dir, store.hash_cache)],  # <lora:...> in prompts, for every generation
+        # embeddings and <lora:...> in prompts, for every generation
+        hooks=[ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache)],
     )
     apply_ckpt_flag(ctx)
     register_option_hooks(ctx)

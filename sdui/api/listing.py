@@ -48,7 +48,13 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/embeddings")
     def embeddings() -> dict:
-        return {"loaded": {}, "skipped": {}}  # textual inversion is not loaded yet: nothing to report
+        """A1111's shape; which embeddings fit depends on the loaded model (none loaded: none listed)."""
+        from sdui.core.extra_networks import embeddings_for
+
+        model = ctx.store.current
+        if model is None:
+            return {"loaded": {}, "skipped": {}}
+        return embeddings_for(model, paths.embeddings_dir, ctx.store.hash_cache).api_dict()
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict]:

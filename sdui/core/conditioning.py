@@ -19,8 +19,8 @@ REFINER_NEGATIVE_AESTHETIC_SCORE = 2.5
 REFINER_AESTHETIC_SCORE = 6.0
 
 
-def prompt_encoder(model: SDModel, settings: Settings) -> PromptEncoder:
-    return PromptEncoder(model, comma_backtrack=int(settings.comma_padding_backtrack))
+def prompt_encoder(model: SDModel, settings: Settings, embeddings=None) -> PromptEncoder:
+    return PromptEncoder(model, comma_backtrack=int(settings.comma_padding_backtrack), embeddings=embeddings)
 
 
 def uncond_options(

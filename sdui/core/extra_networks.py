@@ -1,18 +1,22 @@
-"""Extra networks named in prompts, applied for each batch: `<lora:name:multiplier>` (also `<lyco:...>`),
-`<lora:name:te:unet>` and the named `te=` / `unet=`; as in A1111 the tags of the batch's first prompt and first
-negative prompt count, and the text encoders never see the tags (sdui.text.extra_networks).
+"""Extra networks for each job: the textual inversion embeddings of the embeddings folder that fit the model (the
+encoder puts their vectors where their names stand), and the networks prompts name, applied for each batch:
+`<lora:name:multiplier>` (also `<lyco:...>`), `<lora:name:te:unet>` and the named `te=` / `unet=`. As in A1111
+the tags of the batch's first prompt and first negative prompt count, and the text encoders never see the tags
+(sdui.text.extra_networks).
 
-The hook runs where A1111 activates extra networks: after process_batch, before the prompts are encoded. It writes
-"Lora hashes" into the infotext and tells the user about a name it cannot find or a file that does not fit.
+The LoRA step runs where A1111 activates extra networks: after process_batch, before the prompts are encoded. It
+writes "Lora hashes" into the infotext and tells the user about a name it cannot find or a file that does not fit.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from sdui.core import lora
 from sdui.core.hooks import ProcessingHooks
+from sdui.models.embeddings import load_embeddings
 from sdui.models.hashes import HashCache
 from sdui.models.lora_files import find_lora, list_loras
 from sdui.text.extra_networks import NetworkUse, parse_tags
@@ -31,13 +35,17 @@ def multipliers(use: NetworkUse) -> tuple[float, float]:
 
 
 class ExtraNetworks(ProcessingHooks):
-    def __init__(self, lora_dir: Path, hash_cache: HashCache | None = None):
+    def __init__(self, lora_dir: Path, embeddings_dir: Path | None = None, hash_cache: HashCache | None = None):
         self.lora_dir = Path(lora_dir)
+        self.embeddings_dir = Path(embeddings_dir) if embeddings_dir is not None else None
         self.hash_cache = hash_cache
         self._files: list = []
 
     def before_process(self, run) -> None:
-        self._files = list_loras(self.lora_dir)  # once per job: a file dropped in is found by the next job
+        # once per job: a file dropped in is found by the next job
+        self._files = list_loras(self.lora_dir)
+        if self.embeddings_dir is not None:
+            run.embeddings = embeddings_for(run.model, self.embeddings_dir, self.hash_cache)
 
     def process_batch(self, run, batch) -> None:
         uses = []
@@ -67,8 +75,33 @@ class ExtraNetworks(ProcessingHooks):
             if found.path.name in report.names:
                 alias = mentioned.replace(":", "").replace(",", "")
                 hashes.append(f"{alias}: {found.shorthash(self.hash_cache)}")
-        if hashes:
+        if hashes and run.settings.lora_add_hashes_to_infotext:
             run.extra_generation_params["Lora hashes"] = ", ".join(hashes)
+
+
+def embeddings_for(model, folder: Path, hash_cache: HashCache | None = None):
+    """The embeddings of `folder` that fit `model`, read again only when a file there changed."""
+    signature = _folder_signature(folder)
+    cached = model.applied.get("embeddings")
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    db = load_embeddings(folder, model)
+    for embedding in db.loaded.values():
+        embedding.shorthash(hash_cache)
+    model.applied["embeddings"] = (signature, db)
+    return db
+
+
+def _folder_signature(folder: Path) -> tuple:
+    found = []
+    for root, _, files in os.walk(folder, followlinks=True):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            found.append((root, name, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(found))
 
 
 def _tell(run, message: str) -> None:

@@ -90,7 +90,7 @@ def process(
     saving = data_dir is not None
     writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_samples else None
     grid_writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_grid else None
-    encoder = prompt_encoder(model, settings)
+    encoder = prompt_encoder(model, settings, run.embeddings)
     conds = ConditioningCache()  # each distinct prompt is encoded once per job
     negative = uncond_options(request, settings, encoder, setup.infotext)
     train_sigmas = training_sigmas(model.scheduler_config)
@@ -120,6 +120,12 @@ def process(
                 notes=setup.infotext,
                 encoder_key=run.text_encoder_key,
             )
+            if encoder.used_embeddings and settings.textual_inversion_add_hashes_to_infotext:
+                run.extra_generation_params["TI hashes"] = ", ".join(
+                    f"{name.replace(':', '').replace(',', '')}: {e.shorthash_value}"
+                    for name, e in encoder.used_embeddings.items()
+                    if e.shorthash_value
+                )
 
             # 4. initial latents from each image's own seed
             noise = initial.noise(request, model, batch, settings, policy)

@@ -31,6 +31,7 @@ class Run:
     iteration: int = 0  # the batch being worked on
     # what hooks changed in the text encoders (the LoRA set merged into them): part of the conditioning cache key
     text_encoder_key: tuple = ()
+    embeddings: Any = None  # the textual inversion embeddings that fit the model (EmbeddingDatabase), set by a hook
 
 
 @dataclass

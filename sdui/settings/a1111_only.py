@@ -170,7 +170,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "extra_networks_add_text_separator": " ",
     "ui_extra_networks_tab_reorder": "",
     "textual_inversion_print_at_load": False,
-    "textual_inversion_add_hashes_to_infotext": True,
     "sd_hypernetwork": "None",
     # Prompt editing
     "keyedit_precision_attention": 0.1,
@@ -242,7 +241,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     # Built-in extensions: Lora
     "sd_lora": "None",
     "lora_preferred_name": "Alias from file",
-    "lora_add_hashes_to_infotext": True,
     "lora_bundled_ti_to_infotext": True,
     "lora_show_all": False,
     "lora_hide_unknown_for_versions": [],

@@ -313,6 +313,15 @@ def _sections() -> list[dict[str, OptionInfo]]:
             },
         ),
         options_section(
+            ("extra_networks", "Extra Networks", "sd"),
+            {
+                "textual_inversion_add_hashes_to_infotext": OptionInfo(
+                    True, "Add textual inversion hashes to the parameters", "checkbox"
+                ),
+                "lora_add_hashes_to_infotext": OptionInfo(True, "Add Lora hashes to the parameters", "checkbox"),
+            },
+        ),
+        options_section(
             ("ui", "User interface", "ui"),
             {
                 "localization": OptionInfo("None", "Localization", "dropdown")

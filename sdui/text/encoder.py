@@ -17,6 +17,7 @@ Per architecture (as A1111 does it):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -46,6 +47,8 @@ class Conditioning:
 class PromptChunk:
     tokens: list[int] = field(default_factory=list)  # at most 75 prompt token ids, no BOS/EOS/padding
     weights: list[float] = field(default_factory=list)  # one per token
+    # textual inversion: (offset in tokens, embedding) whose vectors replace the placeholders there
+    fixes: list = field(default_factory=list)
 
 
 def chunk_tokens(
@@ -55,6 +58,8 @@ def chunk_tokens(
 
     Word wrap: when a chunk is full and a comma lies within `backtrack` tokens of its end, the tokens after that comma
     move to the next chunk. The token count is what A1111's counter shows: 75 per finished chunk plus the last one's.
+    An item of a run that is not an int is a textual inversion embedding: its vectors take `count` places (token 0
+    as a placeholder), all in one chunk (a new one when they do not fit), as A1111 places them.
     """
     chunks: list[PromptChunk] = []
     current = PromptChunk()
@@ -72,12 +77,22 @@ def chunk_tokens(
             finish()
             continue
         for token in ids:
+            if not isinstance(token, int):  # an embedding
+                count = min(token.count, CHUNK_LENGTH)
+                if len(current.tokens) + count > CHUNK_LENGTH:
+                    finish()
+                current.fixes.append((len(current.tokens), token))
+                current.tokens += [0] * count
+                current.weights += [weight] * count
+                continue
             full = len(current.tokens) == CHUNK_LENGTH
             if token == comma_id:
                 last_comma = len(current.tokens)  # where it will land (a comma arriving at a full chunk is forgotten)
             elif full and backtrack and last_comma >= 0 and CHUNK_LENGTH - last_comma <= backtrack:
                 cut = last_comma + 1
-                carried = PromptChunk(current.tokens[cut:], current.weights[cut:])
+                moved = [(at - cut, e) for at, e in current.fixes if at >= cut]
+                carried = PromptChunk(current.tokens[cut:], current.weights[cut:], moved)
+                current.fixes = [(at, e) for at, e in current.fixes if at < cut]
                 del current.tokens[cut:], current.weights[cut:]
                 finish()
                 current = carried
@@ -109,15 +124,18 @@ class _EncoderUse:
     pad_id: int
     layer: str  # "last" | "skip" (clip skip + final norm) | "penultimate" (no final norm)
     pooled: bool = False
+    vectors_key: str = ""  # which vectors of an SDXL embedding this encoder takes: "clip_l" / "clip_g"
 
 
 class PromptEncoder:
     """Encodes prompts for one loaded model (anything with .arch, .text_encoders, .tokenizers, e.g. SDModel)."""
 
-    def __init__(self, model, *, comma_backtrack: int = COMMA_BACKTRACK):
+    def __init__(self, model, *, comma_backtrack: int = COMMA_BACKTRACK, embeddings=None):
         self.arch = model.arch
         self.tokenizer = model.tokenizers[0]  # all share one vocabulary; only padding differs
         self.comma_backtrack = comma_backtrack
+        self.used_embeddings: dict = {}  # name -> Embedding, of what this encoder has tokenized
+        self._triggers = _trigger_index(self.tokenizer, embeddings)
         te = model.text_encoders
         wanted = {"sd1": 1, "sd2": 1, "sdxl": 2, "sdxl-refiner": 1}.get(self.arch)
         if wanted is None:
@@ -129,9 +147,12 @@ class PromptEncoder:
         elif self.arch == "sd2":
             self.uses = [_EncoderUse(te[0], 0, "last")]
         elif self.arch == "sdxl":
-            self.uses = [_EncoderUse(te[0], EOS_ID, "penultimate"), _EncoderUse(te[1], 0, "penultimate", pooled=True)]
+            self.uses = [
+                _EncoderUse(te[0], EOS_ID, "penultimate", vectors_key="clip_l"),
+                _EncoderUse(te[1], 0, "penultimate", pooled=True, vectors_key="clip_g"),
+            ]
         else:
-            self.uses = [_EncoderUse(te[0], 0, "penultimate", pooled=True)]
+            self.uses = [_EncoderUse(te[0], 0, "penultimate", pooled=True, vectors_key="clip_g")]
 
     # ---- text -> chunks ----
 
@@ -140,8 +161,25 @@ class PromptEncoder:
         _check_mode(emphasis)
         runs = parse_prompt_attention(prompt) if emphasis != "None" else [[prompt, 1.0]]
         ids = tokenize_batch(self.tokenizer, [text for text, _ in runs])
+        if self._triggers:
+            ids = [self._with_embeddings(tokens) for tokens in ids]
         weighted = [(None if _is_break(text, w) else tok, w) for tok, (text, w) in zip(ids, runs, strict=False)]
         return chunk_tokens(weighted, backtrack=self.comma_backtrack)
+
+    def _with_embeddings(self, tokens: list[int]) -> list:
+        """The tokens with each embedding's trigger word replaced by the embedding (longest name first)."""
+        out, i = [], 0
+        while i < len(tokens):
+            for ids, embedding in self._triggers.get(tokens[i], ()):
+                if tuple(tokens[i : i + len(ids)]) == ids:
+                    out.append(embedding)
+                    self.used_embeddings[embedding.name] = embedding
+                    i += len(ids)
+                    break
+            else:
+                out.append(tokens[i])
+                i += 1
+        return out
 
     # ---- chunks -> tensors ----
 
@@ -186,7 +224,8 @@ class PromptEncoder:
                 batch = [slots[i] for slots in layouts]
                 ids = torch.tensor([_window(c.tokens, use.pad_id) for c in batch])
                 weights = torch.tensor([[1.0] + c.weights + [1.0] * (CHUNK_LENGTH + 1 - len(c.tokens)) for c in batch])
-                z, pool = self._run(use, ids, clip_skip=clip_skip, sdxl_clip_l_skip=sdxl_clip_l_skip)
+                fixes = [c.fixes for c in batch]
+                z, pool = self._run(use, ids, fixes, clip_skip=clip_skip, sdxl_clip_l_skip=sdxl_clip_l_skip)
                 pieces.append(apply_emphasis(z, weights.to(z.device), emphasis))
                 if use.pooled and i == 0:
                     pooled = pool
@@ -194,10 +233,11 @@ class PromptEncoder:
         return Conditioning(torch.cat(embeds, dim=-1), pooled)
 
     @torch.no_grad()
-    def _run(self, use: _EncoderUse, ids: torch.Tensor, *, clip_skip: int, sdxl_clip_l_skip: bool):
+    def _run(self, use: _EncoderUse, ids: torch.Tensor, fixes: list, *, clip_skip: int, sdxl_clip_l_skip: bool):
         model = use.model
         wants_hidden = use.layer == "penultimate" or (use.layer == "skip" and clip_skip > 1)
-        out = model(ids.to(model.device), output_hidden_states=wants_hidden)
+        with _embeddings_placed(model, fixes, use.vectors_key):
+            out = model(ids.to(model.device), output_hidden_states=wants_hidden)
         pooled = out.text_embeds if use.pooled else None
         if use.layer == "last":
             return out.last_hidden_state, pooled
@@ -217,6 +257,44 @@ class PromptEncoder:
         embeds = torch.zeros(batch, CHUNK_LENGTH + 2, width, dtype=ref.dtype, device=ref.device)
         pooled = torch.zeros(batch, models[-1].config.projection_dim, dtype=ref.dtype, device=ref.device)
         return Conditioning(embeds, pooled)
+
+
+def _trigger_index(tokenizer, embeddings) -> dict[int, list]:
+    """{first token id of a name: [(the name's token ids, embedding), ...] longest first}."""
+    index: dict[int, list] = {}
+    for name, embedding in embeddings.loaded.items() if embeddings is not None else ():
+        ids = tuple(tokenize_batch(tokenizer, [name])[0])
+        if ids:
+            index.setdefault(ids[0], []).append((ids, embedding))
+    for candidates in index.values():
+        candidates.sort(key=lambda c: -len(c[0]))
+    return index
+
+
+@contextlib.contextmanager
+def _embeddings_placed(model, fixes: list, vectors_key: str):
+    """While `model` runs: its token embedding output carries each row's embedding vectors at their places
+    (after BOS), through a forward hook on the embedding layer (nothing of the library is changed)."""
+    if not any(fixes):
+        yield
+        return
+    layer = _body(model).embeddings.token_embedding
+
+    def place(module, inputs, output):
+        output = output.clone()
+        width = output.shape[-1]
+        for row, row_fixes in enumerate(fixes):
+            for offset, embedding in row_fixes:
+                vectors = embedding.for_width(width, vectors_key).to(output.device, output.dtype)
+                n = min(vectors.shape[0], output.shape[1] - offset - 1)
+                output[row, offset + 1 : offset + 1 + n] = vectors[:n]
+        return output
+
+    handle = layer.register_forward_hook(place)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def pad_to_chunks(cond: Conditioning, empty: Conditioning, chunks: int) -> Conditioning:
