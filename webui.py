@@ -120,6 +120,7 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     )
     store.refresh()
     from sdui.core.extra_networks import ExtraNetworks
+    from sdui.core.vae_choice import VaeChoice
 
     ctx = AppContext(
         flags=flags,
@@ -129,8 +130,11 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         store=store,
         jobs=JobQueue(),
         server=ServerControl(repo_dir / "tmp" / "restart"),
-        # embeddings and <lora:...> in prompts, for every generation
-        hooks=[ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache)],
+        # the VAE setting, embeddings and <lora:...> in prompts, for every generation
+        hooks=[
+            VaeChoice(paths.vae_dir, paths.ckpt_dirs, store.hash_cache),
+            ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache),
+        ],
     )
     apply_ckpt_flag(ctx)
     register_option_hooks(ctx)

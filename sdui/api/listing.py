@@ -30,8 +30,10 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/sd-vae")
     def sd_vae() -> list[dict]:
+        from sdui.core.vae_choice import vae_files
+
         return [
-            {"model_name": str(p.relative_to(paths.vae_dir)), "filename": str(p)} for p in list_files(paths.vae_dir)
+            {"model_name": name, "filename": str(p)} for name, p in vae_files(paths.vae_dir, paths.ckpt_dirs).items()
         ]
 
     @router.get("/sd-modules")

@@ -106,7 +106,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "sd3_enable_t5": False,
     # VAE
     "sd_vae_checkpoint_cache": 0,
-    "sd_vae": "Automatic",
     "sd_vae_overrides_per_model_preferences": True,
     "auto_vae_precision_bfloat16": False,
     "sd_vae_encode_method": "Full",

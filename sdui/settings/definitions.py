@@ -313,6 +313,15 @@ def _sections() -> list[dict[str, OptionInfo]]:
             },
         ),
         options_section(
+            ("sd_vae", "VAE", "sd"),
+            {
+                "sd_vae": OptionInfo("Automatic", "SD VAE", "dropdown", infotext="VAE").info(
+                    "Automatic: a VAE named after the checkpoint, else its own; None: the checkpoint's own; "
+                    "or a file of models/VAE"
+                ),
+            },
+        ),
+        options_section(
             ("extra_networks", "Extra Networks", "sd"),
             {
                 "textual_inversion_add_hashes_to_infotext": OptionInfo(
