@@ -120,6 +120,7 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     )
     store.refresh()
     from sdui.core.extra_networks import ExtraNetworks
+    from sdui.core.styles_hook import PromptStyles
     from sdui.core.vae_choice import VaeChoice
 
     ctx = AppContext(
@@ -130,8 +131,9 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         store=store,
         jobs=JobQueue(),
         server=ServerControl(repo_dir / "tmp" / "restart"),
-        # the VAE setting, embeddings and <lora:...> in prompts, for every generation
+        # styles, the VAE setting, embeddings and <lora:...> in prompts, for every generation
         hooks=[
+            PromptStyles(paths.styles_files),
             VaeChoice(paths.vae_dir, paths.ckpt_dirs, store.hash_cache),
             ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache),
         ],

@@ -34,3 +34,25 @@ def read_styles(paths: tuple[Path, ...]) -> list[Style]:
         except (OSError, UnicodeDecodeError, csv.Error) as e:
             log.warning("Cannot read the styles file %s: %s", path, e)
     return list(styles.values())
+
+
+def merge_prompts(style_prompt: str, prompt: str) -> str:
+    """A style's text applied to a prompt: `{prompt}` replaced by it, else appended after ", " (A1111's rule)."""
+    if "{prompt}" in style_prompt:
+        return style_prompt.replace("{prompt}", prompt)
+    return ", ".join(part for part in (prompt.strip(), style_prompt.strip()) if part)
+
+
+def apply_styles(prompt: str, negative_prompt: str, names: list[str], styles: list[Style]) -> tuple[str, str, list]:
+    """(prompt, negative prompt) with the named styles applied in order, and the names that match no style (A1111
+    applies an unknown name as an empty style)."""
+    by_name = {s.name: s for s in styles}
+    missing = []
+    for name in names:
+        style = by_name.get(name)
+        if style is None:
+            missing.append(name)
+            style = Style(name)
+        prompt = merge_prompts(style.prompt, prompt)
+        negative_prompt = merge_prompts(style.negative_prompt, negative_prompt)
+    return prompt, negative_prompt, missing
