@@ -135,7 +135,7 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         hooks=[
             PromptStyles(paths.styles_files),
             VaeChoice(paths.vae_dir, paths.ckpt_dirs, store.hash_cache),
-            ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache),
+            ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache, paths.hypernetwork_dir),
         ],
     )
     apply_ckpt_flag(ctx)

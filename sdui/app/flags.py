@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings-dir", type=str, default=None, help="textual inversion folder (default: <data-dir>/embeddings)"
     )
     g.add_argument(
+        "--hypernetwork-dir", type=str, default=None, help="hypernetwork folder (default: <models-dir>/hypernetworks)"
+    )
+    g.add_argument(
         "--localizations-dir", type=str, default=None, help="localization files (default: <program>/localizations)"
     )
     g.add_argument("--ui-settings-file", type=str, default=None, help="settings file (default: <data-dir>/config.json)")
@@ -269,7 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradio-img2img-tool",
         "--gradio-inpaint-tool",
         "--freeze-specific-settings",
-        "--hypernetwork-dir",
         "--textual-inversion-templates-dir",
         "--gfpgan-dir",
         "--gfpgan-model",
@@ -403,6 +405,7 @@ class Flags:
     lora_dir: str | None = None
     embeddings_dir: str | None = None
     localizations_dir: str | None = None
+    hypernetwork_dir: str | None = None
     ui_settings_file: str | None = None
     ui_config_file: str | None = None
     styles_file: tuple[str, ...] = ()

@@ -66,7 +66,7 @@ class DataPaths:
             ckpt_from_flag=bool(flags.ckpt),
             vae_dir=_abs(flags.vae_dir) if flags.vae_dir else models / "VAE",
             lora_dir=_abs(flags.lora_dir) if flags.lora_dir else models / "Lora",
-            hypernetwork_dir=models / "hypernetworks",
+            hypernetwork_dir=_abs(flags.hypernetwork_dir) if flags.hypernetwork_dir else models / "hypernetworks",
             embeddings_dir=_abs(flags.embeddings_dir) if flags.embeddings_dir else data / "embeddings",
             outputs_dir=data / "outputs",
             config_file=_abs(flags.ui_settings_file) if flags.ui_settings_file else data / "config.json",

@@ -17,6 +17,7 @@ from pathlib import Path
 from sdui.core import lora
 from sdui.core.hooks import ProcessingHooks
 from sdui.models.embeddings import load_embeddings
+from sdui.models.files import list_files
 from sdui.models.hashes import HashCache
 from sdui.models.lora_files import find_lora, list_loras
 from sdui.text.extra_networks import NetworkUse, parse_tags
@@ -35,8 +36,15 @@ def multipliers(use: NetworkUse) -> tuple[float, float]:
 
 
 class ExtraNetworks(ProcessingHooks):
-    def __init__(self, lora_dir: Path, embeddings_dir: Path | None = None, hash_cache: HashCache | None = None):
+    def __init__(
+        self,
+        lora_dir: Path,
+        embeddings_dir: Path | None = None,
+        hash_cache: HashCache | None = None,
+        hypernetwork_dir: Path | None = None,
+    ):
         self.lora_dir = Path(lora_dir)
+        self.hypernetwork_dir = Path(hypernetwork_dir) if hypernetwork_dir is not None else None
         self.embeddings_dir = Path(embeddings_dir) if embeddings_dir is not None else None
         self.hash_cache = hash_cache
         self._files: list = []
@@ -48,9 +56,11 @@ class ExtraNetworks(ProcessingHooks):
             run.embeddings = embeddings_for(run.model, self.embeddings_dir, self.hash_cache)
 
     def process_batch(self, run, batch) -> None:
-        uses = []
+        every = []
         for text in batch.prompts[:1] + batch.negative_prompts[:1]:
-            uses += [u for u in parse_tags(text)[1] if u.kind in KINDS]
+            every += parse_tags(text)[1]
+        self._hypernetworks(run, [u for u in every if u.kind == "hypernet"])
+        uses = [u for u in every if u.kind in KINDS]
         wanted, used, missing = [], [], []
         for use in uses:
             found = find_lora(self._files, use.name)
@@ -77,6 +87,25 @@ class ExtraNetworks(ProcessingHooks):
                 hashes.append(f"{alias}: {found.shorthash(self.hash_cache)}")
         if hashes and run.settings.lora_add_hashes_to_infotext:
             run.extra_generation_params["Lora hashes"] = ", ".join(hashes)
+
+    def _hypernetworks(self, run, uses: list[NetworkUse]) -> None:
+        from sdui.core.hypernetworks import activate_hypernetworks
+
+        folder = self.hypernetwork_dir
+        files = {p.stem: p for p in list_files(folder, (".pt",))} if folder is not None else {}
+        wanted, missing = [], []
+        for use in uses:
+            if use.name not in files:
+                missing.append(use.name)
+                continue
+            try:
+                wanted.append((files[use.name], float(use.positional[1]) if len(use.positional) > 1 else 1.0))
+            except ValueError:
+                _tell(run, f"Hypernetwork {use.name}: the multiplier {use.positional[1]!r} is not a number")
+        if missing:
+            _tell(run, f"Hypernetworks not found: {', '.join(missing)}")
+        for message in activate_hypernetworks(run.model, wanted):
+            _tell(run, message)
 
 
 def embeddings_for(model, folder: Path, hash_cache: HashCache | None = None):
