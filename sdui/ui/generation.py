@@ -452,10 +452,12 @@ def wire_paste(
     targets: dict | None = None,
     choices: dict | None = None,
     scripts=None,
+    ctx=None,
 ) -> None:
     """↙️: parameters typed/pasted into the prompt box (or, with an empty box, the shown result's) fill the widgets.
     `targets` (default: tab.widget_for_field()) maps request fields to widgets; `choices` as in paste_values;
-    `scripts`' infotext fields are filled as A1111 fills them."""
+    `scripts`' infotext fields are filled as A1111 fills them; with `ctx`, LoRA tags are relinked by hash to the
+    files of this machine."""
     targets = targets if targets is not None else tab.widget_for_field()
     order = list(targets)
     script_fields = scripts.paste_fields if scripts is not None else []
@@ -467,6 +469,10 @@ def wire_paste(
 
     def on_paste(prompt_text, last_info):
         text = prompt_text if prompt_text and prompt_text.strip() else last_info
+        if ctx is not None and text:
+            from sdui.models.lora_files import list_loras, relink_lora_tags
+
+            text = relink_lora_tags(text, list_loras(ctx.paths.lora_dir), ctx.store.hash_cache)
         skip_scripts = [gr.skip()] * len(script_fields)
         try:
             values, ignored = paste.paste_values(text, order, mode=mode, choices=all_choices)

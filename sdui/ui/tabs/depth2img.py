@@ -135,6 +135,6 @@ def create_tab(ctx) -> generation.GenerationTab:
         own_paste_fields={"denoising_strength": denoising},
     )
     generation.wire_generation(ctx, tab, build_request, generate=generate)
-    generation.wire_paste(tab, mode=img2img.MODE)
+    generation.wire_paste(tab, mode=img2img.MODE, ctx=ctx)
     img2img.wire_size_from_image(settings, [image], lambda im: im)
     return tab

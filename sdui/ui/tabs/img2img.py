@@ -97,6 +97,6 @@ def create_tab(ctx) -> generation.GenerationTab:
         own_paste_fields={"denoising_strength": denoising},
     )
     generation.wire_generation(ctx, tab, build_request, scripts=scripts)
-    generation.wire_paste(tab, mode=MODE, scripts=scripts)
+    generation.wire_paste(tab, mode=MODE, scripts=scripts, ctx=ctx)
     wire_size_from_image(settings, [image], lambda im: im)
     return tab

@@ -209,7 +209,7 @@ def create_tab(ctx) -> generation.GenerationTab:
         },
     )
     generation.wire_generation(ctx, tab, build_request)
-    generation.wire_paste(tab, mode=img2img.MODE)
+    generation.wire_paste(tab, mode=img2img.MODE, ctx=ctx)
     draw_tab.select(lambda: SOURCES[0], inputs=[], outputs=[source], queue=False, api_visibility="private")
     upload_tab.select(lambda: SOURCES[1], inputs=[], outputs=[source], queue=False, api_visibility="private")
     img2img.wire_size_from_image(

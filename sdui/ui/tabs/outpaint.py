@@ -108,7 +108,7 @@ def create_tab(ctx) -> generation.GenerationTab:
         own_paste_fields={"denoising_strength": denoising, "mask_blur_x": mask_blur, "inpainting_fill": masked_content},
     )
     generation.wire_generation(ctx, tab, build_request)
-    generation.wire_paste(tab, mode=img2img.MODE, targets=tab.widget_for_field(size=False))
+    generation.wire_paste(tab, mode=img2img.MODE, targets=tab.widget_for_field(size=False), ctx=ctx)
     gr.on(
         [image.change, *(s.change for s in sides), pixels.change],
         size_note,

@@ -278,5 +278,5 @@ def create_tab(ctx) -> generation.GenerationTab:
         TAB, row, settings, seed, panel, own_inputs=hires.inputs, own_paste_fields=hires.paste_fields
     )
     generation.wire_generation(ctx, tab, build_request, scripts=scripts)
-    generation.wire_paste(tab, mode=TAB, choices=paste_choices(), scripts=scripts)
+    generation.wire_paste(tab, mode=TAB, choices=paste_choices(), scripts=scripts, ctx=ctx)
     return tab
