@@ -99,6 +99,64 @@ class CheckpointPicker:
     on_page_load: object  # () -> (dropdown update, message): bind to demo.load so a reload shows the current state
 
 
+APPLY_STYLES_SYMBOL = "\U0001f4cb"  # 📋
+
+
+def style_names(ctx) -> list[str]:
+    from sdui.text.styles import read_styles
+
+    return [s.name for s in read_styles(ctx.paths.styles_files)]
+
+
+def styled_prompts(ctx, prompt: str, negative: str, chosen) -> tuple[str, str]:
+    """The prompts with the chosen styles written into them (A1111's 📋)."""
+    from sdui.text.styles import apply_styles, read_styles
+
+    prompt, negative, _ = apply_styles(
+        prompt or "", negative or "", list(chosen or []), read_styles(ctx.paths.styles_files)
+    )
+    return prompt, negative
+
+
+def vae_choices(ctx) -> list[str]:
+    from sdui.core.vae_choice import AUTOMATIC, NONE, vae_files
+
+    return [AUTOMATIC, NONE, *vae_files(ctx.paths.vae_dir, ctx.paths.ckpt_dirs)]
+
+
+def create_vae_picker(ctx) -> gr.Dropdown:
+    """A1111's "SD VAE" quick setting: the sd_vae setting, saved at once; the next job decodes with it."""
+    dropdown = gr.Dropdown(
+        choices=vae_choices(ctx),
+        value=ctx.options.get("sd_vae") or "Automatic",
+        label="SD VAE",
+        elem_id="setting_sd_vae",
+        interactive=True,
+        scale=0,
+        min_width=240,
+        allow_custom_value=True,
+    )
+    refresh = tool_button(REFRESH_SYMBOL, elem_id="refresh_sd_vae")
+    message = gr.HTML("", elem_id="vae_message")
+
+    def on_select(choice):
+        try:
+            ctx.options.set("sd_vae", choice or "Automatic")
+            ctx.options.save()
+        except (UserError, OSError) as e:
+            return error_html(f"Could not save the VAE choice: {e}")
+        return ""
+
+    refresh.click(
+        lambda: gr.Dropdown(choices=vae_choices(ctx), value=ctx.options.get("sd_vae") or "Automatic"),
+        inputs=[],
+        outputs=[dropdown],
+        api_visibility="private",
+    )
+    dropdown.input(on_select, inputs=[dropdown], outputs=[message], api_visibility="private")
+    return dropdown
+
+
 def create_checkpoint_picker(ctx) -> CheckpointPicker:
     titles = checkpoint_titles(ctx)
     with gr.Row(elem_id="quicksettings", equal_height=True):
@@ -113,6 +171,7 @@ def create_checkpoint_picker(ctx) -> CheckpointPicker:
             filterable=True,
         )
         refresh = tool_button(REFRESH_SYMBOL, elem_id="refresh_sd_model_checkpoint")
+        create_vae_picker(ctx)
         message = gr.HTML(note_html("" if titles else no_checkpoint_hint(ctx)), elem_id="checkpoint_message")
 
     def on_refresh():

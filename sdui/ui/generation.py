@@ -12,6 +12,7 @@ functions. Everything that decides something is a plain function, testable witho
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -123,10 +124,13 @@ class PromptRow:
     interrupt: gr.Button
     skip: gr.Button
     paste: gr.Button
+    styles: gr.Dropdown | None = None  # the styles of styles.csv to apply (A1111's style picker)
 
 
-def create_prompt_row(tab: str) -> PromptRow:
-    """Prompt and negative prompt on the left; Generate, Interrupt/Skip and ↙️ on the right (A1111's toprow)."""
+def create_prompt_row(tab: str, ctx=None) -> PromptRow:
+    """Prompt and negative prompt on the left; Generate, Interrupt/Skip, ↙️ and the styles on the right (A1111's
+    toprow). The styles (with `ctx`): a multi-select of styles.csv's names, 🔄 rereads the files, 📋 writes the
+    chosen ones into the prompts and clears the choice."""
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6, elem_id=f"{tab}_prompt_container"):
             prompt = gr.Textbox(
@@ -154,7 +158,28 @@ def create_prompt_row(tab: str) -> PromptRow:
                 skip = gr.Button("Skip", size="sm", elem_id=f"{tab}_skip", min_width=60)
             with gr.Row(elem_id=f"{tab}_tools"):
                 paste = common.tool_button(common.PASTE_SYMBOL, elem_id=f"{tab}_paste")
-    return PromptRow(prompt, negative_prompt, generate, interrupt, skip, paste)
+                apply_styles = common.tool_button(common.APPLY_STYLES_SYMBOL, elem_id=f"{tab}_style_apply")
+                refresh_styles = common.tool_button(common.REFRESH_SYMBOL, elem_id=f"{tab}_style_refresh")
+            styles = gr.Dropdown(
+                choices=common.style_names(ctx) if ctx is not None else [],
+                value=[],
+                multiselect=True,
+                label="Styles",
+                show_label=False,
+                elem_id=f"{tab}_styles",
+            )
+    row = PromptRow(prompt, negative_prompt, generate, interrupt, skip, paste, styles)
+    if ctx is not None:
+        refresh_styles.click(
+            lambda: gr.Dropdown(choices=common.style_names(ctx)), inputs=[], outputs=[styles], api_visibility="private"
+        )
+        apply_styles.click(
+            lambda p, n, chosen: (*common.styled_prompts(ctx, p, n, chosen), []),
+            inputs=[prompt, negative_prompt, styles],
+            outputs=[prompt, negative_prompt, styles],
+            api_visibility="private",
+        )
+    return row
 
 
 SWAP_SYMBOL = "\u21c5"  # ⇅
@@ -365,13 +390,18 @@ def wire_generation(
 
     # a generator, so the progress bar and the live preview update while the job runs
     script_inputs = scripts.inputs if scripts is not None else []
+    styles = [tab.row.styles] if tab.row.styles is not None else []  # last, after the scripts' controls
 
     def on_generate(request: gr.Request, *values, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask
         run = generate
         try:
+            chosen = list(values[-1] or []) if styles else []
+            values = values[:-1] if styles else values
             if script_inputs:
                 values, script_values = values[: -len(script_inputs)], values[-len(script_inputs) :]
             generation = build(*values)
+            if chosen:
+                generation = dataclasses.replace(generation, styles=chosen)
             if script_inputs:
                 generation, runner = scripts.apply(generation, script_values)
                 if runner is not None:
@@ -400,7 +430,7 @@ def wire_generation(
 
     tab.row.generate.click(
         on_generate,
-        inputs=[*tab.request_inputs, *script_inputs],
+        inputs=[*tab.request_inputs, *script_inputs, *styles],
         outputs=outputs,
         show_progress_on=[panel.gallery],
         concurrency_limit=None,

@@ -126,6 +126,7 @@ def test_tab_builds_after_outpaint_with_its_ids_and_defaults(ctx):
             "subseed_strength",
             "seed_resize_from_w",
             "seed_resize_from_h",
+            "styles",  # last: the style picker
         )
     ]
 

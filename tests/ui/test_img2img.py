@@ -213,8 +213,10 @@ def test_generate_handlers_take_build_request_arguments_in_order(ctx):
         got = [b.elem_id or type(b).__name__ for b in fn.inputs]
         expected = own_ids + [i.format(tab) for i in common_ids]
         assert got[: len(expected)] == expected, tab
-        # then the Script dropdown and its scripts' controls where the tab has scripts (A1111's img2img)
-        assert got[len(expected) :][:1] == (["img2img_script"] if tab == "img2img" else []), tab
+        # then the Script dropdown and its scripts' controls where the tab has scripts (A1111's img2img), and last
+        # the style picker
+        assert got[len(expected) :][:1] == ([f"{tab}_script"] if tab == "img2img" else [f"{tab}_styles"]), tab
+        assert got[-1] == f"{tab}_styles", tab
     # the outpaint result's size is the canvas's: its size sliders are not shown
     blocks = components_by_id(demo)
     assert not blocks["outpaint_width"].visible and not blocks["outpaint_height"].visible

@@ -69,7 +69,7 @@ def wire_size_from_image(settings: generation.GenerationSettings, inputs: list, 
 # ---------------------------------------------------------------------------------------------------------------
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the img2img tab inside the current Blocks/Tab context and wire its events."""
-    row = generation.create_prompt_row(TAB)
+    row = generation.create_prompt_row(TAB, ctx)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             image = gr.Image(

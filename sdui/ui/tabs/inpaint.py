@@ -132,7 +132,7 @@ def build_request(
 # ---------------------------------------------------------------------------------------------------------------
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the inpaint tab inside the current Blocks/Tab context and wire its events."""
-    row = generation.create_prompt_row(TAB)
+    row = generation.create_prompt_row(TAB, ctx)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             with gr.Tabs(elem_id=f"{TAB}_mask_source"):

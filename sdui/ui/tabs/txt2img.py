@@ -265,7 +265,7 @@ def create_hires_fix(settings: generation.GenerationSettings) -> HiresWidgets:
 # ---------------------------------------------------------------------------------------------------------------
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the txt2img tab inside the current Blocks/Tab context and wire its events."""
-    row = generation.create_prompt_row(TAB)
+    row = generation.create_prompt_row(TAB, ctx)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             settings = generation.create_settings(TAB)

@@ -1,0 +1,33 @@
+"""The style picker of the generation tabs: its choices are styles.csv's, 📋 writes the chosen styles into the
+prompts, and Generate applies the chosen ones (the infotext shows the styled prompt)."""
+
+from __future__ import annotations
+
+from sdui.ui.app import create_ui
+from tests.helpers import call, components_by_id, handler, install_checkpoint, make_ctx, outputs_by_id
+
+CSV = 'name,prompt,negative_prompt\nCinematic,"{prompt}, film grain",blurry\nNight,by night,\n'
+HIRES_OFF = [False, "Latent", 0, 0.7, 2, 0, 0, "Use same sampler", "Use same scheduler", "", ""]
+
+
+def test_style_picker(tmp_path, tiny_sd1_checkpoint):
+    data = tmp_path / "data"
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    (data / "styles.csv").write_text(CSV)
+    ctx = make_ctx(data)
+    try:
+        demo = create_ui(ctx)
+        blocks = components_by_id(demo)
+        for tab in ("txt2img", "img2img", "inpaint", "outpaint", "depth2img"):
+            assert [c[0] for c in blocks[f"{tab}_styles"].choices] == ["Cinematic", "Night"]
+        apply = handler(demo, "txt2img_style_apply", "click")
+        assert apply.fn("a cat", "fog", ["Cinematic", "Night"]) == ("a cat, film grain, by night", "fog, blurry", [])
+
+        fn = handler(demo, "txt2img_generate", "click")
+        base = [*HIRES_OFF, "a cat", "fog", "Euler", "Automatic", 2, 64, 64, 1, 1, 5, 1234, -1, 0, 0, 0]
+        rest = [getattr(b, "value", None) for b in fn.inputs[len(base) :]]
+        rest[-1] = ["Cinematic"]
+        final = outputs_by_id(fn, list(call(fn, *base, *rest))[-1])
+        assert final["generation_info_txt2img"].startswith("a cat, film grain\nNegative prompt: fog, blurry\n")
+    finally:
+        ctx.jobs.shutdown()
