@@ -155,7 +155,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "extra_networks_show_hidden_directories": True,
     "extra_networks_dir_button_function": False,
     "extra_networks_hidden_models": "When searched",
-    "extra_networks_default_multiplier": 1.0,
     "extra_networks_card_width": 0,
     "extra_networks_card_height": 0,
     "extra_networks_card_text_scale": 1.0,
@@ -239,7 +238,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "restore_config_state_file": "",
     # Built-in extensions: Lora
     "sd_lora": "None",
-    "lora_preferred_name": "Alias from file",
     "lora_bundled_ti_to_infotext": True,
     "lora_show_all": False,
     "lora_hide_unknown_for_versions": [],

@@ -328,6 +328,18 @@ def _sections() -> list[dict[str, OptionInfo]]:
                     True, "Add textual inversion hashes to the parameters", "checkbox"
                 ),
                 "lora_add_hashes_to_infotext": OptionInfo(True, "Add Lora hashes to the parameters", "checkbox"),
+                "extra_networks_default_multiplier": OptionInfo(
+                    1.0,
+                    "Default multiplier for extra networks",
+                    "slider",
+                    {"minimum": 0.0, "maximum": 2.0, "step": 0.01},
+                ),
+                "lora_preferred_name": OptionInfo(
+                    "Alias from file",
+                    "When adding to prompt, refer to Lora by",
+                    "radio",
+                    _choices("Alias from file", "Filename"),
+                ),
             },
         ),
         options_section(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from sdui.ui import common, localization
+from sdui.ui import common, extra_networks, localization
 from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, txt2img
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ TITLE = "Stable Diffusion"
 def mount_options(ctx=None) -> dict:
     """Keyword arguments for gr.mount_gradio_app that this UI needs: our stylesheet and A1111's page helpers,
     then the enabled extensions' style.css and javascript/*.js (*.mjs as modules), in the order they loaded."""
-    css, scripts = [STYLE_CSS], [_inline_script(A1111_SCRIPT.read_text(encoding="utf-8"))]
+    css = [STYLE_CSS]
+    scripts = [_inline_script(path.read_text(encoding="utf-8")) for path in (A1111_SCRIPT, extra_networks.SCRIPT)]
     if ctx is not None and (translation := localization.page_script(ctx)):
         scripts.append(_inline_script(translation))
     runtime = getattr(ctx, "extensions", None)

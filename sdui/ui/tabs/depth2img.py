@@ -17,7 +17,7 @@ from PIL import Image
 from sdui.core.processed import Processed
 from sdui.errors import UserError
 from sdui.request import Img2ImgRequest
-from sdui.ui import common, generation
+from sdui.ui import common, extra_networks, generation
 from sdui.ui.tabs import img2img
 
 TAB = "depth2img"
@@ -99,6 +99,7 @@ HINT = (
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the depth2img tab inside the current Blocks/Tab context and wire its events."""
     row = generation.create_prompt_row(TAB, ctx)
+    extra_networks.create_extra_networks(ctx, TAB)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             with gr.Row(equal_height=True):

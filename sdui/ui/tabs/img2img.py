@@ -10,7 +10,7 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.request import Img2ImgRequest
-from sdui.ui import common, extension_scripts, generation, widgets
+from sdui.ui import common, extension_scripts, extra_networks, generation, widgets
 
 TAB = "img2img"
 MODE = "img2img"  # the request's mode: outputs go to outputs/img2img-images, as A1111's do
@@ -70,6 +70,7 @@ def wire_size_from_image(settings: generation.GenerationSettings, inputs: list, 
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the img2img tab inside the current Blocks/Tab context and wire its events."""
     row = generation.create_prompt_row(TAB, ctx)
+    extra_networks.create_extra_networks(ctx, TAB)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             image = gr.Image(

@@ -11,7 +11,7 @@ import gradio as gr
 from sdui.errors import UserError
 from sdui.modes import outpaint
 from sdui.request import MASKED_CONTENT, Img2ImgRequest
-from sdui.ui import common, generation, widgets
+from sdui.ui import common, extra_networks, generation, widgets
 from sdui.ui.tabs import img2img
 
 TAB = "outpaint"
@@ -71,6 +71,7 @@ def build_request(
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the outpaint tab inside the current Blocks/Tab context and wire its events."""
     row = generation.create_prompt_row(TAB, ctx)
+    extra_networks.create_extra_networks(ctx, TAB)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             image = gr.Image(

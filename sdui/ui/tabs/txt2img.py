@@ -14,7 +14,7 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.request import GenerationRequest
-from sdui.ui import common, extension_scripts, generation, widgets
+from sdui.ui import common, extension_scripts, extra_networks, generation, widgets
 
 TAB = "txt2img"
 
@@ -266,6 +266,7 @@ def create_hires_fix(settings: generation.GenerationSettings) -> HiresWidgets:
 def create_tab(ctx) -> generation.GenerationTab:
     """Lay out the txt2img tab inside the current Blocks/Tab context and wire its events."""
     row = generation.create_prompt_row(TAB, ctx)
+    extra_networks.create_extra_networks(ctx, TAB)
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             settings = generation.create_settings(TAB)

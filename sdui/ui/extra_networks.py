@@ -1,0 +1,96 @@
+"""The extra networks cards under each generation tab's prompt (A1111's): Textual Inversion, Hypernetworks,
+Checkpoints and Lora, each with a search box, a refresh button and a card per file (preview, name, description).
+Clicking a card adds its text to the prompt, or takes it out again when it is there; a checkpoint card loads that
+checkpoint. Previews are small inline images: the page never asks the server for a file by path.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import io
+from pathlib import Path
+
+import gradio as gr
+
+from sdui.app.extra_network_cards import KINDS, TITLES, Card, cards
+from sdui.ui import common
+
+SCRIPT = Path(__file__).with_name("extra_networks.js")
+THUMB_SIZE = 192
+
+
+@functools.lru_cache(maxsize=2048)
+def _thumbnail(path: str, mtime_ns: int) -> str:
+    """A preview as a small JPEG data URI (cached per file version)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _card_html(tab: str, card: Card) -> str:
+    preview = ""
+    if card.preview is not None:
+        try:
+            preview = f'<img src="{_thumbnail(str(card.preview), card.preview.stat().st_mtime_ns)}" alt="">'
+        except OSError:
+            preview = ""
+    q = html.escape
+    return (
+        f'<div class="extra-network-card" data-kind="{q(card.kind)}" data-name="{q(card.name)}" '
+        f'data-prompt="{q(card.prompt)}" title="{q(card.description or card.name)}" '
+        f"onclick=\"sduiCardClicked('{tab}', this)\">{preview}"
+        f'<span class="name">{q(card.name)}</span>'
+        f'<span class="description">{q(card.description)}</span></div>'
+    )
+
+
+def cards_html(ctx, tab: str, kind: str) -> str:
+    found = cards(ctx, kind)
+    body = "".join(_card_html(tab, c) for c in found) or (
+        f'<p class="extra-network-empty">Nothing here yet: put files into the {TITLES[kind]} folder and press 🔄.</p>'
+    )
+    return (
+        f'<div class="extra-network-panel" id="{tab}_{kind}_panel">'
+        '<input class="extra-network-search" type="search" placeholder="Search..." '
+        'oninput="sduiFilterCards(this)">'
+        f'<div class="extra-network-cards">{body}</div></div>'
+    )
+
+
+def create_extra_networks(ctx, tab: str) -> None:
+    """The accordion of cards for generation tab `tab` (its prompt box is `#<tab>_prompt`)."""
+    with gr.Accordion("Extra networks", open=False, elem_id=f"{tab}_extra_networks"):
+        with gr.Tabs(elem_id=f"{tab}_extra_networks_tabs"):
+            for kind in KINDS:
+                with gr.Tab(TITLES[kind], elem_id=f"{tab}_{kind}_tab"):
+                    listing = gr.HTML(cards_html(ctx, tab, kind), elem_id=f"{tab}_{kind}_cards")
+                    refresh = common.tool_button(common.REFRESH_SYMBOL, elem_id=f"{tab}_{kind}_refresh")
+                refresh.click(
+                    functools.partial(_refreshed, ctx, tab, kind),
+                    inputs=[],
+                    outputs=[listing],
+                    api_visibility="private",
+                )
+        # a checkpoint card writes its title here and presses the hidden button
+        chosen = gr.Textbox(visible="hidden", elem_id=f"{tab}_extra_networks_checkpoint")
+        select = gr.Button(visible="hidden", elem_id=f"{tab}_extra_networks_select")
+        message = gr.HTML("", elem_id=f"{tab}_extra_networks_message")
+    select.click(
+        lambda title: common.error_html(common.select_checkpoint(ctx, title)),
+        inputs=[chosen],
+        outputs=[message],
+        api_visibility="private",
+    )
+
+
+def _refreshed(ctx, tab: str, kind: str) -> str:
+    if kind == "checkpoints":
+        ctx.store.refresh()
+    return cards_html(ctx, tab, kind)
