@@ -9,7 +9,8 @@ applies a different set. Consecutive jobs with the same set do nothing.
 
 Module names: kohya's `lora_unet_<path>` / `lora_te_<path>` / `lora_te1_` / `lora_te2_` with the path's dots as
 underscores (the UNet path in diffusers' or the original LDM layout), and diffusers/PEFT files
-(`unet.<path>.lora_A.weight`, `text_encoder.<path>.lora.down.weight`, ...).
+(`unet.<path>.lora_A.weight`, `text_encoder.<path>.lora.down.weight`, ...). Module types: LoRA, LoCon (with a
+Tucker mid), LoHa, LoKr, IA3 and full "diff"; others (norm layers, OFT, ...) are skipped with a message.
 """
 
 from __future__ import annotations
@@ -136,11 +137,23 @@ def group_modules(tensors: dict[str, torch.Tensor]) -> dict:
 # ------------------------------------------------------------------------------------------------------ deltas
 
 
-def module_delta(parts: dict, shape: torch.Size) -> torch.Tensor:
+def module_delta(parts: dict, shape: torch.Size, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The weight change one module of a network makes, scaled by alpha/rank, in float32 and the weight's shape.
-    LoRA/LoCon (with a Tucker mid), LoHa, LoKr and full ("diff") modules; LoraFormatError for others."""
+    LoRA/LoCon (with a Tucker mid), LoHa, LoKr, IA3 (which scales the current `weight`) and full ("diff")
+    modules; LoraFormatError for others."""
     f = {k: v.float() for k, v in parts.items()}
     alpha = float(f["alpha"]) if "alpha" in f else None
+    if "weight" in f and "on_input" in parts:  # IA3: a learned scale per output (or input) channel
+        if weight is None:
+            raise LoraFormatError("an IA3 module needs the layer's weight")
+        on_input = bool(parts["on_input"].flatten()[0]) if parts["on_input"].numel() else False
+        w = weight.float()
+        scales = f["weight"].reshape(1, -1) if on_input else f["weight"].reshape(-1, 1)
+        if w.dim() == 4:
+            scales = scales[..., None, None]
+        if (w.shape[1] if on_input else w.shape[0]) != f["weight"].numel():
+            raise LoraFormatError(f"an IA3 scale of {f['weight'].numel()} does not fit a weight of {tuple(shape)}")
+        return w * scales
     if "lora_up.weight" in f and "lora_down.weight" in f:
         up, down = f["lora_up.weight"], f["lora_down.weight"]
         rank = down.shape[0]
@@ -227,7 +240,7 @@ def _apply_file(model, state: ActiveSet, targets: dict, path: str, te: float, un
         if multiplier == 0:
             continue
         try:
-            delta = module_delta(parts, target.module.weight.shape)
+            delta = module_delta(parts, target.module.weight.shape, target.module.weight)
         except LoraFormatError as e:
             misfit.append(f"{module_name}: {e.message}")
             continue

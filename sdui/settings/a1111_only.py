@@ -213,7 +213,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "add_version_to_infotext": True,
     "disable_weights_auto_swap": True,
     "infotext_skip_pasting": [],
-    "infotext_styles": "Apply if any",
     # Live previews
     "show_progressbar": True,
     "show_progress_grid": True,

@@ -310,6 +310,15 @@ def _sections() -> list[dict[str, OptionInfo]]:
             {
                 "add_model_hash_to_info": OptionInfo(True, "Write the model hash into the parameters", "checkbox"),
                 "add_model_name_to_info": OptionInfo(True, "Write the model name into the parameters", "checkbox"),
+                "infotext_styles": OptionInfo(
+                    "Apply if any",
+                    "Infer styles from prompts of pasted infotext",
+                    "radio",
+                    _choices("Ignore", "Apply", "Discard", "Apply if any"),
+                ).info(
+                    "Apply: the styles found are chosen and their text taken out of the prompts; Discard: only "
+                    "taken out; Apply if any: Apply when some are found"
+                ),
             },
         ),
         options_section(

@@ -56,3 +56,38 @@ def apply_styles(prompt: str, negative_prompt: str, names: list[str], styles: li
         prompt = merge_prompts(style.prompt, prompt)
         negative_prompt = merge_prompts(style.negative_prompt, negative_prompt)
     return prompt, negative_prompt, missing
+
+
+def _take_style_text(style_text: str, prompt: str) -> tuple[bool, str]:
+    """(whether `prompt` ends as a style of this text would leave it, the prompt without it): A1111's rule."""
+    stripped, text = prompt.strip(), style_text.strip()
+    if "{prompt}" in text:
+        left, _, right = text.partition("{prompt}")
+        if stripped.startswith(left) and stripped.endswith(right):
+            return True, stripped[len(left) : len(stripped) - len(right)]
+        return False, prompt
+    if stripped.endswith(text):
+        rest = stripped[: len(stripped) - len(text)]
+        return True, rest[:-2] if rest.endswith(", ") else rest
+    return False, prompt
+
+
+def extract_styles(prompt: str, negative_prompt: str, styles: list[Style]) -> tuple[list[str], str, str]:
+    """The styles a pasted prompt pair was made with, and the prompts without them (A1111 1.6+'s paste): styles
+    are taken off the end one at a time, last applied first."""
+    found: list[str] = []
+    candidates = [s for s in styles if s.prompt or s.negative_prompt]
+    while True:
+        for style in candidates:
+            ok, new_prompt = _take_style_text(style.prompt, prompt)
+            if not ok:
+                continue
+            ok, new_negative = _take_style_text(style.negative_prompt, negative_prompt)
+            if ok:
+                prompt, negative_prompt = new_prompt, new_negative
+                candidates.remove(style)
+                found.append(style.name)
+                break
+        else:
+            break
+    return list(reversed(found)), prompt, negative_prompt

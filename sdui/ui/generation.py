@@ -475,6 +475,24 @@ def wire_generation(
     )
 
 
+def _styles_of_paste(ctx, values: dict) -> list:
+    """The style picker's new value for a paste (A1111 1.6+'s infotext_styles): styles whose text ends the pasted
+    prompts are taken out of them (in `values`) and chosen; [gr.skip()] to leave the picker alone."""
+    mode = ctx.options.get("infotext_styles") or "Apply if any"
+    if mode == "Ignore" or ("prompt" not in values and "negative_prompt" not in values):
+        return [gr.skip()]
+    from sdui.text.styles import extract_styles, read_styles
+
+    found, prompt, negative = extract_styles(
+        values.get("prompt", ""), values.get("negative_prompt", ""), read_styles(ctx.paths.styles_files)
+    )
+    if found or mode in ("Apply", "Discard"):
+        values["prompt"], values["negative_prompt"] = prompt, negative
+    if mode == "Apply" or (mode == "Apply if any" and found):
+        return [found]
+    return [gr.skip()]
+
+
 def wire_paste(
     tab: GenerationTab,
     *,
@@ -504,14 +522,16 @@ def wire_paste(
 
             text = relink_lora_tags(text, list_loras(ctx.paths.lora_dir), ctx.store.hash_cache)
         skip_scripts = [gr.skip()] * len(script_fields)
+        skip_styles = [gr.skip()] * len(style_picker)
         try:
             values, ignored = paste.paste_values(text, order, mode=mode, choices=all_choices)
         except UserError as e:
-            return (*[gr.skip()] * len(order), *skip_scripts, common.error_html(e.message))
+            return (*[gr.skip()] * len(order), *skip_scripts, *skip_styles, common.error_html(e.message))
         if not values:
             return (
                 *[gr.skip()] * len(order),
                 *skip_scripts,
+                *skip_styles,
                 common.note_html(
                     "No generation parameters found: paste a whole infotext "
                     "(prompt, negative prompt and the \"Steps: ...\" line) into the prompt box."
@@ -519,16 +539,19 @@ def wire_paste(
             )
         note = common.note_html("Not available here, kept as it was: " + ", ".join(ignored) + ".") if ignored else ""
         from_scripts = pasted_values(text, script_fields) if script_fields else []
+        chosen_styles = _styles_of_paste(ctx, values) if style_picker else []
         return (
             *[values.get(name, gr.skip()) for name in order],
             *[gr.skip() if v is None else v for v in from_scripts],
+            *chosen_styles,
             note,
         )
 
+    style_picker = [tab.row.styles] if ctx is not None and tab.row.styles is not None else []
     tab.row.paste.click(
         on_paste,
         inputs=[tab.row.prompt, tab.panel.generation_info],
-        outputs=[*targets.values(), *[c for c, _ in script_fields], tab.panel.status],
+        outputs=[*targets.values(), *[c for c, _ in script_fields], *style_picker, tab.panel.status],
         queue=False,
         api_visibility="private",
     )

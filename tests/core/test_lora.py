@@ -56,6 +56,17 @@ def test_loha_lokr_and_full():
     assert torch.equal(module_delta({"diff": diff}, torch.Size([6, 10])), diff)
 
 
+def test_ia3_scales_the_weight_per_channel():
+    weight, scales = r(6, 10), r(6)
+    parts = {"weight": scales, "on_input": torch.tensor(False)}
+    assert torch.allclose(module_delta(parts, weight.shape, weight), weight * scales[:, None])
+    scales = r(10)
+    parts = {"weight": scales, "on_input": torch.tensor(True)}
+    assert torch.allclose(module_delta(parts, weight.shape, weight), weight * scales[None, :])
+    with pytest.raises(LoraFormatError, match="does not fit"):
+        module_delta({"weight": r(7), "on_input": torch.tensor(False)}, weight.shape, weight)
+
+
 def test_misfits_and_unknown_types_are_format_errors():
     with pytest.raises(LoraFormatError, match="does not fit"):
         module_delta({"lora_down.weight": r(2, 3), "lora_up.weight": r(4, 2)}, torch.Size([4, 5]))

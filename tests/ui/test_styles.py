@@ -31,3 +31,31 @@ def test_style_picker(tmp_path, tiny_sd1_checkpoint):
         assert final["generation_info_txt2img"].startswith("a cat, film grain\nNegative prompt: fog, blurry\n")
     finally:
         ctx.jobs.shutdown()
+
+
+def test_pasting_a_styled_prompt_chooses_the_styles(tmp_path):
+    from sdui.text.styles import Style, extract_styles
+
+    styles = [Style("Cinematic", "{prompt}, film grain", "blurry"), Style("Night", "by night")]
+    assert extract_styles("a cat, film grain, by night", "fog, blurry", styles) == (
+        ["Cinematic", "Night"],
+        "a cat",
+        "fog",
+    )
+    assert extract_styles("a dog", "fog", styles) == ([], "a dog", "fog")
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "styles.csv").write_text(CSV)
+    ctx = make_ctx(data)
+    try:
+        fn = handler(create_ui(ctx), "txt2img_paste", "click")
+        text = "a cat, film grain, by night\nNegative prompt: fog, blurry\nSteps: 3, Seed: 1, CFG scale: 5"
+        pasted = outputs_by_id(fn, call(fn, text, ""))
+        assert pasted["txt2img_prompt"] == "a cat" and pasted["txt2img_neg_prompt"] == "fog"
+        assert pasted["txt2img_styles"] == ["Cinematic", "Night"]
+        ctx.options.set("infotext_styles", "Ignore")
+        pasted = outputs_by_id(fn, call(fn, text, ""))
+        assert pasted["txt2img_prompt"] == "a cat, film grain, by night"
+    finally:
+        ctx.jobs.shutdown()
