@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 from sdui.core import lora
 from sdui.core.hooks import ProcessingHooks
+from sdui.infotext import parse_infotext
 from sdui.models.embeddings import load_embeddings
 from sdui.models.files import list_files
 from sdui.models.hashes import HashCache
@@ -137,3 +139,30 @@ def _tell(run, message: str) -> None:
     if message not in run.comments:
         log.warning("%s", message)
         run.comments[message] = message
+
+
+def relink_lora_tags(infotext: str, files: list, cache: HashCache | None) -> str:
+    """An infotext whose `<lora:alias:` tags name, where "Lora hashes" allows, the local file with that hash (A1111's
+    paste: a LoRA renamed on this machine is still found). Only hashes already computed are looked up."""
+    listed = str(parse_infotext(infotext, defaults=False).get("Lora hashes") or "")
+    wanted = {}
+    for entry in listed.split(","):
+        alias, sep, shorthash = entry.partition(":")
+        if sep:
+            wanted[alias.strip()] = shorthash.strip()
+    if not wanted or cache is None:
+        return infotext
+    by_hash = {}
+    for f in files:
+        try:
+            value = cache.get(f"lora/{f.name}", os.path.getmtime(f.path))
+        except OSError:
+            continue
+        if value:
+            by_hash[value[:12]] = f
+
+    def local(match: re.Match) -> str:
+        found = by_hash.get(wanted.get(match[1], ""))
+        return f"<lora:{found.alias}:" if found is not None else match[0]
+
+    return re.sub(r"<lora:([^:>]+):", local, infotext)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,31 +66,3 @@ def tensor_data_sha256(path: Path, cache: HashCache | None, key: str) -> str:
             cache.set(key, mtime, value)
     return value
 
-
-def relink_lora_tags(infotext: str, files: list[LoraFile], cache: HashCache | None) -> str:
-    """An infotext whose `<lora:alias:` tags name, where "Lora hashes" allows, the local file with that hash (A1111's
-    paste: a LoRA renamed on this machine is still found). Only hashes already computed are looked up."""
-    from sdui.infotext import parse_infotext
-
-    listed = str(parse_infotext(infotext, defaults=False).get("Lora hashes") or "")
-    wanted = {}
-    for entry in listed.split(","):
-        alias, sep, shorthash = entry.partition(":")
-        if sep:
-            wanted[alias.strip()] = shorthash.strip()
-    if not wanted or cache is None:
-        return infotext
-    by_hash = {}
-    for f in files:
-        try:
-            value = cache.get(f"lora/{f.name}", os.path.getmtime(f.path))
-        except OSError:
-            continue
-        if value:
-            by_hash[value[:12]] = f
-
-    def local(match: re.Match) -> str:
-        found = by_hash.get(wanted.get(match[1], ""))
-        return f"<lora:{found.alias}:" if found is not None else match[0]
-
-    return re.sub(r"<lora:([^:>]+):", local, infotext)

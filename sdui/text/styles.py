@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdui.errors import InvalidRequestError
+
 log = logging.getLogger(__name__)
 
 
@@ -91,3 +93,57 @@ def extract_styles(prompt: str, negative_prompt: str, styles: list[Style]) -> tu
         else:
             break
     return list(reversed(found)), prompt, negative_prompt
+
+
+def save_style(files: tuple[Path, ...], name: str, prompt: str, negative_prompt: str) -> Path:
+    """Add or change style `name` in the file that holds it (else the first file), written atomically; returns
+    the file. Other rows and columns of that file are kept as they were."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidRequestError("A style needs a name.")
+    return _rewrite(files, name, lambda rows: _upsert(rows, name, prompt, negative_prompt))
+
+
+def delete_style(files: tuple[Path, ...], name: str) -> Path:
+    holder = _holder(files, name)
+    if holder is None:
+        raise InvalidRequestError(f"There is no style named {name!r}.")
+    return _rewrite((holder,), name, lambda rows: [r for r in rows if (r.get("name") or "").strip() != name])
+
+
+def _holder(files: tuple[Path, ...], name: str) -> Path | None:
+    held = None
+    for style in read_styles(files):
+        if style.name == name:
+            held = style.path
+    return held
+
+
+def _upsert(rows: list[dict], name: str, prompt: str, negative: str) -> list[dict]:
+    for row in rows:
+        if (row.get("name") or "").strip() == name:
+            row["prompt"], row["negative_prompt"] = prompt, negative
+            return rows
+    return [*rows, {"name": name, "prompt": prompt, "negative_prompt": negative}]
+
+
+def _rewrite(files: tuple[Path, ...], name: str, change) -> Path:
+    import io
+
+    from sdui.atomic import write_text_atomic
+
+    path = _holder(files, name) or files[0]
+    rows, columns = [], ["name", "prompt", "negative_prompt"]
+    if path.is_file():
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f, skipinitialspace=True)
+            columns = list(reader.fieldnames or columns)
+            rows = list(reader)
+    for column in ("name", "prompt", "negative_prompt"):
+        if column not in columns:
+            columns.append(column)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(change(rows))
+    return write_text_atomic(path, out.getvalue())

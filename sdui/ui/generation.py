@@ -32,6 +32,7 @@ from sdui.ui.runner import (
     status_html,
     ui_owner,
 )
+from sdui.ui.styles_editor import EDIT_SYMBOL, create_styles_editor
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
             with gr.Row(elem_id=f"{tab}_tools"):
                 paste = common.tool_button(common.PASTE_SYMBOL, elem_id=f"{tab}_paste")
                 apply_styles = common.tool_button(common.APPLY_STYLES_SYMBOL, elem_id=f"{tab}_style_apply")
+                edit_styles = common.tool_button(EDIT_SYMBOL, elem_id=f"{tab}_style_edit")
                 refresh_styles = common.tool_button(common.REFRESH_SYMBOL, elem_id=f"{tab}_style_refresh")
             styles = gr.Dropdown(
                 choices=common.style_names(ctx) if ctx is not None else [],
@@ -170,6 +172,7 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
             )
     row = PromptRow(prompt, negative_prompt, generate, interrupt, skip, paste, styles)
     if ctx is not None:
+        create_styles_editor(ctx, tab, styles, edit_styles)
         refresh_styles.click(
             lambda: gr.Dropdown(choices=common.style_names(ctx)), inputs=[], outputs=[styles], api_visibility="private"
         )
@@ -518,7 +521,8 @@ def wire_paste(
     def on_paste(prompt_text, last_info):
         text = prompt_text if prompt_text and prompt_text.strip() else last_info
         if ctx is not None and text:
-            from sdui.models.lora_files import list_loras, relink_lora_tags
+            from sdui.core.extra_networks import relink_lora_tags
+            from sdui.models.lora_files import list_loras
 
             text = relink_lora_tags(text, list_loras(ctx.paths.lora_dir), ctx.store.hash_cache)
         skip_scripts = [gr.skip()] * len(script_fields)

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from sdui.models.hashes import HashCache
-from sdui.models.lora_files import find_lora, list_loras, relink_lora_tags
+from sdui.core.extra_networks import relink_lora_tags
+from sdui.models.lora_files import find_lora, list_loras
 
 
 def test_names_aliases_hashes_and_relinking(tmp_path):

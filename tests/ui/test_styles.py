@@ -59,3 +59,29 @@ def test_pasting_a_styled_prompt_chooses_the_styles(tmp_path):
         assert pasted["txt2img_prompt"] == "a cat, film grain, by night"
     finally:
         ctx.jobs.shutdown()
+
+
+def test_the_style_editor_saves_and_deletes_in_place(tmp_path):
+    from sdui.text.styles import read_styles
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "styles.csv").write_text('name,prompt,negative_prompt,notes\nNight,by night,,kept\n')
+    ctx = make_ctx(data)
+    try:
+        demo = create_ui(ctx)
+        save = handler(demo, "txt2img_edit_style_save", "click")
+        picker, _, message = save.fn("Cinematic", "{prompt}, film grain", "blurry")
+        assert [c[0] for c in picker.choices] == ["Night", "Cinematic"] and "Saved into" in message
+        save.fn("Night", "at night", "day")
+        styles = {s.name: s for s in read_styles((data / "styles.csv",))}
+        assert styles["Night"].prompt == "at night" and styles["Cinematic"].negative_prompt == "blurry"
+        assert "kept" in (data / "styles.csv").read_text()  # other columns survive
+        delete = handler(demo, "txt2img_edit_style_delete", "click")
+        picker, *_ = delete.fn("Night")
+        assert [c[0] for c in picker.choices] == ["Cinematic"]
+        *_, message = delete.fn("Nope")
+        assert "no style named &#x27;Nope&#x27;" in message
+        assert "no name" not in save.fn("", "x", "")[2] and "needs a name" in save.fn("", "x", "")[2]
+    finally:
+        ctx.jobs.shutdown()
