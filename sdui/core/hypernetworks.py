@@ -147,5 +147,6 @@ def activate_hypernetworks(model, wanted: list[tuple[Path, float]]) -> list[str]
         unet.set_attn_processor(
             {name: HypernetworkAttnProcessor(p, loaded) if ".attn2." in name else p for name, p in own.items()}
         )
+        model.on_undo("hypernetworks", lambda: activate_hypernetworks(model, []))
     state["key"] = key
     return problems

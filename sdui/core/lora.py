@@ -2,8 +2,10 @@
 
 A network file holds, for some Linear/Conv layers of the UNet and the text encoders, a low-rank (or otherwise
 factored) change of the weight. Applying a network adds `multiplier * scale * delta` to each such weight, with
-`scale = alpha / rank` as A1111 computes it; the originals are kept, and `activate` restores them exactly before it
-applies a different set. Consecutive jobs with the same set do nothing.
+`scale = alpha / rank` as A1111 computes it, and `activate` restores the originals exactly before it applies a
+different set. Consecutive jobs with the same set do nothing. The merged weights are new tensors beside the
+loaded ones, which stay untouched: taking a network out puts the loaded Parameters back, bit for bit, copying
+nothing.
 
     state = activate(model, [(LoraFile, te_multiplier, unet_multiplier), ...])   # -> what was applied, skipped
 
@@ -47,7 +49,7 @@ class Target:
 @dataclass
 class ActiveSet:
     key: tuple = ()  # (path, te, unet) of each applied network, in order
-    backups: dict = field(default_factory=dict)  # module -> (weight, bias) as loaded
+    backups: dict = field(default_factory=dict)  # module -> (weight, bias) Parameters as loaded
 
 
 class LoraFormatError(UserError):
@@ -186,6 +188,26 @@ def module_delta(parts: dict, shape: torch.Size, weight: torch.Tensor | None = N
     return delta.reshape(shape) * scale
 
 
+@torch.no_grad()
+def merged_weight(parts: dict, weight: torch.Tensor, multiplier: float) -> torch.Tensor:
+    """weight + multiplier * module_delta, as a new tensor. A plain LoRA (the common case) is one fused
+    multiply-add on float32 weights, W + (multiplier * alpha / rank) * up @ down, with no weight-sized temporaries."""
+    plain = "lora_up.weight" in parts and "lora_down.weight" in parts and "lora_mid.weight" not in parts
+    if plain and weight.dtype == torch.float32:
+        up = parts["lora_up.weight"].to(weight.device, torch.float32).flatten(1)
+        down = parts["lora_down.weight"].to(weight.device, torch.float32).flatten(1)
+        rows = weight.shape[0]
+        if up.shape[0] != rows or up.shape[1] != down.shape[0] or down.shape[1] * rows != weight.numel():
+            raise LoraFormatError(
+                f"a change of shape {(up.shape[0], down.shape[1])} does not fit a weight of {tuple(weight.shape)}"
+            )
+        alpha = float(parts["alpha"]) if "alpha" in parts else None
+        scale = alpha / down.shape[0] if alpha is not None else 1.0
+        return torch.addmm(weight.reshape(rows, -1), up, down, alpha=multiplier * scale).reshape(weight.shape)
+    delta = module_delta(parts, weight.shape, weight) * multiplier
+    return weight + delta.to(weight.device, weight.dtype)
+
+
 def _factor(f: dict, a: str, b: str, t: str) -> torch.Tensor:
     if t in f:  # Tucker: t (r, r', kh, kw), a (o, r), b (r', i)
         return torch.einsum("ijkl,jr,ip->prkl", f[t], f[b], f[a])
@@ -219,6 +241,8 @@ def activate(model, networks: Sequence[tuple], read=read_network) -> Applied:
         raise
     state.key = key
     model.applied["lora_report"] = report
+    if key:
+        model.on_undo("lora", lambda: restore(model))
     return report
 
 
@@ -240,11 +264,11 @@ def _apply_file(model, state: ActiveSet, targets: dict, path: str, te: float, un
         if multiplier == 0:
             continue
         try:
-            delta = module_delta(parts, target.module.weight.shape, target.module.weight)
+            merged = merged_weight(parts, target.module.weight, multiplier)
         except LoraFormatError as e:
             misfit.append(f"{module_name}: {e.message}")
             continue
-        changes.append((target.module, delta * multiplier, parts.get("diff_b")))
+        changes.append((target.module, merged, parts.get("diff_b")))
     if groups and not changes and (unknown or misfit):
         report.skipped.append(
             f"Network {name} does not fit this model ({model.arch}): none of its {len(groups)} layers matched"
@@ -255,26 +279,25 @@ def _apply_file(model, state: ActiveSet, targets: dict, path: str, te: float, un
     for text in misfit[:3]:
         log.warning("Network %s: %s", name, text)
     with torch.no_grad():
-        for module, delta, bias in changes:
-            if module not in state.backups:
-                saved_bias = module.bias.detach().clone() if module.bias is not None else None
-                state.backups[module] = (module.weight.detach().clone(), saved_bias)
-            module.weight += delta.to(module.weight.device, module.weight.dtype)
+        for module, merged, bias in changes:
+            # the merged weight is a new tensor; the loaded Parameter itself is kept to be put back (exact, no copy)
+            state.backups.setdefault(module, (module.weight, module.bias))
+            module.weight = torch.nn.Parameter(merged, requires_grad=False)
             if bias is not None and module.bias is not None:
-                module.bias += bias.to(module.bias.device, module.bias.dtype)
+                merged_bias = module.bias + bias.to(module.bias.device, module.bias.dtype)
+                module.bias = torch.nn.Parameter(merged_bias, requires_grad=False)
     report.names.append(name)
 
 
 def restore(model) -> None:
-    """Put back the weights as loaded (exactly: the saved copies, not a subtraction)."""
+    """Put back the weights as loaded (exactly: the loaded Parameters themselves, not a subtraction)."""
     state: ActiveSet | None = model.applied.get("lora")
     if state is None:
         return
-    with torch.no_grad():
-        for module, (weight, bias) in state.backups.items():
-            module.weight.copy_(weight)
-            if bias is not None:
-                module.bias.copy_(bias)
+    for module, (weight, bias) in state.backups.items():
+        module.weight = weight
+        if bias is not None:
+            module.bias = bias
     state.backups.clear()
     state.key = ()
     model.applied.pop("lora_report", None)

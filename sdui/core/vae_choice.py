@@ -66,6 +66,7 @@ def use_vae(model, path: Path | None) -> None:
         model.vae = state["own"]
     else:
         model.vae = load_vae_file(path, model.arch, state["own"])
+        model.on_undo("vae", lambda: use_vae(model, None))
     state["path"] = path
 
 

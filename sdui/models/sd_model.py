@@ -37,6 +37,15 @@ class SDModel:
     # weights, with the weights as loaded): sdui.core.lora
     applied: dict = field(default_factory=dict, repr=False)
 
+    def on_undo(self, name: str, undo) -> None:
+        """Register how to take back a change kept in `applied` (called before the model moves between devices)."""
+        self.applied.setdefault("undo", {})[name] = undo
+
+    def undo_applied(self) -> None:
+        """Take back every kept change (LoRA weights, hypernetworks, another VAE): the model as loaded."""
+        for undo in list(self.applied.pop("undo", {}).values()):
+            undo()
+
     @property
     def is_sdxl(self) -> bool:
         return self.arch in ("sdxl", "sdxl-refiner")

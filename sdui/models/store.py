@@ -219,6 +219,7 @@ def _move(model: SDModel, device, policy: DevicePolicy) -> None:
     """Move a model's components between the GPU and the CPU; nothing to do when we run on the CPU."""
     if policy.device.type == "cpu":
         return
+    model.undo_applied()  # kept per-job changes hold tensors on the old device: the next job makes them again
     for part in (model.unet, model.vae, *model.text_encoders, model.depth_estimator):
         if part is not None:
             part.to(device)

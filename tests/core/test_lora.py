@@ -144,3 +144,9 @@ def test_restore_is_exact_and_the_same_set_is_not_applied_twice(tmp_path):
     activate(model, [(path, 1.0, 0.3)], read=read)
     restore(model)
     assert torch.equal(layer.weight, before)
+    # before the model store moves a model between devices, every kept change is taken back
+    activate(model, [(path, 1.0, 0.3)], read=read)
+    model.undo_applied()
+    assert torch.equal(layer.weight, before) and model.applied["lora"].key == ()
+    activate(model, [(path, 1.0, 0.3)], read=read)
+    assert not torch.equal(layer.weight, before)
