@@ -96,7 +96,7 @@ def cards(ctx, kind: str) -> list[Card]:
                     kind,
                     p.stem,
                     p,
-                    f"<hypernet:{p.stem}:{multiplier:g}>",
+                    f"<hypernet:{p.stem}:{float(meta.get('preferred weight') or multiplier):g}>",
                     str(meta.get("description") or ""),
                     preview_of(p),
                     meta,
@@ -123,3 +123,18 @@ def find_preview(ctx, kind: str, name: str) -> Path | None:
         return None
     card = next((c for c in cards(ctx, kind) if c.name == name), None)
     return card.preview if card is not None else None
+
+
+def save_user_metadata(ctx, kind: str, name: str, changes: dict) -> Path:
+    """Merge `changes` into the user metadata (`<stem>.json`) of card `name`, written atomically; other keys are
+    kept. A name that is not listed is refused (a client never names a path)."""
+    from sdui.atomic import write_text_atomic
+    from sdui.errors import InvalidRequestError
+
+    card = next((c for c in cards(ctx, kind) if c.name == name), None) if kind in KINDS else None
+    if card is None:
+        raise InvalidRequestError(f"No {TITLES.get(kind, kind)} named {name!r}; press 🔄 and pick one from the list.")
+    data = {**card.metadata, **changes}
+    path = card.path.with_suffix(".json")
+    write_text_atomic(path, json.dumps(data, indent=4, ensure_ascii=False))
+    return path

@@ -72,6 +72,7 @@ def create_extra_networks(ctx, tab: str) -> None:
                 with gr.Tab(TITLES[kind], elem_id=f"{tab}_{kind}_tab"):
                     listing = gr.HTML(cards_html(ctx, tab, kind), elem_id=f"{tab}_{kind}_cards")
                     refresh = common.tool_button(common.REFRESH_SYMBOL, elem_id=f"{tab}_{kind}_refresh")
+                    create_metadata_editor(ctx, tab, kind, listing)
                 refresh.click(
                     functools.partial(_refreshed, ctx, tab, kind),
                     inputs=[],
@@ -94,3 +95,44 @@ def _refreshed(ctx, tab: str, kind: str) -> str:
     if kind == "checkpoints":
         ctx.store.refresh()
     return cards_html(ctx, tab, kind)
+
+
+def create_metadata_editor(ctx, tab: str, kind: str, listing: gr.HTML) -> None:
+    """A1111's user metadata editor: description, activation text, preferred weight and notes of one card, saved
+    into `<name>.json` beside its file; the cards show the change at once."""
+    from sdui.app.extra_network_cards import save_user_metadata
+    from sdui.errors import UserError
+
+    prefix = f"{tab}_{kind}_meta"
+    with gr.Accordion("Edit metadata", open=False, elem_id=prefix):
+        name = gr.Dropdown(choices=[c.name for c in cards(ctx, kind)], label="Name", elem_id=f"{prefix}_name")
+        description = gr.Textbox(label="Description", lines=2, elem_id=f"{prefix}_description")
+        activation = gr.Textbox(label="Activation text", elem_id=f"{prefix}_activation_text")
+        weight = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Preferred weight", elem_id=f"{prefix}_weight")
+        notes = gr.Textbox(label="Notes", lines=2, elem_id=f"{prefix}_notes")
+        save = gr.Button("Save", variant="primary", elem_id=f"{prefix}_save")
+        message = gr.HTML("", elem_id=f"{prefix}_message")
+
+    def load(chosen):
+        card = next((c for c in cards(ctx, kind) if c.name == chosen), None)
+        meta = card.metadata if card is not None else {}
+        return (
+            meta.get("description", ""),
+            meta.get("activation text", ""),
+            float(meta.get("preferred weight") or 1.0),
+            meta.get("notes", ""),
+        )
+
+    def on_save(chosen, text, activation_text, preferred, note):
+        changes = {"description": text or "", "activation text": activation_text or "", "notes": note or ""}
+        if kind in ("lora", "hypernetworks"):
+            changes["preferred weight"] = float(preferred)
+        try:
+            path = save_user_metadata(ctx, kind, chosen or "", changes)
+        except (UserError, OSError) as e:
+            return gr.skip(), common.error_html(getattr(e, "message", str(e)))
+        return cards_html(ctx, tab, kind), common.note_html(f"Saved {path.name}.")
+
+    private = {"api_visibility": "private", "queue": False}
+    name.input(load, inputs=[name], outputs=[description, activation, weight, notes], **private)
+    save.click(on_save, inputs=[name, description, activation, weight, notes], outputs=[listing, message], **private)

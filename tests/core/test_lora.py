@@ -150,3 +150,30 @@ def test_restore_is_exact_and_the_same_set_is_not_applied_twice(tmp_path):
     assert torch.equal(layer.weight, before) and model.applied["lora"].key == ()
     activate(model, [(path, 1.0, 0.3)], read=read)
     assert not torch.equal(layer.weight, before)
+
+
+def test_an_sdxl_file_in_kohya_sgm_layout_changes_exactly_its_layers(tmp_path):
+    from safetensors.torch import save_file
+
+    model = load_tiny_model("sdxl", tmp_path)
+    names = ldm_names(model.unet)
+    unet_layer = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v"
+    te1, te2 = model.text_encoders
+    q1 = [m for n, m in te1.named_modules() if n.endswith("layers.0.self_attn.q_proj")][0]
+    fc2 = [m for n, m in te2.named_modules() if n.endswith("layers.1.mlp.fc2")][0]
+    targets = {
+        "lora_unet_" + names[unet_layer].replace(".", "_"): model.unet.get_submodule(unet_layer),
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": q1,
+        "lora_te2_text_model_encoder_layers_1_mlp_fc2": fc2,
+    }
+    tensors, expected = {}, {}
+    for key, module in targets.items():
+        down, up = r(2, module.weight.shape[1]), r(module.weight.shape[0], 2)
+        tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(1.0)}
+        multiplier = 0.5 if key.startswith("lora_unet") else 0.8
+        expected[key] = module.weight.detach().clone() + multiplier * 0.5 * (up @ down)
+    save_file(tensors, str(tmp_path / "xl.safetensors"))
+    report = activate(model, [(tmp_path / "xl.safetensors", 0.8, 0.5)])
+    assert report.names == ["xl.safetensors"] and report.skipped == []
+    for key, module in targets.items():
+        assert torch.allclose(module.weight, expected[key], atol=1e-5), key

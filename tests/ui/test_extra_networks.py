@@ -46,6 +46,21 @@ def test_cards_of_each_kind(tmp_path, tiny_sd1_checkpoint):
         assert [c.prompt for c in cards(ctx, "textual_inversion")] == ["fluffy"]
         assert [c.prompt for c in cards(ctx, "hypernetworks")] == ["<hypernet:anime:1>"]
         assert [c.name for c in cards(ctx, "checkpoints")] == ctx.store.titles()
+
+        # the metadata editor writes <name>.json (other keys kept) and the cards follow
+        from sdui.ui.app import create_ui
+        from tests.helpers import handler
+
+        demo = create_ui(ctx)
+        load = handler(demo, "txt2img_lora_meta_name", "input")
+        assert load.fn("style") == ("a test style", "sks person", 0.7, "")
+        save = handler(demo, "txt2img_lora_meta_save", "click")
+        listing, message = save.fn("plain", "plainly", "pln", 1.25, "mine")
+        assert "Saved plain.json" in message and 'data-prompt="&lt;lora:plain:1.25&gt; pln"' in listing
+        saved = json.loads((data / "models" / "Lora" / "plain.json").read_text())
+        assert saved == {"description": "plainly", "activation text": "pln", "notes": "mine", "preferred weight": 1.25}
+        _, message = save.fn("../../etc/passwd", "x", "", 1.0, "")
+        assert "No Lora named" in message and not (data / "etc").exists()
     finally:
         ctx.jobs.shutdown()
 
