@@ -5,9 +5,43 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sdui.extensions.startup import start_extensions
 from sdui.ui.app import create_ui
 from tests.helpers import components_by_id, install_checkpoint, make_ctx, small
+
+
+@pytest.fixture
+def app_with(make_repo, tmp_path, tiny_sd1_checkpoint):
+    """app_with(name, code) -> the app context with the tiny checkpoint and one extension, `name`, whose
+    scripts/<name>.py is `code`, installed and loaded as at start."""
+    from sdui.extensions import manager
+
+    made = []
+
+    def make(name: str, code: str):
+        data = tmp_path / "data"
+        install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+        repo = make_repo(name, {f"scripts/{name}.py": code})
+        manager.install(data / "extensions", data / "tmp", str(repo), access_allowed=True)
+        ctx = make_ctx(data)
+        made.append(ctx)
+        ctx.extensions = start_extensions(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.jobs.shutdown()
+
+
+def api_client(ctx):
+    from fastapi.testclient import TestClient
+
+    import webui
+    from tests.helpers import LOCAL
+
+    return TestClient(webui.create_app(ctx), base_url=LOCAL)
 
 FANCY = '''
 import gradio as gr
@@ -38,30 +72,16 @@ class Fancy(scripts.Script):
 '''
 
 
-def test_a_script_using_a1111s_modules(make_repo, tmp_path, tiny_sd1_checkpoint, caplog):
-    from fastapi.testclient import TestClient
-
-    import webui
-    from sdui.extensions import manager
-    from tests.helpers import LOCAL
-
-    data = tmp_path / "data"
-    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
-    manager.install(
-        data / "extensions", data / "tmp", str(make_repo("fancy", {"scripts/fancy.py": FANCY})), access_allowed=True
+def test_a_script_using_a1111s_modules(app_with, caplog):
+    ctx = app_with("fancy", FANCY)
+    assert ctx.extensions.problems == [] and "fancy loaded" in caplog.text
+    blocks = components_by_id(create_ui(ctx))
+    assert "script_txt2img_fancy_enable" in blocks and "script_txt2img_fancy_refresh" in blocks
+    response = api_client(ctx).post(
+        "/sdapi/v1/txt2img", json=small(alwayson_scripts={"fancy": {"args": [True, "x"]}})
     )
-    ctx = make_ctx(data)
-    try:
-        ctx.extensions = start_extensions(ctx)
-        assert ctx.extensions.problems == [] and "fancy loaded" in caplog.text
-        blocks = components_by_id(create_ui(ctx))
-        assert "script_txt2img_fancy_enable" in blocks and "script_txt2img_fancy_refresh" in blocks
-        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
-        response = client.post("/sdapi/v1/txt2img", json=small(alwayson_scripts={"fancy": {"args": [True, "x"]}}))
-        info = json.loads(response.json()["info"])["infotexts"][0]
-        assert "Fancy: x True False" in info
-    finally:
-        ctx.jobs.shutdown()
+    info = json.loads(response.json()["info"])["infotexts"][0]
+    assert "Fancy: x True False" in info
 
 
 GRADIO3 = '''
@@ -90,31 +110,22 @@ class Old(scripts.Script):
 '''
 
 
-def test_a_gradio_3_script_builds_and_its_handlers_run(make_repo, tmp_path):
+def test_a_gradio_3_script_builds_and_its_handlers_run(app_with):
     import gradio as gr
 
-    from sdui.extensions import manager
     from tests.helpers import handler
 
-    data = tmp_path / "data"
-    manager.install(
-        data / "extensions", data / "tmp", str(make_repo("old", {"scripts/old.py": GRADIO3})), access_allowed=True
-    )
-    ctx = make_ctx(data)
-    try:
-        ctx.extensions = start_extensions(ctx)
-        assert ctx.extensions.problems == []
-        demo = create_ui(ctx)
-        blocks = components_by_id(demo)
-        assert blocks["script_txt2img_old_style_image"].sources == ["upload"]
-        fn = handler(demo, "script_txt2img_old_style_hide", "click")
-        assert fn.js == "(text) => text"
-        hidden, upper = fn.fn("abc")
-        assert hidden == {"__type__": "update", "visible": False} and upper["value"] == "ABC"
-        # Gradio itself is as it was outside the extension's code
-        assert not hasattr(gr.Button, "update") and not hasattr(gr, "Box") and not hasattr(gr.Textbox, "style")
-    finally:
-        ctx.jobs.shutdown()
+    ctx = app_with("old", GRADIO3)
+    assert ctx.extensions.problems == []
+    demo = create_ui(ctx)
+    blocks = components_by_id(demo)
+    assert blocks["script_txt2img_old_style_image"].sources == ["upload"]
+    fn = handler(demo, "script_txt2img_old_style_hide", "click")
+    assert fn.js == "(text) => text"
+    hidden, upper = fn.fn("abc")
+    assert hidden == {"__type__": "update", "visible": False} and upper["value"] == "ABC"
+    # Gradio itself is as it was outside the extension's code
+    assert not hasattr(gr.Button, "update") and not hasattr(gr, "Box") and not hasattr(gr.Textbox, "style")
 
 
 def test_fix_seed_on_a_processing_object():
@@ -170,39 +181,28 @@ class Saver(scripts.Script):
 '''
 
 
-def test_images_models_samplers_devices_and_ui_common(make_repo, tmp_path, tiny_sd1_checkpoint):
-    from fastapi.testclient import TestClient
+def test_images_models_samplers_devices_and_ui_common(app_with, tmp_path):
     from PIL import Image
 
-    import webui
-    from sdui.extensions import manager
-    from tests.helpers import LOCAL, handler
+    from tests.helpers import handler
 
-    data = tmp_path / "data"
-    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
-    manager.install(
-        data / "extensions", data / "tmp", str(make_repo("saver", {"scripts/saver.py": SAVER})), access_allowed=True
-    )
-    ctx = make_ctx(data)
-    try:
-        ctx.extensions = start_extensions(ctx)
-        assert ctx.extensions.problems == []
-        ctx.options.set("outdir_grids", str(tmp_path / "grids"))
-        demo = create_ui(ctx)
-        refresh = handler(demo, "script_txt2img_saver_refresh", "click")
-        assert refresh.fn()["choices"] == [info.title for info in ctx.store.checkpoints]
+    ctx = app_with("saver", SAVER)
+    assert ctx.extensions.problems == []
+    ctx.options.set("outdir_grids", str(tmp_path / "grids"))
+    demo = create_ui(ctx)
+    refresh = handler(demo, "script_txt2img_saver_refresh", "click")
+    assert refresh.fn()["choices"] == [info.title for info in ctx.store.checkpoints]
 
-        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
-        assert client.post("/sdapi/v1/txt2img", json=small(batch_size=2)).status_code == 200
-        path, txt, title, sampler, device, seen = json.loads((data / "extensions/saver/report.json").read_text())
-        assert txt is None and title == ctx.store.checkpoints[0].title and sampler == "DPM++ 2M"
-        assert device == "cpu" and seen is True
-        saved = Image.open(path)
-        assert saved.info["parameters"] == "a grid" and saved.info["saver"] == "yes"
-        assert saved.size == (2 * 64, 64)
-        assert path.startswith(str(tmp_path / "grids")) and "/saver-" in path
-    finally:
-        ctx.jobs.shutdown()
+    client = api_client(ctx)
+    assert client.post("/sdapi/v1/txt2img", json=small(batch_size=2)).status_code == 200
+    report = ctx.paths.data_dir / "extensions" / "saver" / "report.json"
+    path, txt, title, sampler, device, seen = json.loads(report.read_text())
+    assert txt is None and title == ctx.store.checkpoints[0].title and sampler == "DPM++ 2M"
+    assert device == "cpu" and seen is True
+    saved = Image.open(path)
+    assert saved.info["parameters"] == "a grid" and saved.info["saver"] == "yes"
+    assert saved.size == (2 * 64, 64)
+    assert path.startswith(str(tmp_path / "grids")) and "/saver-" in path
 
 
 COMPONENTS = '''
@@ -245,39 +245,31 @@ class Watcher(scripts.Script):
 '''
 
 
-def test_before_and_after_component_see_every_component(make_repo, tmp_path):
+def test_before_and_after_component_see_every_component(app_with):
     import re
 
-    from sdui.extensions import manager, registry
+    from sdui.extensions import registry
     from tests.helpers import handler
 
-    data = tmp_path / "data"
-    manager.install(
-        data / "extensions", data / "tmp", str(make_repo("w", {"scripts/w.py": COMPONENTS})), access_allowed=True
-    )
-    ctx = make_ctx(data)
-    try:
-        ctx.extensions = start_extensions(ctx)
-        demo = create_ui(ctx)
-        blocks = components_by_id(demo)
-        script_globals = registry.REGISTRY.scripts[0].cls.note.__globals__
-        seen = script_globals["SEEN"]
-        assert sorted(script_globals["UI_CALLS"]) == [False, True]  # ui() once per tab, as in A1111
-        assert {"txt2img_prompt", "img2img_prompt", "txt2img_generate", "extensions_install_url"} <= set(seen)
-        # the new button sits right after the prompt, the note right before the negative prompt, in their parents
-        prompt, shout = blocks["txt2img_prompt"], blocks["shout_button"]
-        siblings = prompt.parent.children
-        assert siblings.index(shout) == siblings.index(prompt) + 1
-        negative, note = blocks["txt2img_neg_prompt"], blocks["script_txt2img_watcher_note"]
-        assert negative.parent.children.index(note) == negative.parent.children.index(negative) - 1
-        layout = json.dumps(demo.config["layout"])
-        assert len(re.findall(rf'"id": {shout._id}\b', layout)) == 1
-        assert handler(demo, "shout_button", "click").fn("quiet") == "QUIET"
-        # a script sees the components of its own tab (A1111's scripts_current)
-        watchers = {s.mode: s.instance.generates for s in ctx.extensions.scripts.scripts}
-        assert watchers == {"txt2img": [("txt2img_generate", "Generate")], "img2img": [("img2img_generate", "Generate")]}
-    finally:
-        ctx.jobs.shutdown()
+    ctx = app_with("w", COMPONENTS)
+    demo = create_ui(ctx)
+    blocks = components_by_id(demo)
+    script_globals = registry.REGISTRY.scripts[0].cls.note.__globals__
+    seen = script_globals["SEEN"]
+    assert sorted(script_globals["UI_CALLS"]) == [False, True]  # ui() once per tab, as in A1111
+    assert {"txt2img_prompt", "img2img_prompt", "txt2img_generate", "extensions_install_url"} <= set(seen)
+    # the new button sits right after the prompt, the note right before the negative prompt, in their parents
+    prompt, shout = blocks["txt2img_prompt"], blocks["shout_button"]
+    siblings = prompt.parent.children
+    assert siblings.index(shout) == siblings.index(prompt) + 1
+    negative, note = blocks["txt2img_neg_prompt"], blocks["script_txt2img_watcher_note"]
+    assert negative.parent.children.index(note) == negative.parent.children.index(negative) - 1
+    layout = json.dumps(demo.config["layout"])
+    assert len(re.findall(rf'"id": {shout._id}\b', layout)) == 1
+    assert handler(demo, "shout_button", "click").fn("quiet") == "QUIET"
+    # a script sees the components of its own tab (A1111's scripts_current)
+    watchers = {s.mode: s.instance.generates for s in ctx.extensions.scripts.scripts}
+    assert watchers == {"txt2img": [("txt2img_generate", "Generate")], "img2img": [("img2img_generate", "Generate")]}
 
 
 PASTED = '''
@@ -314,39 +306,27 @@ class Stamp(scripts.Script):
 '''
 
 
-def test_pasting_fills_script_fields_and_grids_follow_on_image_grid(make_repo, tmp_path, tiny_sd1_checkpoint):
-    from fastapi.testclient import TestClient
+def test_pasting_fills_script_fields_and_grids_follow_on_image_grid(app_with):
     from PIL import Image
 
-    import webui
-    from sdui.extensions import manager
-    from tests.helpers import LOCAL, call, decode_png, handler, outputs_by_id
+    from tests.helpers import call, decode_png, handler, outputs_by_id
 
-    data = tmp_path / "data"
-    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
-    manager.install(
-        data / "extensions", data / "tmp", str(make_repo("st", {"scripts/st.py": PASTED})), access_allowed=True
+    ctx = app_with("st", PASTED)
+    demo = create_ui(ctx)
+    fn = handler(demo, "txt2img_paste", "click")
+    text = "a cat\nNegative prompt: dog\nSteps: 7, Seed: 3, Stamp enabled: True, Old stamp: zz, Count: 5"
+    pasted = outputs_by_id(fn, call(fn, text, ""))
+    assert pasted["script_txt2img_stamp_enabled"] is True
+    assert pasted["script_txt2img_stamp_word"] == "zz" and pasted["script_txt2img_stamp_count"] == 5
+    assert pasted["txt2img_steps"] == 7
+    # a text without the script's keys leaves its fields alone
+    untouched = outputs_by_id(fn, call(fn, "a cat\nSteps: 7, Seed: 3", ""))
+    assert all(
+        isinstance(untouched[k], dict) and untouched[k].get("__type__") == "update"
+        for k in ("script_txt2img_stamp_enabled", "script_txt2img_stamp_word", "script_txt2img_stamp_count")
     )
-    ctx = make_ctx(data)
-    try:
-        ctx.extensions = start_extensions(ctx)
-        demo = create_ui(ctx)
-        fn = handler(demo, "txt2img_paste", "click")
-        text = "a cat\nNegative prompt: dog\nSteps: 7, Seed: 3, Stamp enabled: True, Old stamp: zz, Count: 5"
-        pasted = outputs_by_id(fn, call(fn, text, ""))
-        assert pasted["script_txt2img_stamp_enabled"] is True
-        assert pasted["script_txt2img_stamp_word"] == "zz" and pasted["script_txt2img_stamp_count"] == 5
-        assert pasted["txt2img_steps"] == 7
-        # a text without the script's keys leaves its fields alone
-        untouched = outputs_by_id(fn, call(fn, "a cat\nSteps: 7, Seed: 3", ""))
-        assert all(
-            isinstance(untouched[k], dict) and untouched[k].get("__type__") == "update"
-            for k in ("script_txt2img_stamp_enabled", "script_txt2img_stamp_word", "script_txt2img_stamp_count")
-        )
 
-        client = TestClient(webui.create_app(ctx), base_url=LOCAL)
-        answer = client.post("/sdapi/v1/txt2img", json=small(batch_size=3, save_images=True)).json()
-        grid = decode_png(answer["images"][0])
-        assert isinstance(grid, Image.Image) and grid.size == (64, 3 * 64)  # one column, as the callback asked
-    finally:
-        ctx.jobs.shutdown()
+    client = api_client(ctx)
+    answer = client.post("/sdapi/v1/txt2img", json=small(batch_size=3, save_images=True)).json()
+    grid = decode_png(answer["images"][0])
+    assert isinstance(grid, Image.Image) and grid.size == (64, 3 * 64)  # one column, as the callback asked

@@ -14,31 +14,16 @@ from PIL import Image, PngImagePlugin
 from safetensors.torch import save_file
 
 from sdui.models.embeddings import load_embeddings, read_vectors
-from sdui.models.sd_model import SDModel
-from sdui.models.text_encoder_loading import load_text_encoders
 from sdui.text.encoder import CHUNK_LENGTH, PromptEncoder, chunk_tokens
 from sdui.text.tokenizer import tokenize
-from tests.fixtures.text_encoder_ldm import text_encoders_to_ldm, tiny_text_encoders
+from tests.fixtures.text_encoder_ldm import text_only_model
 
 SPARE = (1000, 1001, 1002)  # token ids the hand-made copy gives the vectors to
 
 
-def make_model(arch: str) -> SDModel:
-    encoders, tokenizers = load_text_encoders(text_encoders_to_ldm(arch, tiny_text_encoders(arch)), arch)
-    return SDModel(
-        arch=arch,
-        variant="base",
-        prediction_type="epsilon",
-        unet=None,
-        vae=None,
-        text_encoders=encoders,
-        tokenizers=tokenizers,
-    )
-
-
 @pytest.fixture(scope="module")
 def models():
-    return {arch: make_model(arch) for arch in ("sd1", "sdxl")}
+    return {arch: text_only_model(arch) for arch in ("sd1", "sdxl")}
 
 
 def width(encoder) -> int:

@@ -8,7 +8,6 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
 
 from sdui.errors import InvalidRequestError
 from sdui.models.sd_model import SDModel
-from sdui.models.text_encoder_loading import load_text_encoders
 from sdui.text.encoder import (
     COMMA_ID,
     Conditioning,
@@ -19,7 +18,11 @@ from sdui.text.encoder import (
     pad_to_chunks,
 )
 from sdui.text.tokenizer import load_clip_tokenizer, tokenize
-from tests.fixtures.text_encoder_ldm import CONTEXT_DIM, POOLED_DIM, text_encoders_to_ldm, tiny_text_encoders
+from tests.fixtures.text_encoder_ldm import (
+    CONTEXT_DIM,
+    POOLED_DIM,
+    text_only_model,
+)
 
 CPU = torch.device("cpu")
 PLAIN = "a photo of an astronaut riding a horse on mars"
@@ -34,23 +37,9 @@ WORDS = (
 ).split()
 
 
-def make_model(arch: str) -> SDModel:
-    state_dict = text_encoders_to_ldm(arch, tiny_text_encoders(arch))
-    encoders, tokenizers = load_text_encoders(state_dict, arch)
-    return SDModel(
-        arch=arch,
-        variant="base",
-        prediction_type="epsilon",
-        unet=None,
-        vae=None,
-        text_encoders=encoders,
-        tokenizers=tokenizers,
-    )
-
-
 @pytest.fixture(scope="module")
 def models():
-    return {arch: make_model(arch) for arch in ("sd1", "sd2", "sdxl", "sdxl-refiner")}
+    return {arch: text_only_model(arch) for arch in ("sd1", "sd2", "sdxl", "sdxl-refiner")}
 
 
 def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-6) -> bool:
@@ -259,7 +248,7 @@ def test_apply_emphasis_modes():
     out = apply_emphasis(z, w, "Original")
     assert torch.allclose(out.mean(), z.mean()) and not torch.equal(out, z)
     with pytest.raises(InvalidRequestError, match="Unknown emphasis mode"):
-        PromptEncoder(make_model("sd1")).encode(["x"], emphasis="Strong")
+        PromptEncoder(text_only_model("sd1")).encode(["x"], emphasis="Strong")
 
 
 # ---- (d) BREAK ----
@@ -327,7 +316,7 @@ def test_pad_to_chunks(models):
 
 
 def test_conditioning_dtype_follows_encoder():
-    model = make_model("sd1")
+    model = text_only_model("sd1")
     model.text_encoders[0].to(torch.float64)
     cond = PromptEncoder(model).encode(["a (cat:1.2)"])
     assert cond.embeds.dtype == torch.float64
