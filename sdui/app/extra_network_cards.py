@@ -35,6 +35,14 @@ class Card:
     description: str = ""
     preview: Path | None = None
     metadata: dict = field(default_factory=dict)
+    folder: str = ""  # the subfolder it lies in, below its kind's folder ("" at the top)
+
+    @property
+    def mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
 
 
 def user_metadata(path: Path) -> dict:
@@ -111,7 +119,25 @@ def cards(ctx, kind: str) -> list[Card]:
             p = Path(info.filename)
             meta = user_metadata(p)
             found.append(Card(kind, info.title, p, "", str(meta.get("description") or ""), preview_of(p), meta))
+    roots = {
+        "lora": paths.lora_dir,
+        "hypernetworks": paths.hypernetwork_dir,
+        "textual_inversion": paths.embeddings_dir,
+        "checkpoints": None,
+    }
+    for card in found:
+        card.folder = _folder(card.path, [roots[kind]] if roots[kind] else list(paths.ckpt_dirs))
     return sorted(found, key=lambda c: c.name.lower())
+
+
+def _folder(path: Path, roots: list[Path]) -> str:
+    for root in roots:
+        try:
+            relative = path.parent.resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            continue
+        return "" if str(relative) == "." else relative.as_posix()
+    return ""
 
 
 def _use_alias(ctx) -> bool:

@@ -30,12 +30,37 @@
         }
     };
 
-    window.sduiFilterCards = function (input) {
-        const query = input.value.trim().toLowerCase();
-        const panel = input.closest(".extra-network-panel");
+    function applyFilters(panel) {
+        const query = panel.querySelector(".extra-network-search").value.trim().toLowerCase();
+        const folder = panel.dataset.folder || "";
         for (const card of panel.querySelectorAll(".extra-network-card")) {
             const text = (card.dataset.name + " " + card.title).toLowerCase();
-            card.style.display = !query || text.includes(query) ? "" : "none";
+            const inFolder = !folder || card.dataset.folder === folder || card.dataset.folder.startsWith(folder + "/");
+            card.style.display = (!query || text.includes(query)) && inFolder ? "" : "none";
         }
+    }
+
+    window.sduiFilterCards = function (input) {
+        applyFilters(input.closest(".extra-network-panel"));
+    };
+
+    // a folder button shows that folder's cards (and its subfolders'); pressed again, all cards
+    window.sduiFolderClicked = function (button) {
+        const panel = button.closest(".extra-network-panel");
+        const chosen = panel.dataset.folder === button.dataset.folder ? "" : button.dataset.folder;
+        panel.dataset.folder = chosen;
+        for (const b of panel.querySelectorAll(".extra-network-folder")) {
+            b.classList.toggle("selected", b.dataset.folder === chosen);
+        }
+        applyFilters(panel);
+    };
+
+    window.sduiSortCards = function (select) {
+        const container = select.closest(".extra-network-panel").querySelector(".extra-network-cards");
+        const cards = Array.from(container.querySelectorAll(".extra-network-card"));
+        cards.sort((a, b) => select.value === "mtime"
+            ? Number(b.dataset.mtime) - Number(a.dataset.mtime)
+            : a.dataset.name.toLowerCase().localeCompare(b.dataset.name.toLowerCase()));
+        for (const card of cards) container.appendChild(card);
     };
 })();

@@ -44,6 +44,7 @@ def _card_html(tab: str, card: Card) -> str:
     q = html.escape
     return (
         f'<div class="extra-network-card" data-kind="{q(card.kind)}" data-name="{q(card.name)}" '
+        f'data-folder="{q(card.folder)}" data-mtime="{card.mtime:.0f}" '
         f'data-prompt="{q(card.prompt)}" title="{q(card.description or card.name)}" '
         f"onclick=\"sduiCardClicked('{tab}', this)\">{preview}"
         f'<span class="name">{q(card.name)}</span>'
@@ -56,10 +57,21 @@ def cards_html(ctx, tab: str, kind: str) -> str:
     body = "".join(_card_html(tab, c) for c in found) or (
         f'<p class="extra-network-empty">Nothing here yet: put files into the {TITLES[kind]} folder and press 🔄.</p>'
     )
+    folders = sorted({c.folder for c in found if c.folder})
+    buttons = "".join(
+        f'<button class="extra-network-folder" data-folder="{html.escape(f)}" '
+        f'onclick="sduiFolderClicked(this)">{html.escape(f)}</button>'
+        for f in folders
+    )
+    folder_row = f'<div class="extra-network-folders">{buttons}</div>' if buttons else ""
     return (
-        f'<div class="extra-network-panel" id="{tab}_{kind}_panel">'
+        f'<div class="extra-network-panel" id="{tab}_{kind}_panel" data-folder="">'
+        '<div class="extra-network-controls">'
         '<input class="extra-network-search" type="search" placeholder="Search..." '
         'oninput="sduiFilterCards(this)">'
+        '<select class="extra-network-sort" onchange="sduiSortCards(this)">'
+        '<option value="name">Name</option><option value="mtime">Date modified</option></select>'
+        f"</div>{folder_row}"
         f'<div class="extra-network-cards">{body}</div></div>'
     )
 

@@ -5,6 +5,7 @@ to the prompt and a second click takes it out, search hides cards, a checkpoint 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -24,6 +25,9 @@ def populate(data):
     )
     Image.new("RGB", (64, 48), (200, 30, 30)).save(lora / "style.preview.png")
     save_file({"x.alpha": torch.tensor(1.0)}, str(lora / "plain.safetensors"))
+    (lora / "deep").mkdir()
+    save_file({"x.alpha": torch.tensor(1.0)}, str(lora / "deep" / "inner.safetensors"))
+    os.utime(lora / "plain.safetensors", (2_000_000_000, 2_000_000_000))  # the newest
     torch.save({"string_to_param": {"*": torch.zeros(1, 8)}}, data / "embeddings" / "fluffy.pt")
     hyper = data / "models" / "hypernetworks"
     hyper.mkdir(parents=True, exist_ok=True)
@@ -41,6 +45,7 @@ def test_cards_of_each_kind(tmp_path, tiny_sd1_checkpoint):
             lora["style"].prompt == "<lora:orig:0.7> sks person" and lora["style"].preview.name == "style.preview.png"
         )
         assert lora["style"].description == "a test style" and lora["plain"].prompt == "<lora:plain:1>"
+        assert (lora["inner"].folder, lora["plain"].folder) == ("deep", "")
         ctx.options.set("lora_preferred_name", "Filename")
         assert {c.name: c for c in cards(ctx, "lora")}["style"].prompt.startswith("<lora:style:0.7>")
         assert [c.prompt for c in cards(ctx, "textual_inversion")] == ["fluffy"]
@@ -92,6 +97,18 @@ def test_cards_in_the_browser(page, tmp_path, tiny_sd1_checkpoint):
         search = page.locator("#txt2img_lora_cards input.extra-network-search")
         search.fill("plain")
         assert not card.is_visible() and page.locator("#txt2img_lora_cards [data-name='plain']").is_visible()
+        search.fill("")
+        names = page.locator("#txt2img_lora_cards .extra-network-card")
+        folder = page.locator("#txt2img_lora_cards button.extra-network-folder", has_text="deep")
+        folder.click()
+        assert [
+            n for n in names.evaluate_all("cs => cs.filter(c => c.style.display !== 'none').map(c => c.dataset.name)")
+        ] == ["inner"]
+        folder.click()
+        page.locator("#txt2img_lora_cards select.extra-network-sort").select_option("mtime")
+        assert names.first.get_attribute("data-name") == "plain"
+        page.locator("#txt2img_lora_cards select.extra-network-sort").select_option("name")
+        assert names.evaluate_all("cs => cs.map(c => c.dataset.name)") == ["inner", "plain", "style"]
 
         page.locator("#txt2img_extra_networks").get_by_role("tab", name="Textual Inversion").click()
         page.locator("#txt2img_textual_inversion_cards [data-name='fluffy']").click()
