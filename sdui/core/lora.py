@@ -12,7 +12,7 @@ nothing.
 Module names: kohya's `lora_unet_<path>` / `lora_te_<path>` / `lora_te1_` / `lora_te2_` with the path's dots as
 underscores (the UNet path in diffusers' or the original LDM layout), and diffusers/PEFT files
 (`unet.<path>.lora_A.weight`, `text_encoder.<path>.lora.down.weight`, ...). Module types: LoRA, LoCon (with a
-Tucker mid), LoHa, LoKr, IA3 and full "diff"; others (norm layers, OFT, ...) are skipped with a message.
+Tucker mid), LoHa, LoKr, IA3, full "diff" and norm-layer modules; others (OFT, ...) are skipped with a message.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def model_targets(model) -> dict[str, Target]:
     if cached is not None:
         return cached
     found: dict = {}
-    layers = (torch.nn.Linear, torch.nn.Conv2d)
+    layers = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm, torch.nn.GroupNorm)  # norms: "norm" modules
     ldm = ldm_names(model.unet)
     for name, module in model.unet.named_modules():
         if isinstance(module, layers):
@@ -141,8 +141,8 @@ def group_modules(tensors: dict[str, torch.Tensor]) -> dict:
 
 def module_delta(parts: dict, shape: torch.Size, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The weight change one module of a network makes, scaled by alpha/rank, in float32 and the weight's shape.
-    LoRA/LoCon (with a Tucker mid), LoHa, LoKr, IA3 (which scales the current `weight`) and full ("diff")
-    modules; LoraFormatError for others."""
+    LoRA/LoCon (with a Tucker mid), LoHa, LoKr, IA3 (which scales the current `weight`), full ("diff") and norm
+    ("w_norm") modules; LoraFormatError for others."""
     f = {k: v.float() for k, v in parts.items()}
     alpha = float(f["alpha"]) if "alpha" in f else None
     if "weight" in f and "on_input" in parts:  # IA3: a learned scale per output (or input) channel
@@ -181,6 +181,8 @@ def module_delta(parts: dict, shape: torch.Size, weight: torch.Tensor | None = N
         scale = alpha / rank if alpha is not None and rank else 1.0
     elif "diff" in f:
         delta, scale = f["diff"], 1.0
+    elif "w_norm" in f:  # a norm layer's weight (and bias, "b_norm") replaced by a trained change
+        delta, scale = f["w_norm"], 1.0
     else:
         raise LoraFormatError(f"unknown module type with parts {', '.join(sorted(parts))}")
     if delta.numel() != shape.numel():
@@ -268,7 +270,8 @@ def _apply_file(model, state: ActiveSet, targets: dict, path: str, te: float, un
         except LoraFormatError as e:
             misfit.append(f"{module_name}: {e.message}")
             continue
-        changes.append((target.module, merged, parts.get("diff_b")))
+        bias = parts.get("diff_b", parts.get("b_norm"))
+        changes.append((target.module, merged, None if bias is None else bias.float() * multiplier))
     if groups and not changes and (unknown or misfit):
         report.skipped.append(
             f"Network {name} does not fit this model ({model.arch}): none of its {len(groups)} layers matched"

@@ -177,3 +177,33 @@ def test_an_sdxl_file_in_kohya_sgm_layout_changes_exactly_its_layers(tmp_path):
     assert report.names == ["xl.safetensors"] and report.skipped == []
     for key, module in targets.items():
         assert torch.allclose(module.weight, expected[key], atol=1e-5), key
+
+
+def test_norm_and_full_modules_change_weight_and_bias_by_the_multiplier(tmp_path):
+    from safetensors.torch import save_file
+
+    model = load_tiny_model("sd1", tmp_path)
+    norm = model.unet.get_submodule("down_blocks.0.attentions.0.norm")
+    out = model.unet.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0")
+    before = {
+        k: t.detach().clone() for k, t in (("nw", norm.weight), ("nb", norm.bias), ("ow", out.weight), ("ob", out.bias))
+    }
+    w_norm, b_norm, diff, diff_b = r(*norm.weight.shape), r(*norm.bias.shape), r(*out.weight.shape), r(*out.bias.shape)
+    save_file(
+        {
+            "lora_unet_down_blocks_0_attentions_0_norm.w_norm": w_norm,
+            "lora_unet_down_blocks_0_attentions_0_norm.b_norm": b_norm,
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0.diff": diff,
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0.diff_b": diff_b,
+        },
+        str(tmp_path / "full.safetensors"),
+    )
+    activate(model, [(tmp_path / "full.safetensors", 1.0, 0.5)])
+    assert torch.allclose(norm.weight, before["nw"] + 0.5 * w_norm) and torch.allclose(
+        norm.bias, before["nb"] + 0.5 * b_norm
+    )
+    assert torch.allclose(out.weight, before["ow"] + 0.5 * diff) and torch.allclose(
+        out.bias, before["ob"] + 0.5 * diff_b
+    )
+    activate(model, [])
+    assert torch.equal(norm.bias, before["nb"]) and torch.equal(out.weight, before["ow"])

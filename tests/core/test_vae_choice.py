@@ -63,6 +63,12 @@ def test_a_vae_file_decodes_the_job_and_none_goes_back(setup):
     assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(processed.images[0]))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
     assert f"VAE hash: {digest}, VAE: other.safetensors" in processed.infotexts[0]
+    # pasted back, the infotext chooses the same VAE (A1111's "VAE" key sets sd_vae)
+    from sdui.core.infotext_fields import request_fields
+    from sdui.infotext import parse_infotext
+
+    fields = request_fields(parse_infotext(processed.infotexts[0]), mode="txt2img")
+    assert fields["override_settings"]["sd_vae"] == "other.safetensors"
     assert model.vae is not own and model.unet is not None
 
     again, _ = run(model, choice, sd_vae="None")
