@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from sdui.ui import common, extra_networks, localization
-from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, txt2img
+from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, settings, txt2img
 
 log = logging.getLogger(__name__)
 STYLE_CSS = Path(__file__).with_name("style.css")
@@ -96,6 +96,8 @@ def create_ui(ctx) -> gr.Blocks:
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo.create_tab(t2i, tabs)
             add_extension_tabs(added_tabs)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                settings.create_tab(ctx)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 extensions.create_tab(ctx)
         if getattr(ctx, "extensions", None) is not None:
