@@ -18,6 +18,7 @@ from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pngi
 log = logging.getLogger(__name__)
 STYLE_CSS = Path(__file__).with_name("style.css")
 A1111_SCRIPT = Path(__file__).with_name("a1111_script.js")
+SHORTCUTS_SCRIPT = Path(__file__).with_name("shortcuts.js")
 TITLE = "Stable Diffusion"
 
 
@@ -25,7 +26,10 @@ def mount_options(ctx=None) -> dict:
     """Keyword arguments for gr.mount_gradio_app that this UI needs: our stylesheet and A1111's page helpers,
     then the enabled extensions' style.css and javascript/*.js (*.mjs as modules), in the order they loaded."""
     css = [STYLE_CSS]
-    scripts = [_inline_script(path.read_text(encoding="utf-8")) for path in (A1111_SCRIPT, extra_networks.SCRIPT)]
+    own = (A1111_SCRIPT, extra_networks.SCRIPT, SHORTCUTS_SCRIPT)
+    scripts = [_inline_script(path.read_text(encoding="utf-8")) for path in own]
+    if ctx is not None and (ctx.flags.theme or "").lower() == "dark":  # --theme dark: Gradio's dark mode
+        scripts.append(_inline_script('document.body.classList.add("dark");'))
     if ctx is not None and (translation := localization.page_script(ctx)):
         scripts.append(_inline_script(translation))
     runtime = getattr(ctx, "extensions", None)
