@@ -99,6 +99,7 @@ class CheckpointPicker:
     on_page_load: object  # () -> (dropdown update, message): bind to demo.load so a reload shows the current state
 
 
+QUICK_SETTINGS = ("sd_model_checkpoint", "sd_vae")  # the top bar's settings (A1111's quicksettings_list)
 APPLY_STYLES_SYMBOL = "\U0001f4cb"  # 📋
 
 

@@ -171,6 +171,7 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
                 elem_id=f"{tab}_styles",
             )
     row = PromptRow(prompt, negative_prompt, generate, interrupt, skip, paste, styles)
+    wire_token_counters(tab, prompt, negative_prompt)
     if ctx is not None:
         create_styles_editor(ctx, tab, styles, edit_styles)
         refresh_styles.click(
@@ -183,6 +184,28 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
             api_visibility="private",
         )
     return row
+
+
+def counter_html(text: str) -> str:
+    from sdui.text.token_count import token_count
+
+    count, limit = token_count(text or "")
+    return f"<span class='token-count{' over' if count > 75 else ''}'>{count}/{limit}</span>"
+
+
+def wire_token_counters(tab: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> None:
+    """A1111's token counters (n/75 per chunk) beside both prompts, updated as the user types."""
+    for box, elem_id in ((prompt, f"{tab}_token_counter"), (negative_prompt, f"{tab}_negative_token_counter")):
+        counter = gr.HTML(counter_html(""), elem_id=elem_id, elem_classes=["token-counter"])
+        box.change(
+            counter_html,
+            inputs=[box],
+            outputs=[counter],
+            queue=False,
+            api_visibility="private",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
 
 
 SWAP_SYMBOL = "\u21c5"  # ⇅

@@ -119,6 +119,8 @@ def create_tab(ctx) -> None:
                         section.label, open=not section.id.startswith("a1111"), elem_id=f"settings_{section.id}"
                     ):
                         for key, info in entries:
+                            if key in common.QUICK_SETTINGS:  # shown in the top bar, as A1111 moves them there
+                                continue
                             try:
                                 widget = _component(key, info, options.get(key))
                             except Exception:
