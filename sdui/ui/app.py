@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from sdui.ui import common, extra_networks, localization
+from sdui.ui import common, extra_networks, generation, localization
 from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, settings, txt2img
 
 log = logging.getLogger(__name__)
@@ -90,15 +90,16 @@ def create_ui(ctx) -> gr.Blocks:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 t2i = txt2img.create_tab(ctx)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
-                img2img.create_tab(ctx)
+                i2i = img2img.create_tab(ctx)
             with gr.Tab("Inpaint", id="inpaint", elem_id="tab_inpaint"):
-                inpaint.create_tab(ctx)
+                inp = inpaint.create_tab(ctx)
             with gr.Tab("Outpaint", id="outpaint", elem_id="tab_outpaint"):
-                outpaint.create_tab(ctx)
+                outp = outpaint.create_tab(ctx)
             with gr.Tab("depth2img", id="depth2img", elem_id="tab_depth2img"):
-                depth2img.create_tab(ctx)
+                depth = depth2img.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo.create_tab(t2i, tabs)
+            generation.wire_send_to([t2i, i2i, inp, outp, depth], {"img2img": i2i, "inpaint": inp}, tabs)
             add_extension_tabs(added_tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.create_tab(ctx)

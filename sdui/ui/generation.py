@@ -292,6 +292,11 @@ class OutputPanel:
     seeds: gr.State
     subseeds: gr.State
     selected: gr.State
+    images: gr.State  # the images shown, kept on the server (what "Send to" sends)
+    send: dict = field(default_factory=dict)  # target tab -> its "Send to" button
+
+
+SEND_TARGETS = {"img2img": "img2img", "inpaint": "inpaint"}  # tab id -> button label suffix
 
 
 def create_output_panel(tab: str) -> OutputPanel:
@@ -317,8 +322,14 @@ def create_output_panel(tab: str) -> OutputPanel:
             elem_id=f"generation_info_{tab}",
             buttons=["copy"],
         )
+        with gr.Row(elem_id=f"{tab}_send_row"):
+            send = {
+                target: gr.Button(f"Send to {label}", size="sm", elem_id=f"{tab}_send_to_{target}")
+                for target, label in SEND_TARGETS.items()
+            }
         status = gr.HTML("", elem_id=f"html_info_{tab}", elem_classes=["generation-status"], js_on_load=None)
-    return OutputPanel(gallery, generation_info, status, gr.State([]), gr.State([]), gr.State([]), gr.State(None))
+    states = (gr.State([]), gr.State([]), gr.State([]), gr.State(None), gr.State([]))
+    return OutputPanel(gallery, generation_info, status, *states, send=send)
 
 
 def size_of_image(image, *, minimum: int = 64, maximum: int = 2048) -> tuple[int, int] | None:
@@ -345,6 +356,8 @@ class GenerationTab:
     panel: OutputPanel
     own_inputs: list = field(default_factory=list)  # the tab's own widgets, first in build_request's arguments
     own_paste_fields: dict = field(default_factory=dict)  # request field -> widget, for ↙️ (beyond the shared ones)
+    image_input: object = None  # where "Send to <this tab>" puts an image
+    paste_event: tuple | None = None  # (fn, inputs, outputs) of ↙️, which "Send to" runs after it
 
     @property
     def prompt(self) -> gr.Textbox:
@@ -410,7 +423,8 @@ def wire_generation(
         panel.subseeds,
         panel.selected,
         panel.generation_info,
-        panel.status,
+        panel.images,
+        panel.status,  # last: a message alone goes here
     ]
     skip_all = (gr.skip(),) * (len(outputs) - 1)
 
@@ -443,7 +457,8 @@ def wire_generation(
         poll = max(0.1, ctx.options.live_preview_refresh_period / 1000)
         for item in iter_generation(ctx, generation, generate=run, poll=poll, owner=ui_owner(request)):
             if isinstance(item, GenerationResult):
-                yield (item.images, item.infotexts, item.seeds, item.subseeds, None, item.info, status_html(item))
+                shown = (item.images, item.infotexts, item.seeds, item.subseeds, None, item.info)
+                yield (*shown, list(item.images), status_html(item))
                 return
             current = progress_text(item, jobs_ahead(ctx.jobs, item))
             if current != shown_progress:
@@ -575,10 +590,51 @@ def wire_paste(
         )
 
     style_picker = [tab.row.styles] if ctx is not None and tab.row.styles is not None else []
+    paste_inputs = [tab.row.prompt, tab.panel.generation_info]
+    paste_outputs = [*targets.values(), *[c for c, _ in script_fields], *style_picker, tab.panel.status]
+    tab.paste_event = (on_paste, paste_inputs, paste_outputs)
     tab.row.paste.click(
         on_paste,
-        inputs=[tab.row.prompt, tab.panel.generation_info],
-        outputs=[*targets.values(), *[c for c, _ in script_fields], *style_picker, tab.panel.status],
+        inputs=paste_inputs,
+        outputs=paste_outputs,
         queue=False,
         api_visibility="private",
     )
+
+
+def picked_image(images, selected, infotexts) -> tuple:
+    """(image, infotext) of the selected result (else the first); (None, "") when there is none. `images` are the
+    results kept on the server: the browser never names a file for this."""
+    items = list(images or [])
+    if not items:
+        return None, ""
+    index = selected if isinstance(selected, int) and 0 <= selected < len(items) else 0
+    image = items[index]
+    texts = list(infotexts or [])
+    return image, texts[index] if index < len(texts) else image.info.get("parameters", "")
+
+
+def wire_send_to(sources: list[GenerationTab], targets: dict, tabs: gr.Tabs) -> None:
+    """Each source tab's "Send to <target>" buttons: the chosen result image becomes the target's image, its
+    parameters are pasted into the target's widgets (as ↙️ does), and the target tab opens."""
+    for source in sources:
+        for target_id, button in source.panel.send.items():
+            target = targets.get(target_id)
+            if target is None or target.image_input is None or target.paste_event is None:
+                button.visible = False
+                continue
+
+            def send(images, selected, infotexts, target_id=target_id):
+                image, text = picked_image(images, selected, infotexts)
+                if image is None:
+                    return gr.skip(), gr.skip(), gr.skip()
+                return image, text, gr.Tabs(selected=target_id)
+
+            fn, inputs, outputs = target.paste_event
+            button.click(
+                send,
+                inputs=[source.panel.images, source.panel.selected, source.panel.infotexts],
+                outputs=[target.image_input, target.prompt, tabs],
+                queue=False,
+                api_visibility="private",
+            ).then(fn, inputs=inputs, outputs=outputs, queue=False, api_visibility="private")

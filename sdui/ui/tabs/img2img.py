@@ -96,6 +96,7 @@ def create_tab(ctx) -> generation.GenerationTab:
         panel,
         own_inputs=[image, resize_mode, denoising],
         own_paste_fields={"denoising_strength": denoising},
+        image_input=image,
     )
     generation.wire_generation(ctx, tab, build_request, scripts=scripts)
     generation.wire_paste(tab, mode=MODE, scripts=scripts, ctx=ctx)

@@ -208,6 +208,7 @@ def create_tab(ctx) -> generation.GenerationTab:
             "inpaint_full_res": inpaint_area,
             "inpaint_full_res_padding": padding,
         },
+        image_input=editor,
     )
     generation.wire_generation(ctx, tab, build_request)
     generation.wire_paste(tab, mode=img2img.MODE, ctx=ctx)

@@ -48,11 +48,14 @@ def create_tab(t2i: generation.GenerationTab, tabs: gr.Tabs) -> None:
             message = gr.HTML("", elem_id="pnginfo_html_info", js_on_load=None)
             send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
     image.change(png_info, inputs=[image], outputs=[text, message], api_visibility="private")
-    # Put the infotext into the txt2img prompt box and switch tabs; ↙️ there turns it into widget values.
-    send.click(
+    # Put the infotext into the txt2img prompt box, switch tabs, and paste it into the widgets there (as ↙️ does).
+    sent = send.click(
         lambda t: (t, gr.Tabs(selected="txt2img")),
         inputs=[text],
         outputs=[t2i.prompt, tabs],
         queue=False,
         api_visibility="private",
     )
+    if t2i.paste_event is not None:
+        fn, inputs, outputs = t2i.paste_event
+        sent.then(fn, inputs=inputs, outputs=outputs, queue=False, api_visibility="private")
