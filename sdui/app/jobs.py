@@ -68,6 +68,7 @@ class Job:
         self.job_count = 0
         self.interrupt_requested = False
         self.skip_requested = False
+        self.was_skipped = False  # a batch of it was skipped (the UI says "Skipped")
         self.cancelled = False
         self.current_image: Image.Image | None = None  # the latest live preview
         self.textinfo: str | None = None
@@ -258,7 +259,7 @@ class JobQueue:
         job = self._running_for(owner)
         if job is None:
             return False
-        job.skip_requested = True
+        job.skip_requested = job.was_skipped = True
         log.info("Skipping the current image of %s", job.id)
         return True
 

@@ -25,6 +25,7 @@ class GenerationResult:
     error: str = ""  # a message for the user, "" when all went well
     notes: list = field(default_factory=list)  # what the user should know although it went well (e.g. not saved)
     elapsed: float = 0.0
+    stopped: str = ""  # "Interrupted" or "Skipped" when the user stopped the job (A1111 says so under the images)
 
     @property
     def info(self) -> str:
@@ -92,7 +93,12 @@ def iter_generation(
         log.error("%s %s failed", request.mode, job.id, exc_info=e)
         yield GenerationResult(error=f"{type(e).__name__}: {e}", elapsed=time.perf_counter() - started)
         return
-    yield result_from_processed(processed, time.perf_counter() - started)
+    result = result_from_processed(processed, time.perf_counter() - started)
+    if processed.interrupted:
+        result.stopped = "Interrupted"
+    elif getattr(job, "was_skipped", False):
+        result.stopped = "Skipped"
+    yield result
 
 
 def run_generation(ctx, request, *, generate: Callable | None = None, poll: float = 0.2) -> GenerationResult:
@@ -130,4 +136,5 @@ def status_html(result: GenerationResult) -> str:
     if result.error:
         return common.error_html(result.error)
     notes = "".join(common.error_html(note) for note in result.notes)
-    return f'{notes}<div class="note">Time taken: {result.elapsed:.2f} s</div>'
+    stopped = f"{result.stopped}. " if result.stopped else ""
+    return f'{notes}<div class="note">{stopped}Time taken: {result.elapsed:.2f} s</div>'

@@ -54,3 +54,31 @@ def test_send_to_img2img_and_pnginfo_in_the_browser(page, tmp_path, tiny_sd1_che
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value === 'a blue sphere'")
         assert page.locator("#txt2img_steps input[type=number]").input_value() == "7"
     assert page.outside_requests == [] and page.console_errors == []
+
+
+def test_the_status_says_interrupted_or_skipped():
+    from sdui.ui.runner import GenerationResult, status_html
+
+    assert "Interrupted. Time taken: 1.50 s" in status_html(GenerationResult(elapsed=1.5, stopped="Interrupted"))
+    assert status_html(GenerationResult(elapsed=2.0)).endswith('<div class="note">Time taken: 2.00 s</div>')
+
+
+def test_an_interrupted_job_says_so(tmp_path, tiny_sd1_checkpoint):
+    from sdui.request import GenerationRequest
+    from sdui.ui.runner import GenerationResult, iter_generation, status_html
+    from tests.helpers import install_checkpoint, make_ctx
+
+    data = tmp_path / "data"
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    ctx = make_ctx(data)
+    try:
+        request = GenerationRequest(prompt="x", steps=30, width=64, height=64, n_iter=4, sampler_name="Euler")
+        result = None
+        for item in iter_generation(ctx, request, poll=0.02):
+            if isinstance(item, GenerationResult):
+                result = item
+            elif item.sampling_step >= 1:
+                ctx.jobs.interrupt()
+        assert result.stopped == "Interrupted" and "Interrupted. Time taken" in status_html(result)
+    finally:
+        ctx.jobs.shutdown()
