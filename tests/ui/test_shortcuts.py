@@ -1,5 +1,6 @@
 """A1111's keyboard shortcuts in a real browser: Ctrl+Up/Down change the weight of the word under the cursor (and
-take the brackets away again at 1.0), Ctrl+Enter generates in the visible tab; --theme dark turns the page dark."""
+take the brackets away again at 1.0), Ctrl+Enter generates in the visible tab; --theme dark turns the page dark; a
+size typed below the slider's range gets a message, not an HTTP 500."""
 
 from __future__ import annotations
 
@@ -37,4 +38,13 @@ def test_weight_keys_and_ctrl_enter(page, tmp_path, tiny_sd1_checkpoint):
         page.locator("#html_info_txt2img", has_text="Time taken").wait_for(timeout=120_000)
         assert "Steps: 2" in page.locator("#generation_info_txt2img textarea").input_value()
         assert page.evaluate("document.body.classList.contains('dark')")
+
+        # a size typed below the slider's minimum: Gradio's message, not an HTTP 500
+        failed = []
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 500 else None)
+        width = page.locator("#txt2img_width input[type=number]")
+        width.fill("30")
+        width.press("Enter")
+        page.get_by_text("less than minimum value 64").first.wait_for()
+        assert failed == []
     assert page.outside_requests == [] and page.console_errors == []

@@ -227,13 +227,15 @@ def create_hires_fix(settings: generation.GenerationSettings) -> HiresWidgets:
             )
 
     size_inputs = [enable_hr, settings.width, settings.height, hr_scale, hr_resize_x, hr_resize_y]
+    # queued, so that a size typed outside the sliders' range comes back as Gradio's message ("Value 30 is less
+    # than minimum value 64.") instead of an HTTP 500
     gr.on(
         [w.change for w in size_inputs],
         hires_size_note,
         inputs=size_inputs,
         outputs=[size_note],
-        queue=False,
         api_visibility="private",
+        show_progress="hidden",
     )
     # checked by ↙️ (or by the user): show what it does
     enable_hr.change(
