@@ -142,6 +142,7 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
                 elem_id=f"{tab}_prompt",
                 placeholder="Prompt\n(paste generation parameters here and press \u2199\ufe0f)",
             )
+            prompt_counter = _counter(f"{tab}_token_counter")
             negative_prompt = gr.Textbox(
                 label="Negative prompt",
                 show_label=False,
@@ -150,6 +151,7 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
                 elem_id=f"{tab}_neg_prompt",
                 placeholder="Negative prompt",
             )
+            negative_counter = _counter(f"{tab}_negative_token_counter")
         with gr.Column(scale=1, min_width=200, elem_id=f"{tab}_actions_column"):
             generate = gr.Button(
                 "Generate", variant="primary", size="lg", elem_id=f"{tab}_generate", elem_classes=["generate-button"]
@@ -171,7 +173,7 @@ def create_prompt_row(tab: str, ctx=None) -> PromptRow:
                 elem_id=f"{tab}_styles",
             )
     row = PromptRow(prompt, negative_prompt, generate, interrupt, skip, paste, styles)
-    wire_token_counters(tab, prompt, negative_prompt)
+    wire_token_counters([(prompt, prompt_counter), (negative_prompt, negative_counter)])
     if ctx is not None:
         create_styles_editor(ctx, tab, styles, edit_styles)
         refresh_styles.click(
@@ -193,10 +195,13 @@ def counter_html(text: str) -> str:
     return f"<span class='token-count{' over' if count > 75 else ''}'>{count}/{limit}</span>"
 
 
-def wire_token_counters(tab: str, prompt: gr.Textbox, negative_prompt: gr.Textbox) -> None:
-    """A1111's token counters (n/75 per chunk) beside both prompts, updated as the user types."""
-    for box, elem_id in ((prompt, f"{tab}_token_counter"), (negative_prompt, f"{tab}_negative_token_counter")):
-        counter = gr.HTML(counter_html(""), elem_id=elem_id, elem_classes=["token-counter"])
+def _counter(elem_id: str) -> gr.HTML:
+    return gr.HTML(counter_html(""), elem_id=elem_id, elem_classes=["token-counter"], padding=False)
+
+
+def wire_token_counters(pairs: list) -> None:
+    """A1111's token counters (n/75 per chunk) under the prompts, updated as the user types."""
+    for box, counter in pairs:
         box.change(
             counter_html,
             inputs=[box],
@@ -473,7 +478,7 @@ def wire_generation(
         on_generate,
         inputs=[*tab.request_inputs, *script_inputs, *styles],
         outputs=outputs,
-        show_progress_on=[panel.gallery],
+        show_progress_on=[panel.status],  # not over the gallery: the live preview stays visible
         concurrency_limit=None,
         api_visibility="private",
     )
