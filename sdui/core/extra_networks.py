@@ -58,8 +58,19 @@ class ExtraNetworks(ProcessingHooks):
             run.embeddings = embeddings_for(run.model, self.embeddings_dir, self.hash_cache)
 
     def process_batch(self, run, batch) -> None:
+        self._activate(run, batch.prompts[:1] + batch.negative_prompts[:1])
+
+    def before_hires(self, run, batch) -> None:
+        """The second pass uses the networks of the hires prompts when they differ from the first pass's (A1111)."""
+        request = run.request
+        hr_prompt = request.hr_prompt or request.prompt
+        hr_negative = request.hr_negative_prompt or request.negative_prompt
+        if (hr_prompt, hr_negative) != (request.prompt, request.negative_prompt):
+            self._activate(run, [hr_prompt, hr_negative])
+
+    def _activate(self, run, texts: list[str]) -> None:
         every = []
-        for text in batch.prompts[:1] + batch.negative_prompts[:1]:
+        for text in texts:
             every += parse_tags(text)[1]
         self._hypernetworks(run, [u for u in every if u.kind == "hypernet"])
         uses = [u for u in every if u.kind in KINDS]

@@ -13,6 +13,7 @@ CFG denoiser callbacks), passing what A1111 passes there:
             on_denoiser(DenoiserParams)     x, image_cond, sigma, step, text_cond, text_uncond; may replace them
             on_denoised(DenoisedParams)     the denoised predictions of uncond and cond, before CFG
             after_cfg(AfterCFGParams)       the guided prediction; may replace it
+        before_hires(run, batch)           hires fix: before its second pass encodes the hires prompts
         post_sample(run, batch, PostSample) the batch's final latents; may replace them
         postprocess_batch(run, batch, images)   the decoded batch, float (N, 3, H, W) in [0, 1]
         for each image:
@@ -118,6 +119,7 @@ class ProcessingHooks:
     def on_denoiser(self, params: DenoiserParams) -> None: ...
     def on_denoised(self, params: DenoisedParams) -> None: ...
     def after_cfg(self, params: AfterCFGParams) -> None: ...
+    def before_hires(self, run: Run, batch: Batch) -> None: ...
     def post_sample(self, run: Run, batch: Batch, args: PostSample) -> None: ...
     def postprocess_batch(self, run: Run, batch: Batch, images: torch.Tensor) -> None: ...
     def postprocess_image(self, run: Run, args: PostprocessImage) -> None: ...
@@ -160,6 +162,9 @@ class HookSet(ProcessingHooks):
 
     def after_cfg(self, params):
         self._call("after_cfg", params)
+
+    def before_hires(self, run, batch):
+        self._call("before_hires", run, batch)
 
     def post_sample(self, run, batch, args):
         self._call("post_sample", run, batch, args)

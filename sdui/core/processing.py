@@ -362,6 +362,7 @@ def _hires_pass(
     n = len(batch)
     setup = _hires_sampler(plan, model, settings)
     encoder, conds, first_pass_steps, negative = prompts
+    hooks.before_hires(run, batch)
     text = encode_text(
         model,
         encoder,

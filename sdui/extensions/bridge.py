@@ -252,6 +252,9 @@ class ExtensionHooks(ProcessingHooks):
     def process_batch(self, run, batch) -> None:
         self._each(run, "process_batch", batch=batch, **self._batch_kwargs(batch))
 
+    def before_hires(self, run, batch) -> None:
+        self._each(run, "before_hr", batch=batch)
+
     def post_sample(self, run, batch, args: PostSample) -> None:
         wrapped = PostSampleArgs(args.samples)
         self._each(run, "post_sample", wrapped, batch=batch)

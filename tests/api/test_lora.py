@@ -178,3 +178,23 @@ def test_the_loras_route_lists_names_and_aliases(lora_app):
     listed = client.get("/sdapi/v1/loras").json()
     assert [(e["name"], e["alias"]) for e in listed] == [("style", "my_style")]
     assert listed[0]["metadata"] == {"ss_output_name": "my_style"}
+
+
+def test_hires_pass_uses_the_networks_of_a_different_hires_prompt(lora_app):
+    ctx, client, _, folder = lora_app
+    write_kohya(folder / "style.safetensors", factors(ctx.store.current, 1))
+    hires = {
+        "enable_hr": True,
+        "hr_scale": 1.5,
+        "hr_upscaler": "Latent",
+        "denoising_strength": 0.6,
+        "width": 64,
+        "height": 64,
+    }
+    plain, _ = image(client, "a cat", **hires)
+    second_only, info = image(client, "a cat", hr_prompt="<lora:style:1> a cat", **hires)
+    both, _ = image(client, "<lora:style:1> a cat", **hires)
+    assert not np.array_equal(second_only, plain) and not np.array_equal(second_only, both)
+    assert 'Hires prompt: "<lora:style:1> a cat"' in info["infotexts"][0]
+    again, _ = image(client, "a cat", **hires)
+    assert np.array_equal(again, plain)
