@@ -260,7 +260,8 @@ def run_tests(extra_args: list[str] | None = None) -> int:
         install_test_requirements()
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     env.pop("COMMANDLINE_ARGS", None)  # the server the tests start must see only the flags the tests give it
-    command = [python, "-m", "pytest", "tests", "-q", *(extra_args or [])]
+    # --durations: the slowest tests named in every run, so a CI that grows slow says where
+    command = [python, "-m", "pytest", "tests", "-q", "--durations=25", *(extra_args or [])]
     print(f"Running tests: {shlex.join(command)}", flush=True)
     code = subprocess.run(command, cwd=repo_dir, env=env).returncode
     if code == 5:

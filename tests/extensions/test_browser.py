@@ -5,7 +5,6 @@ as webui.sh's restart loop gives."""
 from __future__ import annotations
 
 import json
-import re
 from contextlib import contextmanager
 
 import pytest
@@ -105,22 +104,6 @@ def test_install_update_disable_and_remove_in_the_browser(page, make_repo, tmp_p
 
     assert page.outside_requests == []
     assert page.console_errors == []
-
-
-def test_the_tab_says_why_installing_is_refused_when_listening(page, make_repo, tmp_path, tiny_sd1_checkpoint):
-    data = tmp_path / "data"
-    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
-    source = make_repo("hello-ext", {"scripts/hello.py": HELLO})
-    registry.reset()
-    ctx = make_ctx(data, "--listen", "--allowed-hosts", "127.0.0.1")
-    ctx.extensions = start_extensions(ctx)
-    with LiveServer(ctx, free_port()) as server:
-        open_extensions(page, server, "Install from URL")
-        page.get_by_label("URL for extension's git repository").fill(str(source))
-        page.get_by_role("button", name="Install", exact=True).click()
-        message = page.locator("#extensions_install_result")
-        message.get_by_text(re.compile("--enable-insecure-extension-access")).wait_for()
-    assert not (data / "extensions" / "hello-ext").exists()
 
 
 MARK_JS = """

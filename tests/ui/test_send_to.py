@@ -1,5 +1,6 @@
 """Send to img2img / inpaint: the chosen result image and its parameters go to the other tab in one click (the
-widgets filled as ↙️ fills them); PNG Info's Send to txt2img fills txt2img's widgets too. In a real browser."""
+widgets filled as ↙️ fills them); PNG Info's Send to txt2img fills txt2img's widgets too; the status says when a
+job was stopped. In a real browser (one page for these and A1111's shortcuts, --theme dark, the size message)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,31 @@ def test_send_to_img2img_and_pnginfo_in_the_browser(page, tmp_path, tiny_sd1_che
 
     data = tmp_path / "data"
     install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
-    with LiveServer(make_ctx(data), free_port()) as server:
+    with LiveServer(make_ctx(data, "--theme", "dark"), free_port()) as server:
         page.goto(server.url + "/")
-        page.locator("#txt2img_prompt textarea").fill("a red cube")
+        page.wait_for_function("document.body.classList.contains('dark')")  # --theme dark
+
+        # A1111's shortcuts: Ctrl+Up/Down change the weight of the word under the cursor (brackets gone at 1.0)
+        prompt = page.locator("#txt2img_prompt textarea")
+        prompt.fill("a red cat, sitting")
+        prompt.evaluate("t => t.setSelectionRange(7, 7)")  # inside "cat"
+        prompt.press("Control+ArrowUp")
+        assert prompt.input_value() == "a red (cat:1.1), sitting"
+        prompt.press("Control+ArrowUp")
+        assert prompt.input_value() == "a red (cat:1.2), sitting"
+        prompt.press("Control+ArrowDown")
+        prompt.press("Control+ArrowDown")
+        assert prompt.input_value() == "a red cat, sitting"
+        prompt.evaluate("t => t.setSelectionRange(2, 9)")  # "red cat"
+        prompt.press("Control+ArrowDown")
+        assert prompt.input_value() == "a (red cat:0.9), sitting"
+
+        # Ctrl+Enter generates in the visible tab
+        prompt.fill("a red cube")
         page.locator("#txt2img_steps input[type=number]").fill("3")
         page.locator("#txt2img_width input[type=number]").fill("64")
         page.locator("#txt2img_height input[type=number]").fill("64")
-        page.locator("#txt2img_generate").click()
+        prompt.press("Control+Enter")
         page.locator("#html_info_txt2img", has_text="Time taken").wait_for(timeout=120_000)
 
         page.locator("#txt2img_send_to_img2img").click()
@@ -53,6 +72,15 @@ def test_send_to_img2img_and_pnginfo_in_the_browser(page, tmp_path, tiny_sd1_che
         page.locator("#pnginfo_send_txt2img").click()
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value === 'a blue sphere'")
         assert page.locator("#txt2img_steps input[type=number]").input_value() == "7"
+
+        # a size typed below the slider's minimum: Gradio's message, not an HTTP 500
+        failed = []
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 500 else None)
+        width = page.locator("#txt2img_width input[type=number]")
+        width.fill("30")
+        width.press("Enter")
+        page.get_by_text("less than minimum value 64").first.wait_for()
+        assert failed == []
     assert page.outside_requests == [] and page.console_errors == []
 
 
