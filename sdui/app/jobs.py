@@ -27,6 +27,7 @@ from sdui.devices import release_memory
 from sdui.errors import UserError
 
 log = logging.getLogger(__name__)
+RELEASE_AFTER_S = 2.0  # jobs that ran at least this long give their memory back when they end
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
@@ -316,6 +317,7 @@ class JobQueue:
                 if job in self._pending:
                     self._pending.remove(job)
                 self.current = job
+            started = time.perf_counter()
             try:
                 if job.cancelled:
                     job._drop()
@@ -327,7 +329,10 @@ class JobQueue:
                 with self._lock:
                     self.current = None
                     self.last = job
-                release_memory()  # what the job allocated goes back to the system, not only to Python
+                # what the job allocated goes back to the system, not only to Python; a job that was over in
+                # moments allocated little, and the release itself (a full garbage collection) costs ~0.3 s
+                if time.perf_counter() - started >= RELEASE_AFTER_S:
+                    release_memory()
 
     def _forget_old(self, keep: int = 256) -> None:
         if len(self._jobs) > keep:
