@@ -50,10 +50,13 @@ class ExtraNetworks(ProcessingHooks):
         self.embeddings_dir = Path(embeddings_dir) if embeddings_dir is not None else None
         self.hash_cache = hash_cache
         self._files: list = []
+        self._hypernetwork_files: dict = {}
 
     def before_process(self, run) -> None:
         # once per job: a file dropped in is found by the next job
         self._files = list_loras(self.lora_dir)
+        folder = self.hypernetwork_dir
+        self._hypernetwork_files = {p.stem: p for p in list_files(folder, (".pt",))} if folder is not None else {}
         if self.embeddings_dir is not None:
             run.embeddings = embeddings_for(run.model, self.embeddings_dir, self.hash_cache)
 
@@ -104,8 +107,7 @@ class ExtraNetworks(ProcessingHooks):
     def _hypernetworks(self, run, uses: list[NetworkUse]) -> None:
         from sdui.core.hypernetworks import activate_hypernetworks
 
-        folder = self.hypernetwork_dir
-        files = {p.stem: p for p in list_files(folder, (".pt",))} if folder is not None else {}
+        files = self._hypernetwork_files
         wanted, missing = [], []
         for use in uses:
             if use.name not in files:
