@@ -41,6 +41,7 @@ from sdui.app.context import (  # noqa: E402
     AppContext,
     ServerControl,
     apply_ckpt_flag,
+    configure_upscalers,
     register_option_hooks,
     remember_model,
     startup_checkpoint,
@@ -140,6 +141,7 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     )
     apply_ckpt_flag(ctx)
     register_option_hooks(ctx)
+    configure_upscalers(ctx)
     return ctx
 
 

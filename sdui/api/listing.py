@@ -14,7 +14,7 @@ from sdui.extensions.offered import script_infos
 from sdui.models.files import list_files
 from sdui.models.lora_files import list_loras
 from sdui.text.styles import read_styles
-from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, UPSCALERS
+from sdui.upscalers.upscaling import LATENT_UPSCALE_MODES, upscaler_entries
 
 
 def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
@@ -22,7 +22,7 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/upscalers")
     def upscalers() -> list[dict]:
-        return [dict(entry) for entry in UPSCALERS]
+        return upscaler_entries()
 
     @router.get("/latent-upscale-modes")
     def latent_upscale_modes() -> list[dict]:

@@ -130,6 +130,24 @@ def switch_model(ctx: AppContext, name: str) -> SDModel:
     return model
 
 
+def configure_upscalers(ctx: AppContext) -> None:
+    """Model upscalers come from the upscaler folders and run on the generation device, in float16 where the
+    models run in it, with the tile settings current when they run."""
+    import torch
+
+    from sdui.upscalers.model_upscalers import MODEL_UPSCALERS, RunSettings
+
+    def run_settings() -> RunSettings:
+        return RunSettings(
+            device=ctx.policy.device,
+            half=ctx.policy.dtype == torch.float16,
+            tile=int(ctx.options.ESRGAN_tile),
+            overlap=int(ctx.options.ESRGAN_tile_overlap),
+        )
+
+    MODEL_UPSCALERS.configure(list(ctx.paths.upscaler_dirs), run_settings)
+
+
 def register_option_hooks(ctx: AppContext) -> None:
     """Settings that act at once: sd_model_checkpoint (Settings, an extension's opts.set) loads that model through
     the job queue; sd_checkpoint_cache resizes the RAM cache."""

@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--hypernetwork-dir", type=str, default=None, help="hypernetwork folder (default: <models-dir>/hypernetworks)"
     )
+    for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT"):
+        g.add_argument(
+            f"--{folder.lower()}-models-path",
+            type=str,
+            default=None,
+            help=f"{folder} upscaler folder (default: <models-dir>/{folder})",
+        )
     g.add_argument(
         "--localizations-dir", type=str, default=None, help="localization files (default: <program>/localizations)"
     )
@@ -277,13 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--gfpgan-model",
         "--codeformer-models-path",
         "--gfpgan-models-path",
-        "--esrgan-models-path",
         "--bsrgan-models-path",
-        "--realesrgan-models-path",
-        "--dat-models-path",
         "--clip-models-path",
         "--ldsr-models-path",
-        "--swinir-models-path",
         "--scunet-models-path",
     ):
         g.add_argument(flag, type=str, default=None, help=NO_EFFECT)

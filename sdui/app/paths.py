@@ -16,6 +16,10 @@ SD_MODELS_PLACEHOLDER = "Put Stable Diffusion checkpoints here.txt"
 EXTENSIONS_PLACEHOLDER = "put extensions here.txt"
 
 
+# model upscaler folders under models/, in A1111's listing order; all but HAT have a --<name>-models-path flag
+UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT")
+
+
 def _abs(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
@@ -32,6 +36,7 @@ class DataPaths:
     vae_dir: Path
     lora_dir: Path
     hypernetwork_dir: Path
+    upscaler_dirs: tuple[Path, ...]  # model upscalers: models/ESRGAN, RealESRGAN, SwinIR, DAT, HAT (or their flags)
     embeddings_dir: Path
     outputs_dir: Path
     config_file: Path  # settings (config.json)
@@ -67,6 +72,9 @@ class DataPaths:
             vae_dir=_abs(flags.vae_dir) if flags.vae_dir else models / "VAE",
             lora_dir=_abs(flags.lora_dir) if flags.lora_dir else models / "Lora",
             hypernetwork_dir=_abs(flags.hypernetwork_dir) if flags.hypernetwork_dir else models / "hypernetworks",
+            upscaler_dirs=tuple(
+                _abs(getattr(flags, f"{name.lower()}_models_path", None) or models / name) for name in UPSCALER_FOLDERS
+            ),
             embeddings_dir=_abs(flags.embeddings_dir) if flags.embeddings_dir else data / "embeddings",
             outputs_dir=data / "outputs",
             config_file=_abs(flags.ui_settings_file) if flags.ui_settings_file else data / "config.json",

@@ -32,7 +32,7 @@ from sdui.imaging.tiles import combine_tiles, split_tiles, tile_count
 from sdui.models.sd_model import SDModel
 from sdui.request import Img2ImgRequest
 from sdui.settings.snapshot import Settings
-from sdui.upscalers.upscaling import upscale_by, upscaler_names
+from sdui.upscalers.upscaling import canonical_upscaler, upscale_by, upscaler_names
 
 TITLE = "SD upscale"
 MAX_OVERLAP = 256  # A1111's slider maximum
@@ -62,10 +62,9 @@ class SdUpscaleArgs:
                 )
             name = names[upscaler]
         else:
-            matches = [n for n in names if n.lower() == str(upscaler).lower()]
-            if not matches:
+            name = canonical_upscaler(str(upscaler))
+            if name is None:
                 raise InvalidRequestError(f"SD upscale: unknown upscaler {upscaler!r}; use one of: {', '.join(names)}")
-            name = matches[0]
         try:
             overlap = cls.overlap if overlap is None else int(overlap)
             scale = cls.scale if scale is None else float(scale)

@@ -34,13 +34,9 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "notification_audio": True,
     "notification_volume": 100,
     # Paths for saving
-    "outdir_extras_samples": "outputs/extras-images",
-    "outdir_save": "log/images",
     # Saving to a directory
     "use_save_to_dirs_for_ui": False,
     # Upscaling
-    "ESRGAN_tile": 192,
-    "ESRGAN_tile_overlap": 8,
     "realesrgan_enabled_models": ["R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B"],
     "dat_enabled_models": ["DAT x2", "DAT x3", "DAT x4"],
     "DAT_tile": 192,

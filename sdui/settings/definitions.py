@@ -95,6 +95,8 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Folder for txt2img grids", "textbox"),
                 "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Folder for img2img grids", "textbox"),
                 "outdir_init_images": OptionInfo("outputs/init-images", "Folder for img2img init images", "textbox"),
+                "outdir_extras_samples": OptionInfo("outputs/extras-images", "Folder for extras images", "textbox"),
+                "outdir_save": OptionInfo("log/images", 'Folder for images saved with the "Save" button', "textbox"),
             },
         ),
         options_section(
@@ -106,6 +108,17 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 "directories_max_prompt_words": OptionInfo(
                     8, "Words of the prompt in [prompt_words]", "slider", _slider(1, 20, 1)
                 ),
+            },
+        ),
+        options_section(
+            ("upscaling", "Upscaling", "postprocessing"),
+            {
+                "ESRGAN_tile": OptionInfo(
+                    192, "Tile size for model upscalers (ESRGAN & co); 0 = no tiling", "slider", _slider(0, 512, 16)
+                ).info("smaller tiles use less memory"),
+                "ESRGAN_tile_overlap": OptionInfo(
+                    8, "Context pixels around each upscaler tile", "slider", _slider(0, 48, 1)
+                ).info("more hides seams better, at some cost"),
             },
         ),
         options_section(

@@ -3,13 +3,14 @@ second upscaler blended in; the parameters it writes as A1111 does ("Postprocess
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from PIL import Image
 
 from sdui.errors import InvalidRequestError
-from sdui.upscalers.upscaling import upscale_image, upscaler_names
+from sdui.upscalers.upscaling import canonical_upscaler, upscale_image, upscaler_names
 
 NO_UPSCALER = "None"
 
@@ -35,11 +36,10 @@ class ExtrasOptions:
 def check(options: ExtrasOptions, image_size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
     """The size the image will be upscaled to; InvalidRequestError for values A1111 refuses or we cannot honour."""
     problems = []
-    names = upscaler_names()
     for field in ("upscaler_1", "upscaler_2"):
         name = getattr(options, field)
-        if name not in names:
-            problems.append(f"{field} {name!r} is not an upscaler here; choose one of: {', '.join(names)}")
+        if canonical_upscaler(name) is None:
+            problems.append(f"{field} {name!r} is not an upscaler here; choose one of: {', '.join(upscaler_names())}")
     for field in ("extras_upscaler_2_visibility", "gfpgan_visibility", "codeformer_visibility", "codeformer_weight"):
         value = getattr(options, field)
         if not math.isfinite(value) or not 0 <= value <= 1:
@@ -80,6 +80,9 @@ def check(options: ExtrasOptions, image_size: tuple[int, int], max_pixels: int) 
 def run(image: Image.Image, options: ExtrasOptions, max_pixels: int) -> tuple[Image.Image, dict]:
     """(the processed image, A1111's "Postprocess ..." parameters). With upscaler_1 "None" nothing is upscaled."""
     size = check(options, image.size, max_pixels)
+    options = dataclasses.replace(  # the names as listed, whatever case or file stem the client sent
+        options, upscaler_1=canonical_upscaler(options.upscaler_1), upscaler_2=canonical_upscaler(options.upscaler_2)
+    )
     image = image.convert("RGB")
     if options.upscaler_1 == NO_UPSCALER:
         return image, {}

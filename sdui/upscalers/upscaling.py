@@ -5,7 +5,7 @@ Names, sizes and rounding follow A1111 v1.10.1 so that requests, infotexts and o
 - any other name is a pixel upscaler: the decoded image is enlarged to exactly target_w x target_h, then re-encoded;
 - hr sizes are NOT rounded to multiples of 8 up front: the latent grid floors them (so the final image is
   8 * floor(target / 8) minus the cover-crop), exactly as A1111 does.
-Model upscalers (ESRGAN & co via spandrel) are a later addition to `UPSCALERS`.
+Model upscalers (ESRGAN & co, through spandrel: sdui/upscalers/model_upscalers.py) follow the built-in ones.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sdui.errors import InvalidRequestError
+from sdui.upscalers.model_upscalers import MODEL_UPSCALERS
 
 LATENT_FACTOR = 8  # pixels per latent cell of every SD VAE
 
@@ -47,15 +48,50 @@ _PIXEL_STEPS: dict[str, Callable[[Image.Image, float], Image.Image] | None] = {
     "Nearest": _nearest_step,
 }
 
-# GET /sdapi/v1/upscalers entries, in A1111's order (None, Lanczos, Nearest first). `scale` is A1111's nominal 4 for
-# these built-ins. Copy before handing out: this list is module state.
+# GET /sdapi/v1/upscalers entries of the built-ins, in A1111's order (None, Lanczos, Nearest first). `scale` is
+# A1111's nominal 4 for these. Copy before handing out: this list is module state.
 UPSCALERS: list[dict] = [
     {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for name in _PIXEL_STEPS
 ]
 
 
+def upscaler_entries() -> list[dict]:
+    """Every upscaler as GET /sdapi/v1/upscalers lists it: the built-ins, then the model files found now."""
+    models = [
+        {
+            "name": m.name,
+            "model_name": m.path.stem,
+            "model_path": str(m.path),
+            "model_url": None,
+            "scale": m.nominal_scale,
+        }
+        for m in MODEL_UPSCALERS.refresh()
+    ]
+    return [dict(entry) for entry in UPSCALERS] + models
+
+
 def upscaler_names() -> list[str]:
-    return [entry["name"] for entry in UPSCALERS]
+    return [*_PIXEL_STEPS, *(m.name for m in MODEL_UPSCALERS.list())]
+
+
+def canonical_upscaler(name: str) -> str | None:
+    """The listed name of a built-in or model upscaler given by name or file stem, any case (the folders are read
+    again for a name not seen yet); None when there is none."""
+    for builtin in _PIXEL_STEPS:
+        if builtin.lower() == name.lower():
+            return builtin
+    model = MODEL_UPSCALERS.find(name)
+    return model.name if model is not None else None
+
+
+def _step(name: str) -> Callable[[Image.Image, float], Image.Image] | None:
+    """One enlargement step of the named upscaler (None: none); an unknown name is the client's error."""
+    if name in _PIXEL_STEPS:
+        return _PIXEL_STEPS[name]
+    model = MODEL_UPSCALERS.find(name)
+    if model is None:
+        raise InvalidRequestError(f"upscaler {name!r} is not known; use one of: {', '.join(upscaler_names())}")
+    return lambda image, scale: MODEL_UPSCALERS.upscale(image, model)
 
 
 def is_latent_upscaler(name: str | None) -> bool:
@@ -65,8 +101,10 @@ def is_latent_upscaler(name: str | None) -> bool:
 def resolve_hr_upscaler(name: str | None) -> str:
     """The hires upscaler a request asks for (None -> "Latent"); an unknown name is the client's error."""
     name = DEFAULT_HR_UPSCALER if name is None else name
-    if name in LATENT_UPSCALE_MODES or name in _PIXEL_STEPS:
+    if name in LATENT_UPSCALE_MODES:
         return name
+    if (canonical := canonical_upscaler(name)) is not None:
+        return canonical
     valid = ", ".join([*LATENT_UPSCALE_MODES, *upscaler_names()])
     raise InvalidRequestError(f"hr_upscaler {name!r} is not a known upscaler; use one of: {valid}")
 
@@ -96,11 +134,9 @@ def upscale_image(image: Image.Image, name: str, target_w: int, target_h: int) -
     resize; otherwise, when enlarging, the upscaler runs (at most 3 steps) until it reaches the cover size rounded
     down to a multiple of 8, is Lanczos-resized to exactly that, and finally Lanczos-resized to the target.
     """
-    if name not in _PIXEL_STEPS:
-        raise InvalidRequestError(f"upscaler {name!r} is not known; use one of: {', '.join(upscaler_names())}")
     if target_w < 1 or target_h < 1:
         raise InvalidRequestError(f"cannot upscale to {target_w}x{target_h}; width and height must be positive")
-    step = _PIXEL_STEPS[name]
+    step = _step(name)
     if step is None or image.mode == "L":
         return image.resize((target_w, target_h), resample=Image.Resampling.LANCZOS)
 
@@ -115,9 +151,7 @@ def upscale_image(image: Image.Image, name: str, target_w: int, target_h: int) -
 def upscale_by(image: Image.Image, name: str, scale: float) -> Image.Image:
     """Enlarge `image` about `scale` times with the named upscaler, to sides rounded down to a multiple of 8, as
     A1111's Upscaler.upscale does (SD upscale uses it); "None" leaves the image as it is."""
-    if name not in _PIXEL_STEPS:
-        raise InvalidRequestError(f"upscaler {name!r} is not known; use one of: {', '.join(upscaler_names())}")
-    step = _PIXEL_STEPS[name]
+    step = _step(name)
     return image if step is None else _run_upscaler(image, step, scale)
 
 
