@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from sdui.app.context import AppContext
+from sdui.app.postprocessing import Source, run_extras
 from sdui.errors import NotFoundError, UserError
 from sdui.imaging.encoding import decode_base64_image, image_to_png_bytes
-from sdui.upscalers import extras
 from sdui.upscalers.extras import ExtrasOptions
 
 INTERROGATORS = {
@@ -63,21 +63,20 @@ class UnsupportedError(UserError):
 
 
 def add_extras_routes(router: APIRouter, ctx: AppContext) -> None:
-    def process(data: str, options: ExtrasOptions) -> tuple[str, str]:
-        """(the result as base64 PNG carrying its "postprocessing" text, that text)."""
+    def process(images: list[str], options: ExtrasOptions) -> tuple[list[str], str]:
+        """(each result as base64 PNG carrying its source's texts and "postprocessing", the first one's text)."""
         max_pixels = int(ctx.options.max_image_pixels)
-        result, info = extras.run(decode_base64_image(data, max_pixels), options, max_pixels)
-        text = extras.info_text(info)
-        if text:
-            result.info["postprocessing"] = text
-        return base64.b64encode(image_to_png_bytes(result, None)).decode("ascii"), text
+        sources = [Source(decode_base64_image(data, max_pixels)) for data in images]
+        outputs = run_extras(ctx, sources, options)
+        encoded = [base64.b64encode(image_to_png_bytes(out.image, None)).decode("ascii") for out in outputs]
+        return encoded, outputs[0].text if outputs else ""
 
     @router.post("/extra-single-image")
     def extra_single_image(body: ExtrasSingleImageRequest) -> dict:
         if not body.image:
             raise NotFoundError("Image not found: send the image as base64 in `image`.")
-        image, text = process(body.image, body.options())
-        return {"html_info": f"<p>{text}</p>" if text else "", "image": image}
+        images, text = process([body.image], body.options())
+        return {"html_info": f"<p>{text}</p>" if text else "", "image": images[0]}
 
     @router.post("/extra-batch-images")
     def extra_batch_images(body: ExtrasBatchImagesRequest) -> dict:
@@ -88,9 +87,8 @@ def add_extras_routes(router: APIRouter, ctx: AppContext) -> None:
                 f"{len(body.imageList)} images are more than the configured limit of "
                 f"{ctx.options.max_batch_count} (setting max_batch_count); send fewer at a time."
             )
-        results = [process(item.data, body.options()) for item in body.imageList]
-        text = results[0][1]
-        return {"html_info": f"<p>{text}</p>" if text else "", "images": [image for image, _ in results]}
+        images, text = process([item.data for item in body.imageList], body.options())
+        return {"html_info": f"<p>{text}</p>" if text else "", "images": images}
 
     @router.post("/interrogate")
     def interrogate(body: InterrogateRequest) -> dict:

@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-startup", action="store_true", help="log the time each start step takes")
     g.add_argument("--allow-code", action="store_true", help="enable the Custom code script")
     g.add_argument("--freeze-settings", action="store_true", help="settings cannot be changed from the UI or API")
-    g.add_argument("--hide-ui-dir-config", action="store_true", help="hide folder settings in the UI")
+    g.add_argument(
+        "--hide-ui-dir-config", action="store_true", help="folder settings and batch folders cannot be set in the UI"
+    )
     g.add_argument("--filenames-max-length", type=int, default=128, help="longest file name part written")
     g.add_argument("--unix-filenames-sanitization", action="store_true", help="only replace / in file names")
     g.add_argument("--no-prompt-history", action="store_true", help="do not write params.txt")
@@ -389,6 +391,7 @@ class Flags:
     gradio_auth: str | None = None
     gradio_auth_path: str | None = None
     enable_insecure_extension_access: bool = False
+    hide_ui_dir_config: bool = False  # batch folders cannot be typed in the UI
     autolaunch: bool = False
     subpath: str | None = None
     cors_allow_origins: str | None = None

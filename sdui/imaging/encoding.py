@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+from pathlib import Path
 
 from PIL import Image, ImageOps
 
@@ -52,23 +54,43 @@ def decode_base64_image(data: str, max_pixels: int | None = None) -> Image.Image
     text = "".join(text.split())
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4))
-        image = Image.open(io.BytesIO(raw))
     except Exception as e:  # noqa: BLE001 - any failure to decode user data is a bad request, not our bug
         raise _undecodable(e) from None
+    return open_image_bytes(raw, max_pixels)
+
+
+def open_image_bytes(raw: bytes, max_pixels: int | None = None, name: str = "") -> Image.Image:
+    """A PIL image from the bytes of an image file, EXIF rotation applied; images over `max_pixels` are refused
+    from their header, before their pixels are decoded (a 12000x12000 PNG of a few kilobytes would otherwise take
+    400 MB at once). `name` says which file a message is about."""
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except Exception as e:  # noqa: BLE001 - any failure to decode user data is a bad request, not our bug
+        raise _undecodable(e, name) from None
     if max_pixels is not None and image.width * image.height > max_pixels:
         raise InvalidRequestError(
-            f"The image is {image.width}x{image.height}, larger than the configured limit of {max_pixels} pixels "
-            "(setting max_image_pixels); scale it down first."
+            f"The image{' ' + name if name else ''} is {image.width}x{image.height}, larger than the configured "
+            f"limit of {max_pixels} pixels (setting max_image_pixels); scale it down first."
         )
     try:
         image.load()
         return ImageOps.exif_transpose(image)
     except Exception as e:  # noqa: BLE001
-        raise _undecodable(e) from None
+        raise _undecodable(e, name) from None
 
 
-def _undecodable(e: Exception) -> InvalidRequestError:
+def open_image_file(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """open_image_bytes for a file on disk (an upload, a file of a batch folder)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InvalidRequestError(f"Cannot read {path.name}: {e.strerror or e}.") from None
+    return open_image_bytes(raw, max_pixels, path.name)
+
+
+def _undecodable(e: Exception, name: str = "") -> InvalidRequestError:
     return InvalidRequestError(
-        f"Invalid encoded image: {e}. Send a PNG, JPEG or WebP file as base64 (a data:image/...;base64, prefix "
-        "is allowed)."
+        f"Invalid {'image file ' + name if name else 'encoded image'}: {e}. Send a PNG, JPEG or WebP file as base64 "
+        "(a data:image/...;base64, prefix is allowed)."
     )

@@ -301,7 +301,7 @@ class OutputPanel:
     send: dict = field(default_factory=dict)  # target tab -> its "Send to" button
 
 
-SEND_TARGETS = {"img2img": "img2img", "inpaint": "inpaint"}  # tab id -> button label suffix
+SEND_TARGETS = {"img2img": "img2img", "inpaint": "inpaint", "extras": "extras"}  # tab id -> button label suffix
 
 
 def create_output_panel(tab: str) -> OutputPanel:
@@ -619,14 +619,26 @@ def picked_image(images, selected, infotexts) -> tuple:
     return image, texts[index] if index < len(texts) else image.info.get("parameters", "")
 
 
-def wire_send_to(sources: list[GenerationTab], targets: dict, tabs: gr.Tabs) -> None:
+def wire_send_to(sources: list, targets: dict, tabs: gr.Tabs) -> None:
     """Each source tab's "Send to <target>" buttons: the chosen result image becomes the target's image, its
-    parameters are pasted into the target's widgets (as ↙️ does), and the target tab opens."""
+    parameters are pasted into the target's widgets (as ↙️ does; extras take the image alone), and the target tab
+    opens. Sources and targets are GenerationTab-like: `.panel`, `.image_input`, `.paste_event`."""
     for source in sources:
         for target_id, button in source.panel.send.items():
             target = targets.get(target_id)
-            if target is None or target.image_input is None or target.paste_event is None:
+            if target is None or target is source or target.image_input is None:
                 button.visible = False
+                continue
+            inputs = [source.panel.images, source.panel.selected, source.panel.infotexts]
+            if target.paste_event is None:
+
+                def send_image(images, selected, infotexts, target_id=target_id):
+                    image, _ = picked_image(images, selected, infotexts)
+                    return (gr.skip(), gr.skip()) if image is None else (image, gr.Tabs(selected=target_id))
+
+                button.click(
+                    send_image, inputs=inputs, outputs=[target.image_input, tabs], queue=False, api_visibility="private"
+                )
                 continue
 
             def send(images, selected, infotexts, target_id=target_id):
@@ -635,11 +647,11 @@ def wire_send_to(sources: list[GenerationTab], targets: dict, tabs: gr.Tabs) -> 
                     return gr.skip(), gr.skip(), gr.skip()
                 return image, text, gr.Tabs(selected=target_id)
 
-            fn, inputs, outputs = target.paste_event
+            fn, paste_inputs, paste_outputs = target.paste_event
             button.click(
                 send,
-                inputs=[source.panel.images, source.panel.selected, source.panel.infotexts],
+                inputs=inputs,
                 outputs=[target.image_input, target.prompt, tabs],
                 queue=False,
                 api_visibility="private",
-            ).then(fn, inputs=inputs, outputs=outputs, queue=False, api_visibility="private")
+            ).then(fn, inputs=paste_inputs, outputs=paste_outputs, queue=False, api_visibility="private")

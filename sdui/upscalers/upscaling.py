@@ -70,8 +70,10 @@ def upscaler_entries() -> list[dict]:
     return [dict(entry) for entry in UPSCALERS] + models
 
 
-def upscaler_names() -> list[str]:
-    return [*_PIXEL_STEPS, *(m.name for m in MODEL_UPSCALERS.list())]
+def upscaler_names(refresh: bool = False) -> list[str]:
+    """Built-in then model upscaler names; `refresh` reads the folders again first."""
+    models = MODEL_UPSCALERS.refresh() if refresh else MODEL_UPSCALERS.list()
+    return [*_PIXEL_STEPS, *(m.name for m in models)]
 
 
 def canonical_upscaler(name: str) -> str | None:
