@@ -89,6 +89,7 @@ def generate(ctx: AppContext, request: GenerationRequest, *, job: Job, script: C
         hooks=ctx.hooks,
         events=job,
         data_dir=ctx.paths.data_dir if save else None,
+        preview_dirs=ctx.paths.taesd_dirs,
     )
     if script is not None:
         kwargs["models"] = ctx.store  # a script may switch models (X/Y/Z plot's checkpoint axis)

@@ -34,6 +34,7 @@ class DataPaths:
     ckpt_file: Path  # --ckpt, else <repo>/model.ckpt (listed first when it exists)
     ckpt_from_flag: bool  # --ckpt was given: it is also the checkpoint selected at start
     vae_dir: Path
+    vae_approx_dir: Path  # models/VAE-approx: TAESD's decoders for live previews (taesd_decoder.pth, taesdxl_...)
     lora_dir: Path
     hypernetwork_dir: Path
     upscaler_dirs: tuple[Path, ...]  # model upscalers: models/ESRGAN, RealESRGAN, SwinIR, DAT, HAT (or their flags)
@@ -70,6 +71,7 @@ class DataPaths:
             ckpt_file=_abs(flags.ckpt) if flags.ckpt else repo / "model.ckpt",
             ckpt_from_flag=bool(flags.ckpt),
             vae_dir=_abs(flags.vae_dir) if flags.vae_dir else models / "VAE",
+            vae_approx_dir=models / "VAE-approx",
             lora_dir=_abs(flags.lora_dir) if flags.lora_dir else models / "Lora",
             hypernetwork_dir=_abs(flags.hypernetwork_dir) if flags.hypernetwork_dir else models / "hypernetworks",
             upscaler_dirs=tuple(
@@ -94,11 +96,18 @@ class DataPaths:
         p = Path(os.path.expanduser(os.fspath(path)))
         return p if p.is_absolute() else self.data_dir / p
 
+    @property
+    def taesd_dirs(self) -> tuple[Path, ...]:
+        """Where live previews look for TAESD's files: models/VAE-approx, then models/VAE-taesd (where later A1111
+        versions download them)."""
+        return (self.vae_approx_dir, self.models_dir / "VAE-taesd")
+
     def ensure_dirs(self) -> None:
         """Create the folders a user is told to drop files into, with A1111's placeholder files."""
         for folder in (
             self.sd_models_dir,
             self.vae_dir,
+            self.vae_approx_dir,
             self.lora_dir,
             self.embeddings_dir,
             self.outputs_dir,

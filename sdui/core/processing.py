@@ -27,7 +27,7 @@ from sdui.core.hooks import GridLayout, HookSet, PostprocessImage, PostSample, P
 from sdui.core.outputs import OutputWriter
 from sdui.core.patches import ModelPatch, patched_for_job
 from sdui.core.processed import Processed
-from sdui.core.progress import BatchProgress
+from sdui.core.progress import BatchProgress, preview_decoder
 from sdui.core.run import Batch, Run
 from sdui.core.sampler_setup import SamplerSetup, sampler_for
 from sdui.core.sampling import sample
@@ -57,10 +57,11 @@ def process(
     events: ProgressEvents | None = None,
     data_dir: Path | None = None,
     patches: Sequence[ModelPatch] = (),
+    preview_dirs: Sequence[Path] = (),
 ) -> Processed:
     """Run `request` on `model`. `settings`: the job's snapshot (default: our defaults); `data_dir`: where the
     outdir_* settings point (None: nothing is saved); `patches`: per-job model changes beyond tiling and VAE
-    precision (LoRA, ControlNet)."""
+    precision (LoRA, ControlNet); `preview_dirs`: where live previews find TAESD's weights (models/VAE-approx)."""
     settings = settings if settings is not None else Settings.defaults()
     hooks = HookSet(hooks)
     events = events if events is not None else NoEvents()
@@ -98,6 +99,7 @@ def process(
     interrupted = False
     with patched_for_job(run, patches) as vae:
         init = _prepare_init(request, model, policy, vae, settings, writer)
+        previews = preview_decoder(settings, model, vae, preview_dirs)
         for batch in batches:
             if interrupted or events.interrupted():
                 interrupted = True
@@ -134,7 +136,7 @@ def process(
             )
 
             # 5. denoise; an interrupt ends the job, a skip ends this batch only
-            progress = BatchProgress(events, steps_per_batch, settings, vae)
+            progress = BatchProgress(events, steps_per_batch, settings, previews)
             progress.denoiser = Denoiser(
                 model.unet,
                 text,

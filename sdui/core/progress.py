@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from sdui.core.denoiser import Denoiser
 from sdui.core.events import ProgressEvents
+from sdui.imaging.preview_decoders import PreviewDecoder
 from sdui.imaging.vae import JobVae
 from sdui.settings.snapshot import Settings
 
@@ -17,17 +19,30 @@ from sdui.settings.snapshot import Settings
 PREVIEW_SOURCE = {"Prompt": "cond", "Negative prompt": "uncond", "Combined": "combined"}
 
 
+def preview_decoder(settings: Settings, model, vae: JobVae, folders: Sequence[Path] = ()) -> PreviewDecoder:
+    """The live-preview picture the show_progress_type setting asks for, in this model's latent space (SD1/SD2
+    share one VAE's, SDXL and its refiner another's). `folders`: where TAESD's files are looked for."""
+    return PreviewDecoder(
+        settings.show_progress_type,
+        vae,
+        family="sdxl" if model.is_sdxl else "sd",
+        scale=model.vae_scale_factor,
+        folders=folders,
+    )
+
+
 class BatchProgress:
     """Counts the steps of one batch (both hires passes), tells the job, asks it whether to stop, and every
-    `show_progress_every_n_steps` steps hands it a live preview of the Denoiser's latest prediction."""
+    `show_progress_every_n_steps` steps hands it a live preview of the Denoiser's latest prediction (of the first
+    image, pictured by `previews`)."""
 
-    def __init__(self, events: ProgressEvents, steps_per_batch: int, settings: Settings, vae: JobVae):
+    def __init__(self, events: ProgressEvents, steps_per_batch: int, settings: Settings, previews: PreviewDecoder):
         self.events = events
         self.steps_per_batch = steps_per_batch
         self.steps = 0
         self.every = int(settings.show_progress_every_n_steps) if settings.live_previews_enable else 0
         self.source = PREVIEW_SOURCE[settings.live_preview_content]
-        self.vae = vae
+        self.previews = previews
         self.denoiser: Denoiser | None = None
         self._blocks_per_pass = 0  # UNet blocks in one forward pass
         self._blocks_per_step = 0  # learned from the first step
@@ -71,4 +86,4 @@ class BatchProgress:
     def _preview(self, latents: torch.Tensor) -> Image.Image:
         last = self.denoiser.last if self.denoiser is not None else {}
         x = last.get(self.source, last.get("cond", latents))
-        return self.vae.decode_to_pil(x[:1])[0]
+        return self.previews(x[:1])

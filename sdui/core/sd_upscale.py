@@ -133,6 +133,7 @@ def sd_upscale(
     events: ProgressEvents | None = None,
     data_dir: Path | None = None,
     models=None,  # the model store (scripts may switch models); not needed here
+    preview_dirs: Sequence[Path] = (),
 ) -> Processed:
     settings = settings if settings is not None else Settings.defaults()
     events = events if events is not None else NoEvents()
@@ -168,7 +169,15 @@ def sd_upscale(
                 do_not_save_samples=True,
                 do_not_save_grid=True,
             )
-            last = process(tile_request, model, policy=policy, settings=settings, hooks=tile_hooks, events=events)
+            last = process(
+                tile_request,
+                model,
+                policy=policy,
+                settings=settings,
+                hooks=tile_hooks,
+                events=events,
+                preview_dirs=preview_dirs,
+            )
             if len(done) == 0:
                 infotexts.append(last.info)
             done += last.images[last.index_of_first_image :]

@@ -212,7 +212,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     # Live previews
     "show_progressbar": True,
     "show_progress_grid": True,
-    "show_progress_type": "Approx NN",
     "live_preview_allow_lowvram_full": False,
     "live_preview_fast_interrupt": False,
     "js_live_preview_in_modal_lightbox": False,

@@ -25,6 +25,7 @@ EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 RANDN_SOURCES = ("GPU", "CPU", "NV")
 PREVIEW_CONTENT = ("Combined", "Prompt", "Negative prompt")
 PREVIEW_FORMATS = ("png", "jpeg", "webp")
+PREVIEW_METHODS = ("Full", "Approx NN", "Approx cheap", "TAESD")  # A1111's show_progress_type choices
 
 
 def _slider(minimum, maximum, step) -> dict:
@@ -388,6 +389,13 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 "show_progress_every_n_steps": OptionInfo(
                     10, "Live preview every N sampling steps", "slider", _slider(-1, 32, 1)
                 ).info("-1: once each batch is done"),
+                "show_progress_type": OptionInfo(
+                    "Approx cheap", "Live preview display method", "radio", _choices(*PREVIEW_METHODS)
+                ).info(
+                    "Full: the VAE, slower than a sampling step on a CPU; Approx cheap: a fixed colour map, free; "
+                    "TAESD: taesd_decoder.pth / taesdxl_decoder.pth (SDXL) in models/VAE-approx, else Approx cheap; "
+                    "Approx NN: A1111's own network is not built in, TAESD stands in"
+                ),
                 "live_preview_content": OptionInfo(
                     "Prompt", "What the live preview shows", "radio", _choices(*PREVIEW_CONTENT)
                 ),

@@ -112,9 +112,8 @@ def test_tiling_makes_generation_shift_equivariant_and_is_undone_afterwards(mode
 def test_live_previews_follow_the_a1111_period(model, every, count):
     job = Events()
     request = GenerationRequest(prompt="x", seed=1, steps=6, width=64, height=64, sampler_name="Euler")
-    result = process(
-        request, model, policy=CPU32, settings=Settings.defaults(show_progress_every_n_steps=every), events=job
-    )
+    full = Settings.defaults(show_progress_every_n_steps=every, show_progress_type="Full")
+    result = process(request, model, policy=CPU32, settings=full, events=job)
     assert len(job.previews) == count
     if count:
         assert job.previews[-1].size == (64, 64)
