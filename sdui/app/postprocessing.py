@@ -8,7 +8,6 @@ extra-batch-images (which return the images and save nothing, as in A1111).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +16,9 @@ from PIL import Image
 from sdui.app.context import AppContext
 from sdui.core.outputs import save_options
 from sdui.errors import InvalidRequestError
-from sdui.imaging.encoding import open_image_file
 from sdui.imaging.saving import plan_save, write_image
 from sdui.upscalers import extras
 from sdui.upscalers.extras import ExtrasOptions
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif")
 
 
 @dataclass
@@ -99,37 +95,3 @@ def extras_output_dir(ctx: AppContext) -> Path:
     """A1111's outdir_extras_samples (or outdir_samples when set), under the data folder."""
     settings = ctx.options
     return ctx.paths.resolve(settings.outdir_samples or settings.outdir_extras_samples)
-
-
-def user_folder(ctx: AppContext, text: str, what: str) -> Path:
-    """A folder the user typed for a batch (input or output). Refused with --hide-ui-dir-config (A1111); when the
-    server is reachable from other machines without --enable-insecure-extension-access, only folders inside the data
-    folder are allowed (a visitor must not read or write the host's other files)."""
-    if ctx.flags.hide_ui_dir_config:
-        raise InvalidRequestError(f"The {what} folder cannot be set: the server runs with --hide-ui-dir-config.")
-    if not text or not text.strip():
-        raise InvalidRequestError(f"Type the {what} folder.")
-    folder = Path(os.path.expanduser(text.strip()))
-    folder = (folder if folder.is_absolute() else ctx.paths.data_dir / folder).resolve()
-    if ctx.flags.disable_extension_access and not folder.is_relative_to(ctx.paths.data_dir.resolve()):
-        raise InvalidRequestError(
-            f"The {what} folder must be inside {ctx.paths.data_dir}: the server is reachable from other machines "
-            "(start it with --enable-insecure-extension-access to allow any folder)."
-        )
-    return folder
-
-
-def sources_from_folder(ctx: AppContext, folder: Path) -> list[Source]:
-    """The images of a folder (not its subfolders), by name; files that are not images are skipped."""
-    if not folder.is_dir():
-        raise InvalidRequestError(f"The input folder {folder} does not exist or is not a folder.")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise InvalidRequestError(f"The input folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    if len(files) > ctx.options.max_batch_count:
-        raise InvalidRequestError(
-            f"The input folder holds {len(files)} images, more than the configured limit of "
-            f"{ctx.options.max_batch_count} (setting max_batch_count); split it."
-        )
-    max_pixels = int(ctx.options.max_image_pixels)
-    return [Source(open_image_file(path, max_pixels), path.name) for path in files]

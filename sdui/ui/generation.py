@@ -445,12 +445,18 @@ def wire_generation(
             if script_inputs:
                 values, script_values = values[: -len(script_inputs)], values[-len(script_inputs) :]
             generation = build(*values)
+            batch = None
+            if isinstance(generation, tuple):  # a Batch sub-tab: (the first request, the batch's runner)
+                generation, batch = generation
             if chosen:
                 generation = dataclasses.replace(generation, styles=chosen)
+            runner = None
             if script_inputs:
                 generation, runner = scripts.apply(generation, script_values)
-                if runner is not None:
-                    run = functools.partial(generate or default_generate(), script=runner)
+            if batch is not None and runner is not None:
+                raise UserError("A batch of folders cannot run with a script yet: choose None in the Script list.")
+            if (runner or batch) is not None:
+                run = functools.partial(generate or default_generate(), script=runner or batch)
         except UserError as e:  # e.g. no image uploaded: said before anything is queued
             yield (*skip_all, common.error_html(e.message))
             return

@@ -55,6 +55,9 @@ A1111_IMG2IMG_IDS = {
 # what every tab passes after its own values: prompt, negative, sampler, schedule, steps, width, height,
 # batch count, batch size, CFG, seed, variation seed, variation strength, seed resize from w/h
 COMMON = ["a tiny test", "noise", "Euler", "Automatic", 4, 64, 64, 1, 1, 7, 1234, -1, 0, 0, 0]
+# the img2img sub-tab, its sketch, then the Batch widgets (input, output, masks, use PNG info, its fields); the
+# inpaint tab takes the same without the first
+NO_SUB_TAB_INPUTS = ["img2img", None, "", "", "", False, []]
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +185,25 @@ def test_generate_handlers_take_build_request_arguments_in_order(ctx):
         )
     ]
     own = {
-        "img2img": ["img2img_image", "resize_mode", "img2img_denoising_strength"],
+        "img2img": [
+            "State",  # the sub-tab in use
+            "img2img_sketch",
+            "img2img_batch_input_dir",
+            "img2img_batch_output_dir",
+            "img2img_batch_inpaint_mask_dir",
+            "img2img_batch_use_png_info",
+            "img2img_batch_png_info_props",
+            "img2img_image",
+            "resize_mode",
+            "img2img_denoising_strength",
+        ],
         "inpaint": [
+            "inpaint_sketch",
+            "inpaint_batch_input_dir",
+            "inpaint_batch_output_dir",
+            "inpaint_batch_inpaint_mask_dir",
+            "inpaint_batch_use_png_info",
+            "inpaint_batch_png_info_props",
             "img2maskimg",
             "img_inpaint_base",
             "img_inpaint_mask",
@@ -409,7 +429,7 @@ def test_inpaint_build_request_maps_widget_values(tmp_path):
             0.75,
             *COMMON,
         )
-    with pytest.raises(UserError, match="No image to inpaint.*Draw mask"):
+    with pytest.raises(UserError, match="No image to inpaint.*Inpaint editor"):
         inpaint.build_request(
             None, None, None, "draw", "Just resize", 4, "Inpaint masked", "original", "Whole picture", 32, 0.75, *COMMON
         )
@@ -462,16 +482,24 @@ def test_size_from_image_button_snaps_to_the_sliders(ctx):
     assert generation.size_of_image(Image.new("RGB", (10, 5000))) == (64, 2048)
     assert generation.size_of_image(None) is None
     demo = create_ui(ctx)
-    assert handler(demo, "img2img_detect_image_size_btn", "click").fn(Image.new("RGB", (300, 199))) == (304, 200)
-    assert handler(demo, "img2img_detect_image_size_btn", "click").fn(None) == (gr.skip(), gr.skip())
+    size_of = handler(demo, "img2img_detect_image_size_btn", "click").fn
+    assert size_of("img2img", Image.new("RGB", (300, 199)), None) == (304, 200)
+    assert size_of("img2img", None, None) == (gr.skip(), gr.skip())
+    sketched = {"background": Image.new("RGB", (96, 64)), "layers": [], "composite": Image.new("RGB", (96, 64))}
+    assert size_of("sketch", Image.new("RGB", (300, 199)), sketched) == (96, 64)
     # inpaint: the image of the sub-tab in use
     fn = handler(demo, "inpaint_detect_image_size_btn", "click")
     editor = {"background": Image.new("RGB", (128, 96)), "layers": [], "composite": None}
-    assert fn.fn(editor, Image.new("RGB", (256, 64)), None, "draw") == (128, 96)
-    assert fn.fn(editor, Image.new("RGB", (256, 64)), None, "upload") == (256, 64)
+    assert fn.fn(editor, Image.new("RGB", (256, 64)), None, "draw", None) == (128, 96)
+    assert fn.fn(editor, Image.new("RGB", (256, 64)), None, "upload", None) == (256, 64)
+    assert fn.fn(editor, None, None, "sketch", sketched) == (96, 64)
     # picking a sub-tab switches the source
     assert handler(demo, "inpaint_upload_tab", "select").fn() == "upload"
     assert handler(demo, "inpaint_draw_tab", "select").fn() == "draw"
+    assert handler(demo, "inpaint_sketch_tab", "select").fn() == "sketch"
+    assert handler(demo, "inpaint_batch_tab", "select").fn() == "batch"
+    assert handler(demo, "img2img_img2img_sketch_tab", "select").fn() == "sketch"
+    assert handler(demo, "img2img_batch_tab", "select").fn() == "batch"
 
 
 def test_paste_fills_the_image_tabs_widgets(ctx):
@@ -506,7 +534,7 @@ def test_paste_fills_the_image_tabs_widgets(ctx):
 def test_a_mistake_is_shown_as_text_and_nothing_is_queued(ctx):
     demo = create_ui(ctx)
     for tab, own in (
-        ("img2img", [None, "Just resize", 0.75]),
+        ("img2img", [*NO_SUB_TAB_INPUTS, None, "Just resize", 0.75]),
         ("outpaint", [None, True, True, True, True, 128, 4, "fill", 0.8]),
     ):
         fn = handler(demo, f"{tab}_generate", "click")
@@ -530,7 +558,9 @@ def final_outputs(demo, tab: str, values: list) -> dict:
 @pytest.mark.slow
 def test_img2img_tab_generates_on_a_tiny_checkpoint(tiny_ctx):
     demo = create_ui(tiny_ctx)
-    out = final_outputs(demo, "img2img", [noise_image(64, 64, seed=5, mode="RGBA"), "Just resize", 0.5, *COMMON])
+    out = final_outputs(
+        demo, "img2img", [*NO_SUB_TAB_INPUTS, noise_image(64, 64, seed=5, mode="RGBA"), "Just resize", 0.5, *COMMON]
+    )
     assert out["html_info_img2img"].startswith('<div class="note">Time taken')
     images = out["img2img_gallery"]
     assert len(images) == 1 and images[0].size == (64, 64)
@@ -545,7 +575,7 @@ def test_img2img_tab_generates_on_a_tiny_checkpoint(tiny_ctx):
 
     # a mistake the core finds comes back as its message
     bad = COMMON[:5] + [100] + COMMON[6:]
-    out = final_outputs(demo, "img2img", [noise_image(64, 64), "Just resize", 0.5, *bad])
+    out = final_outputs(demo, "img2img", [*NO_SUB_TAB_INPUTS, noise_image(64, 64), "Just resize", 0.5, *bad])
     assert "width" in out["html_info_img2img"] and "100" in out["html_info_img2img"]
 
 
@@ -557,7 +587,8 @@ def test_inpaint_tab_repaints_only_the_masked_area(tiny_ctx, tmp_path):
     out = final_outputs(
         demo,
         "inpaint",
-        [value, None, None, "draw", "Just resize", 4, "Inpaint masked", "fill", "Whole picture", 32, 1.0, *COMMON],
+        [*NO_SUB_TAB_INPUTS[1:], value, None, None, "draw", "Just resize", 4, "Inpaint masked", "fill"]
+        + ["Whole picture", 32, 1.0, *COMMON],
     )
     assert 'class="error"' not in out["html_info_inpaint"]
     result = out["inpaint_gallery"][0]
@@ -585,3 +616,94 @@ def test_outpaint_tab_keeps_the_original_and_grows_the_canvas(tiny_ctx):
     got = np.asarray(result.convert("RGB")).astype(int)
     # the mask starts 8 px into the original (twice the blur), and the blur reaches 10 px further in
     assert np.array_equal(got[:, :28], np.asarray(original)[:, :28].astype(int))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sketch and Batch sub-tabs
+# ---------------------------------------------------------------------------------------------------------------
+def test_sketches_paint_their_strokes_into_the_init_image(tmp_path, ctx):
+    original = noise_image(64, 64, seed=8)
+    value = editor_value(tmp_path, original, [stroke_layer((64, 64), (8, 8, 24, 24))])
+    req = img2img.build_from_tabs(ctx, "sketch", value, "", "", "", False, [], None, "Just resize", 0.75, *COMMON)
+    init = np.asarray(req.init_images[0])
+    assert (init[10:20, 10:20] == (255, 48, 48)).all() and np.array_equal(init[40:], np.asarray(original)[40:])
+    with pytest.raises(UserError, match="No sketch"):
+        img2img.build_from_tabs(ctx, "sketch", None, "", "", "", False, [], None, "Just resize", 0.75, *COMMON)
+    # inpaint sketch: the strokes are in the init image and they are the mask
+    req = inpaint.build_from_tabs(
+        ctx,
+        value,
+        "",
+        "",
+        "",
+        False,
+        [],
+        None,
+        None,
+        None,
+        "sketch",
+        "Just resize",
+        4,
+        "Inpaint masked",
+        "original",
+        "Whole picture",
+        32,
+        0.75,
+        *COMMON,
+    )
+    mask = np.asarray(req.mask)
+    assert (np.asarray(req.init_images[0])[10:20, 10:20] == (255, 48, 48)).all()
+    assert (mask[8:24, 8:24] == 255).all() and mask[30:].max() == 0
+
+
+def _folder(path, count: int, size=(64, 64)):
+    path.mkdir(parents=True)
+    for n in range(count):
+        noise_image(*size, seed=20 + n).save(path / f"in{n}.png")
+    return path
+
+
+def test_batch_reads_the_folders_and_refuses_what_it_cannot_do(tmp_path, ctx):
+    inputs = _folder(tmp_path / "in", 2)
+    req, runner = img2img.build_from_tabs(
+        ctx, "batch", None, str(inputs), str(tmp_path / "out"), "", True, ["Seed"], None, "Just resize", 0.6, *COMMON
+    )
+    args = runner.keywords["args"]
+    assert [item.name for item in args.items] == ["in0.png", "in1.png"] and args.png_info_fields == ("Seed",)
+    assert args.output_dir == (tmp_path / "out").resolve() and req.denoising_strength == 0.6
+    masks = _folder(tmp_path / "masks", 1)
+    _, runner = img2img.build_from_tabs(
+        ctx, "batch", None, str(inputs), "", str(masks), False, ["Seed"], None, "Just resize", 0.6, *COMMON
+    )
+    assert [item.mask is not None for item in runner.keywords["args"].items] == [True, True]  # one mask for all
+    (tmp_path / "two_masks").mkdir()
+    noise_image(8, 8).save(tmp_path / "two_masks" / "in0.png")
+    noise_image(8, 8).save(tmp_path / "two_masks" / "other.png")
+    with pytest.raises(UserError, match="No mask of the same name in the mask folder for: in1.png"):
+        img2img.build_from_tabs(
+            ctx,
+            "batch",
+            None,
+            str(inputs),
+            "",
+            str(tmp_path / "two_masks"),
+            False,
+            [],
+            None,
+            "Just resize",
+            0.6,
+            *COMMON,
+        )
+    with pytest.raises(UserError, match="Inpaint batch: type the folder of masks"):
+        inpaint.build_from_tabs(ctx, None, str(inputs), "", "", False, [], None, None, None, "batch", *COMMON)
+
+
+@pytest.mark.slow
+def test_batch_tab_generates_into_the_output_folder(tiny_ctx, tmp_path):
+    inputs = _folder(tmp_path / "in", 2)
+    demo = create_ui(tiny_ctx)
+    batch = ["batch", None, str(inputs), str(tmp_path / "out"), "", False, []]
+    out = final_outputs(demo, "img2img", [*batch, None, "Just resize", 0.5, *COMMON])
+    assert out["html_info_img2img"].startswith('<div class="note">Time taken'), out["html_info_img2img"]
+    assert len(out["img2img_gallery"]) == 2
+    assert sorted(p.name.split("-", 1)[1] for p in (tmp_path / "out").iterdir()) == ["in0.png", "in1.png"]

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from sdui.app.postprocessing import Source, extras_output_dir, run_extras, sources_from_folder, user_folder
+from sdui.app.postprocessing import Source, extras_output_dir, run_extras
+from sdui.app.user_folders import image_files, open_image, user_folder
 from sdui.errors import UserError
-from sdui.imaging.encoding import open_image_file
 from sdui.ui import common, generation
 from sdui.upscalers.extras import ExtrasOptions
 from sdui.upscalers.upscaling import upscaler_names
@@ -42,16 +42,16 @@ def run(ctx, mode, image, files, input_dir, output_dir, show_results, resize_mod
             upscaler_2=upscaler_2 or "None",
             extras_upscaler_2_visibility=float(visibility),
         )
-        max_pixels = int(ctx.options.max_image_pixels)
         save_to, keep_names = extras_output_dir(ctx), False
         if mode == FOLDER:
-            sources = sources_from_folder(ctx, user_folder(ctx, input_dir, "input"))
+            files = image_files(ctx, user_folder(ctx, input_dir, "input"))
+            sources = [Source(open_image(ctx, path), path.name) for path in files]
             if output_dir and output_dir.strip():
                 save_to, keep_names = user_folder(ctx, output_dir, "output"), True
         elif mode == BATCH:
-            sources = [Source(open_image_file(path, max_pixels), path) for path in files or []]
+            sources = [Source(open_image(ctx, path), path) for path in files or []]
         else:
-            sources = [Source(open_image_file(image, max_pixels))] if image else []
+            sources = [Source(open_image(ctx, image))] if image else []
         outputs = run_extras(ctx, sources, options, save_to=save_to, keep_names=keep_names)
     except UserError as e:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), common.error_html(e.message)

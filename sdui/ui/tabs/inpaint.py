@@ -7,6 +7,8 @@ sub-tabs (img2maskimg, img_inpaint_base, img_inpaint_mask); the shared widgets c
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 import numpy as np
 from PIL import Image, ImageChops
@@ -19,7 +21,8 @@ from sdui.ui.tabs import img2img
 
 TAB = "inpaint"
 
-SOURCES = ("draw", "upload")  # which sub-tab the image and mask come from
+# which sub-tab the image and mask come from: A1111's Inpaint, Inpaint upload, Inpaint sketch, Batch
+SOURCES = ("draw", "upload", "sketch", "batch")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -65,10 +68,24 @@ def _nothing_to_change(mask: Image.Image, invert: bool) -> bool:
     return prepared.mask.getextrema()[1] == 0
 
 
-def image_and_mask(editor, base_image, base_mask, source) -> tuple[Image.Image | None, Image.Image | None]:
-    """The image and mask of the selected sub-tab: painted ("draw") or uploaded ("upload")."""
+def sketch_and_mask(value) -> tuple[Image.Image | None, Image.Image | None]:
+    """Inpaint sketch: the image with the coloured strokes drawn in (the init image), and where they are (the
+    mask), as A1111's inpaint sketch."""
+    image, mask = mask_from_editor(value)
+    if image is None:
+        return None, None
+    composite = _as_pil(value.get("composite"))
+    if composite is None or composite.size != image.size:  # no strokes rendered: the image itself
+        composite = image
+    return composite.convert("RGB"), mask
+
+
+def image_and_mask(editor, base_image, base_mask, source, sketch=None) -> tuple[Image.Image | None, Image.Image | None]:
+    """The image and mask of the selected sub-tab: painted ("draw"), uploaded ("upload") or sketched ("sketch")."""
     if source == "upload":
         return base_image, base_mask
+    if source == "sketch":
+        return sketch_and_mask(sketch)
     return mask_from_editor(editor)
 
 
@@ -91,9 +108,12 @@ def build_request(
     **named,
 ) -> Img2ImgRequest:
     """The request the inpaint widgets describe. `values`/`named`: generation.request_fields' arguments."""
-    image, mask = image_and_mask(editor, base_image, base_mask, source)
+    image, mask = image_and_mask(editor, base_image, base_mask, source, named.pop("sketch", None))
     if image is None:
-        where = "into the Image box of the Upload mask tab" if source == "upload" else "into the Draw mask editor"
+        where = {
+            "upload": "into the Image box of the Inpaint upload tab",
+            "sketch": "into the Inpaint sketch editor",
+        }.get(source, "into the Inpaint editor")
         raise UserError(f"No image to inpaint: drop an image {where}, mark what to change, then press Generate.")
     if mask is None:
         raise UserError(
@@ -124,9 +144,22 @@ def build_request(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Widgets the mask tabs share
-# ---------------------------------------------------------------------------------------------------------------
+def build_from_tabs(ctx, sketch, batch_input, batch_output, batch_masks, use_png_info, png_info_fields, *values):
+    """build_request for the sub-tab in use; for Batch, (the request of the first image, the batch runner)."""
+    editor, base_image, base_mask, source, *rest = values
+    if source != "batch":
+        return build_request(editor, base_image, base_mask, source, *rest, sketch=sketch)
+    from sdui.app.user_folders import img2img_batch_args
+    from sdui.core.img2img_batch import img2img_batch  # late: it imports torch
+
+    if not (batch_masks and batch_masks.strip()):
+        raise UserError("Inpaint batch: type the folder of masks (same names as the images, or a single mask).")
+    args = img2img_batch_args(ctx, batch_input, batch_output, batch_masks, png_info_fields if use_png_info else ())
+    first = args.items[0]
+    request = build_request(None, first.image, first.mask, "upload", *rest)
+    return request, functools.partial(img2img_batch, args=args)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The tab
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,7 +170,7 @@ def create_tab(ctx) -> generation.GenerationTab:
     with gr.Row(elem_id=f"{TAB}_extra_tabs", equal_height=False):
         with gr.Column(scale=1, min_width=420, elem_id=f"{TAB}_settings"):
             with gr.Tabs(elem_id=f"{TAB}_mask_source"):
-                with gr.Tab("Draw mask", id=f"{TAB}_draw", elem_id=f"{TAB}_draw_tab") as draw_tab:
+                with gr.Tab("Inpaint", id=f"{TAB}_draw", elem_id=f"{TAB}_draw_tab") as draw_tab:
                     # one layer, opaque brushes: the layer's alpha is the mask, the colour only helps to see it
                     editor = gr.ImageEditor(
                         label="Image for inpainting with mask",
@@ -150,7 +183,20 @@ def create_tab(ctx) -> generation.GenerationTab:
                         brush=gr.Brush(colors=["#ffffff", "#000000", "#ff3030"], color_mode="fixed"),
                         layers=gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]),
                     )
-                with gr.Tab("Upload mask", id=f"{TAB}_upload", elem_id=f"{TAB}_upload_tab") as upload_tab:
+                with gr.Tab("Inpaint sketch", id=f"{TAB}_sketch", elem_id=f"{TAB}_sketch_tab") as sketch_tab:
+                    # the strokes are painted into the image in their colours, and they are the mask too
+                    sketch = gr.ImageEditor(
+                        label="Image for inpaint sketch",
+                        elem_id="inpaint_sketch",
+                        type="pil",
+                        image_mode="RGBA",
+                        sources=["upload", "clipboard"],
+                        transforms=(),
+                        height=480,
+                        brush=gr.Brush(color_mode="defaults"),
+                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Sketch"]),
+                    )
+                with gr.Tab("Inpaint upload", id=f"{TAB}_upload", elem_id=f"{TAB}_upload_tab") as upload_tab:
                     base_image = gr.Image(
                         label="Image",
                         sources=["upload", "clipboard"],
@@ -167,6 +213,8 @@ def create_tab(ctx) -> generation.GenerationTab:
                         elem_id="img_inpaint_mask",
                         height=300,
                     )
+                with gr.Tab("Batch", id=f"{TAB}_batch", elem_id=f"{TAB}_batch_tab") as batch_tab:
+                    batch = img2img.create_batch_widgets(ctx, TAB)
             source = gr.State(SOURCES[0])
             resize_mode = img2img.create_resize_mode(TAB)
             mask_blur = widgets.create("mask_blur_x", TAB)
@@ -181,6 +229,8 @@ def create_tab(ctx) -> generation.GenerationTab:
         panel = generation.create_output_panel(TAB)
 
     own_inputs = [
+        sketch,
+        *batch,
         editor,
         base_image,
         base_mask,
@@ -210,11 +260,11 @@ def create_tab(ctx) -> generation.GenerationTab:
         },
         image_input=editor,
     )
-    generation.wire_generation(ctx, tab, build_request)
+    generation.wire_generation(ctx, tab, functools.partial(build_from_tabs, ctx))
     generation.wire_paste(tab, mode=img2img.MODE, ctx=ctx)
-    draw_tab.select(lambda: SOURCES[0], inputs=[], outputs=[source], queue=False, api_visibility="private")
-    upload_tab.select(lambda: SOURCES[1], inputs=[], outputs=[source], queue=False, api_visibility="private")
+    for sub_tab, value in zip((draw_tab, upload_tab, sketch_tab, batch_tab), SOURCES, strict=True):
+        sub_tab.select(lambda v=value: v, inputs=[], outputs=[source], queue=False, api_visibility="private")
     img2img.wire_size_from_image(
-        settings, [editor, base_image, base_mask, source], lambda *values: image_and_mask(*values)[0]
+        settings, [editor, base_image, base_mask, source, sketch], lambda *values: image_and_mask(*values)[0]
     )
     return tab
