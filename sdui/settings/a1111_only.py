@@ -27,15 +27,12 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "img_max_size_mp": 200.0,
     "use_original_name_batch": True,
     "use_upscaler_name_as_suffix": False,
-    "save_selected_only": True,
-    "save_write_log_csv": True,
     "temp_dir": "",
     "clean_temp_dir_at_start": False,
     "notification_audio": True,
     "notification_volume": 100,
     # Paths for saving
     # Saving to a directory
-    "use_save_to_dirs_for_ui": False,
     # Upscaling
     "realesrgan_enabled_models": ["R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B"],
     "dat_enabled_models": ["DAT x2", "DAT x3", "DAT x4"],
@@ -194,7 +191,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "img2img_settings_accordion": False,
     "interrupt_after_current": True,
     # User interface
-    "quicksettings_list": ["sd_model_checkpoint"],
     "ui_tab_order": [],
     "hidden_tabs": [],
     "ui_reorder_list": [],

@@ -25,6 +25,7 @@ EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 RANDN_SOURCES = ("GPU", "CPU", "NV")
 PREVIEW_CONTENT = ("Combined", "Prompt", "Negative prompt")
 PREVIEW_FORMATS = ("png", "jpeg", "webp")
+QUICK_SETTINGS_DEFAULT = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
 PREVIEW_METHODS = ("Full", "Approx NN", "Approx cheap", "TAESD")  # A1111's show_progress_type choices
 
 
@@ -53,6 +54,12 @@ def _sections() -> list[dict[str, OptionInfo]]:
                     "When a file of the same name exists (without sequence numbers)",
                     "radio",
                     _choices("Replace", "Add number suffix"),
+                ),
+                "save_selected_only": OptionInfo(
+                    True, 'The "Save" button saves the selected image only (none selected: all)', "checkbox"
+                ),
+                "save_write_log_csv": OptionInfo(
+                    True, 'The "Save" button writes log.csv beside the images', "checkbox"
                 ),
                 "grid_save": OptionInfo(True, "Save a grid of every batch of several images", "checkbox"),
                 "grid_format": OptionInfo("png", "File format for grids", "dropdown", _choices(*IMAGE_FORMATS)),
@@ -104,6 +111,9 @@ def _sections() -> list[dict[str, OptionInfo]]:
             ("saving-to-dirs", "Saving to a directory", "saving"),
             {
                 "save_to_dirs": OptionInfo(True, "Save images into a subfolder", "checkbox"),
+                "use_save_to_dirs_for_ui": OptionInfo(
+                    False, 'The "Save" button saves into a subfolder too', "checkbox"
+                ),
                 "grid_save_to_dirs": OptionInfo(True, "Save grids into a subfolder", "checkbox"),
                 "directories_filename_pattern": OptionInfo("[date]", "Subfolder name pattern", "textbox"),
                 "directories_max_prompt_words": OptionInfo(
@@ -370,6 +380,11 @@ def _sections() -> list[dict[str, OptionInfo]]:
             {
                 "localization": OptionInfo("None", "Localization", "dropdown")
                 .info("a localizations/*.json file of this program or of an extension; None: English")
+                .needs_reload_ui(),
+                "quicksettings_list": OptionInfo(
+                    list(QUICK_SETTINGS_DEFAULT), "Quick settings list (shown in the top bar)", "dropdown"
+                )
+                .info("setting keys, e.g. sd_vae, CLIP_stop_at_last_layers; the checkpoint is always there")
                 .needs_reload_ui(),
             },
         ),

@@ -99,7 +99,7 @@ class CheckpointPicker:
     on_page_load: object  # () -> (dropdown update, message): bind to demo.load so a reload shows the current state
 
 
-QUICK_SETTINGS = ("sd_model_checkpoint", "sd_vae")  # the top bar's settings (A1111's quicksettings_list)
+CHECKPOINT_KEY = "sd_model_checkpoint"  # always in the top bar
 APPLY_STYLES_SYMBOL = "\U0001f4cb"  # 📋
 
 
@@ -158,6 +158,37 @@ def create_vae_picker(ctx) -> gr.Dropdown:
     return dropdown
 
 
+def quick_setting_keys(ctx) -> list[str]:
+    """The top bar's settings: the checkpoint, then A1111's quicksettings_list (known keys, once each)."""
+    keys = [CHECKPOINT_KEY]
+    for key in ctx.options.get("quicksettings_list") or []:
+        if key in ctx.options.registry and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def create_quick_setting(ctx, key: str):
+    """A setting's widget in the top bar: a change is stored and saved at once, as A1111's quick settings are."""
+    from sdui.ui.setting_widgets import setting_widget
+
+    widget = setting_widget(key, ctx.options.registry[key], ctx.options.get(key))
+    if widget is None:
+        return None
+    widget.scale, widget.min_width = 0, 200
+    message = gr.HTML("", elem_id=f"quicksetting_message_{key}")
+
+    def on_change(value):
+        try:
+            ctx.options.set(key, value)
+            ctx.options.save()
+        except (UserError, OSError) as e:
+            return error_html(f"Could not change {key}: {e}")
+        return ""
+
+    widget.input(on_change, inputs=[widget], outputs=[message], api_visibility="private")
+    return widget
+
+
 def create_checkpoint_picker(ctx) -> CheckpointPicker:
     titles = checkpoint_titles(ctx)
     with gr.Row(elem_id="quicksettings", equal_height=True):
@@ -172,7 +203,11 @@ def create_checkpoint_picker(ctx) -> CheckpointPicker:
             filterable=True,
         )
         refresh = tool_button(REFRESH_SYMBOL, elem_id="refresh_sd_model_checkpoint")
-        create_vae_picker(ctx)
+        for key in quick_setting_keys(ctx)[1:]:
+            if key == "sd_vae":
+                create_vae_picker(ctx)
+            else:
+                create_quick_setting(ctx, key)
         message = gr.HTML(note_html("" if titles else no_checkpoint_hint(ctx)), elem_id="checkpoint_message")
 
     def on_refresh():

@@ -23,7 +23,6 @@ A1111_KEYS = {
     "img2img_color_correction": False,
     "inpainting_mask_weight": 1.0,
     "initial_noise_multiplier": 1.0,
-    "quicksettings_list": ["sd_model_checkpoint"],
     "face_restoration_model": "CodeFormer",
     "upscaler_for_img2img": None,
     "realesrgan_enabled_models": ["R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B"],
@@ -59,6 +58,8 @@ def test_get_options_lists_every_a1111_key_with_a1111s_default(make_client, data
         assert options[key] == default, key
     assert "sd_model_checkpoint" in options
     assert options["randn_source"] == "CPU"  # ours differs on purpose: a seed gives the same image on every machine
+    # ours adds the VAE and clip skip to the top bar, as the issue asks
+    assert options["quicksettings_list"] == ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"]
     assert options["show_progress_type"] == "Approx cheap"  # A1111: "Approx NN"; ours costs nothing on any device
     assert len(options) >= 290  # A1111 1.10 with its built-in extensions lists about 300
 

@@ -55,3 +55,30 @@ def test_frozen_settings_are_shown_not_changed(tmp_path):
         assert not (tmp_path / "data" / "config.json").exists()
     finally:
         ctx.jobs.shutdown()
+
+
+def test_quicksettings_list_puts_settings_in_the_top_bar_and_takes_them_out_of_the_tab(tmp_path):
+    ctx = make_ctx(tmp_path / "data")
+    try:
+        blocks = components_by_id(create_ui(ctx))
+        # the default: checkpoint, VAE, clip skip on top; clip skip not repeated in the Settings tab
+        assert {"setting_sd_model_checkpoint", "setting_sd_vae", "setting_CLIP_stop_at_last_layers"} <= set(blocks)
+        clip_skip = blocks["setting_CLIP_stop_at_last_layers"]
+        demo = create_ui(ctx)
+        apply = handler(demo, "settings_submit", "click")
+        assert "setting_CLIP_stop_at_last_layers" not in [b.elem_id for b in apply.inputs]
+        # a change in the top bar is stored and saved at once
+        change = handler(demo, "setting_CLIP_stop_at_last_layers", "input")
+        assert change.fn(3) == "" and ctx.options.CLIP_stop_at_last_layers == 3
+        assert json.loads(ctx.paths.config_file.read_text())["CLIP_stop_at_last_layers"] == 3
+        assert "must be" in change.fn(99)  # a bad value is a message, the setting stays
+        assert ctx.options.CLIP_stop_at_last_layers == 3 and clip_skip is not None
+
+        ctx.options.set("quicksettings_list", ["sd_model_checkpoint", "jpeg_quality"])
+        blocks = components_by_id(create_ui(ctx))
+        assert "setting_sd_vae" in blocks  # back in the Settings tab
+        demo = create_ui(ctx)
+        top = [b.elem_id for b in handler(demo, "settings_submit", "click").inputs]
+        assert "setting_sd_vae" in top and "setting_jpeg_quality" not in top
+    finally:
+        ctx.jobs.shutdown()

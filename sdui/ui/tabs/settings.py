@@ -6,7 +6,6 @@ checks it) and writes config.json atomically; "Reload UI" restarts when the laun
 
 from __future__ import annotations
 
-import html
 import logging
 from collections import OrderedDict
 
@@ -14,6 +13,7 @@ import gradio as gr
 
 from sdui.errors import UserError
 from sdui.ui import common
+from sdui.ui.setting_widgets import setting_widget, shown
 
 log = logging.getLogger(__name__)
 CATEGORIES = OrderedDict(
@@ -37,57 +37,10 @@ SEARCH_SCRIPT = """
 }
 """
 
-
-def _component(key: str, info, value):
-    """The widget of one setting: its declared component (our names, or a Gradio class an extension gave), else
-    one that fits the type of its default."""
-    args = info.arguments()
-    label = info.label or key
-    kind = info.component
-    common_args = {"label": label, "value": value, "elem_id": f"setting_{key}", "interactive": True}
-    if info.comment_after or info.comment_before:
-        common_args["info"] = html.unescape(_strip_tags(info.comment_before + " " + info.comment_after)).strip()
-    if callable(kind) and not isinstance(kind, str):
-        from sdui.extensions.gradio3 import gradio3
-
-        with gradio3():
-            return kind(**{**args, **common_args})
-    choices = info.choices()
-    if kind == "checkbox" or (kind is None and isinstance(info.default, bool)):
-        return gr.Checkbox(**common_args)
-    if kind == "slider" and None not in info.limits():
-        low, high = info.limits()
-        return gr.Slider(low, high, step=args.get("step", 1), **common_args)
-    if kind == "radio" and choices:
-        return gr.Radio(list(choices), **common_args)
-    if choices or kind == "dropdown" or isinstance(info.default, list):
-        multiselect = isinstance(info.default, list)
-        options = list(choices or [])
-        current = value if isinstance(value, list) else [value] if multiselect else value
-        for item in current if multiselect else [current]:
-            if item not in options:
-                options.append(item)
-        return gr.Dropdown(
-            options, multiselect=multiselect, allow_custom_value=True, **{**common_args, "value": current}
-        )
-    if kind == "color":
-        return gr.ColorPicker(**common_args)
-    if kind == "number" or (kind is None and isinstance(info.default, (int, float))):
-        return gr.Number(**common_args)
-    if isinstance(info.default, (dict,)):
-        return None  # no widget for structured values: the API and config.json hold them
-    return gr.Textbox(**{**common_args, "value": shown(value)})
-
-
-def shown(value):
-    """A stored value as the settings page shows it: what a widget sends back unchanged means "not changed"."""
-    return "" if value is None else value
-
-
-def _strip_tags(text: str) -> str:
-    import re
-
-    return re.sub(r"<[^>]+>", "", text)
+# every category's page at once, one after another (A1111's "Show all pages"); pressed again, back to tabs
+SHOW_ALL_SCRIPT = """
+() => { document.getElementById("tab_settings").classList.toggle("settings-show-all"); }
+"""
 
 
 def create_tab(ctx) -> None:
@@ -95,6 +48,7 @@ def create_tab(ctx) -> None:
     with gr.Row(elem_id="settings_top"):
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
         reload = gr.Button("Reload UI", elem_id="settings_restart_gradio")
+        show_all = gr.Button("Show all pages", elem_id="settings_show_all_pages")
         search = gr.Textbox(placeholder="Search...", show_label=False, elem_id="settings_search", scale=3)
     result = gr.HTML("", elem_id="settings_result")
     if options.frozen:
@@ -109,6 +63,7 @@ def create_tab(ctx) -> None:
         by_category.setdefault(section.category or "system", []).append((section, entries))
 
     keys, widgets = [], []
+    quick = common.quick_setting_keys(ctx)
     with gr.Tabs(elem_id="settings_categories"):
         for category, category_sections in by_category.items():
             if not category_sections:
@@ -119,10 +74,10 @@ def create_tab(ctx) -> None:
                         section.label, open=not section.id.startswith("a1111"), elem_id=f"settings_{section.id}"
                     ):
                         for key, info in entries:
-                            if key in common.QUICK_SETTINGS:  # shown in the top bar, as A1111 moves them there
+                            if key in quick:  # shown in the top bar, as A1111 moves them there
                                 continue
                             try:
-                                widget = _component(key, info, options.get(key))
+                                widget = setting_widget(key, info, options.get(key))
                             except Exception:
                                 log.exception("Setting %s has no widget", key)
                                 continue
@@ -158,3 +113,4 @@ def create_tab(ctx) -> None:
     apply.click(on_apply, inputs=widgets, outputs=[result], **private)
     reload.click(on_reload, inputs=[], outputs=[result], **private)
     search.change(None, inputs=[search], outputs=[search], js=SEARCH_SCRIPT, **private)
+    show_all.click(None, inputs=[], outputs=[], js=SHOW_ALL_SCRIPT, **private)
