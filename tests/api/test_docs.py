@@ -1,5 +1,6 @@
-"""/docs works offline: Swagger UI's files are served by the app (never a CDN), only the listed ones, behind the
-API password like the docs page; in a real browser with every other host blocked the API's routes are listed."""
+"""/docs and /redoc work offline: Swagger UI's and ReDoc's files are served by the app (never a CDN), only the
+listed ones, behind the API password like the docs pages; in a real browser with every other host blocked the API's
+routes are listed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ def test_docs_page_uses_local_assets(make_client, data_dir):
     assert client.get("/docs-assets/swagger-ui.css").status_code == 200
     for name in ("index.html", "..%2F..%2F__init__.py", "swagger-ui-bundle.js.map"):
         assert client.get(f"/docs-assets/{name}").status_code == 404, name
-    assert client.get("/redoc", follow_redirects=False).headers["location"] == "/docs"
+    redoc = client.get("/redoc").text
+    assert (
+        "/docs-assets/redoc.standalone.js" in redoc and "cdn.jsdelivr" not in redoc and "fonts.googleapis" not in redoc
+    )
+    assert client.get("/docs-assets/redoc.standalone.js").status_code == 200
 
 
 def test_docs_assets_are_behind_the_api_password(make_client, data_dir):
@@ -32,5 +37,7 @@ def test_docs_render_offline_in_the_browser(page, tmp_path):
 
     with LiveServer(make_ctx(tmp_path / "data", "--nowebui"), free_port()) as server:
         page.goto(server.url + "/docs")
+        page.get_by_text("/sdapi/v1/txt2img").first.wait_for()
+        page.goto(server.url + "/redoc")
         page.get_by_text("/sdapi/v1/txt2img").first.wait_for()
     assert page.outside_requests == [] and page.console_errors == []
