@@ -6,6 +6,7 @@ VAE decoder calls are counted with a forward hook on the loaded model's decoder 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 
@@ -17,8 +18,9 @@ from diffusers import AutoencoderTiny
 from sdui.app.context import generate
 from sdui.core.hooks import ProcessingHooks
 from sdui.core.processing import process
+from sdui.core.progress import preview_decoder
 from sdui.imaging.preview_decoders import cheap_preview
-from sdui.imaging.vae import to_pil
+from sdui.imaging.vae import JobVae, to_pil
 from sdui.models.loading import load_sd_model
 from sdui.request import GenerationRequest
 from sdui.settings.snapshot import Settings
@@ -152,3 +154,12 @@ def test_the_preview_pictures_the_prediction_live_preview_content_names(model, c
         assert picture.tobytes() == cheap_preview(prediction, "sd", 8).tobytes()
     others = [p for name, p in seen.seen.items() if name != content]
     assert all(cheap_preview(p[1], "sd", 8).tobytes() != shown[0].tobytes() for p in others)  # told apart
+
+
+@pytest.mark.parametrize("arch, family", [("sd1", "sd"), ("sd2", "sd"), ("sdxl", "sdxl"), ("sdxl-refiner", "sdxl")])
+def test_each_architecture_gets_the_map_of_its_vae(model, arch, family):
+    """SD1 and SD2 share one VAE's latent space, SDXL and its refiner another's."""
+    as_arch = dataclasses.replace(model, arch=arch)
+    with JobVae(as_arch) as vae:
+        decoder = preview_decoder(Settings.defaults(), as_arch, vae)
+    assert decoder.family == family and decoder.scale == 8 and decoder.method == "Approx cheap"
