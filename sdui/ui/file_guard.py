@@ -22,11 +22,14 @@ MAX_EVENT_BODY = 256 * 2**20  # Gradio events carry paths, not file contents (up
 
 
 def file_paths(value) -> Iterator[str]:
-    """Every FileData `path` or `url` inside a decoded JSON value."""
+    """Every FileData `path` inside a decoded JSON value, or its `url` where it has no path. (An upload from the
+    page carries both: the path Gradio saved it under, which Gradio opens, and the URL the page shows it from,
+    which Gradio ignores for an input.)"""
     if isinstance(value, dict):
-        if isinstance(value.get("path"), str) and ("meta" in value or "orig_name" in value or "url" in value):
-            yield value["path"]
-        if isinstance(value.get("url"), str) and value.get("url"):
+        path = value.get("path")
+        if isinstance(path, str) and ("meta" in value or "orig_name" in value or "url" in value):
+            yield path
+        elif isinstance(value.get("url"), str) and value.get("url"):
             yield value["url"]
         for item in value.values():
             yield from file_paths(item)

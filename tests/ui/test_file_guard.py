@@ -33,8 +33,8 @@ def png_info_event(client) -> int:
     return next(d["id"] for d in config["dependencies"] if any(ids.get(t[0]) == "pnginfo_image" for t in d["targets"]))
 
 
-def join(client, fn_index: int, path: str):
-    data = [{"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}]
+def join(client, fn_index: int, path: str, url: str | None = None):
+    data = [{"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png", "url": url}]
     return client.post(
         "/gradio_api/queue/join",
         json={"data": data, "fn_index": fn_index, "session_hash": "s1", "event_data": None, "trigger_id": None},
@@ -66,6 +66,8 @@ def test_an_uploaded_file_and_the_outputs_folder_are_allowed(ui_client, tmp_path
         uploaded = client.post("/gradio_api/upload", files={"files": ("upload.png", f, "image/png")}).json()[0]
     fn = png_info_event(client)
     assert join(client, fn, uploaded).status_code == 200
+    # what the page sends for an upload: the saved path, and the URL it shows the file from (which Gradio ignores)
+    assert join(client, fn, uploaded, f"{LOCAL}/gradio_api/file={uploaded}").status_code == 200
     inside = ctx.paths.outputs_dir / "txt2img-images" / "a.png"
     inside.parent.mkdir(parents=True)
     secret_png(inside)
@@ -89,6 +91,8 @@ def test_every_file_reference_in_an_event_is_found():
             None,
             {"image": {"path": "/a", "orig_name": "a"}, "layers": [{"path": "/b", "meta": {}}]},
             [{"url": "http://x/y.png", "path": None}],
+            {"path": "/c", "url": "http://127.0.0.1/gradio_api/file=/c", "orig_name": "c"},
         ]
     }
-    assert sorted(file_paths(event)) == ["/a", "/b", "http://x/y.png"]
+    # a URL is what Gradio fetches only where no path is given
+    assert sorted(file_paths(event)) == ["/a", "/b", "/c", "http://x/y.png"]
