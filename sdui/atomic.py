@@ -54,3 +54,24 @@ def remove_stale_temp_files(folder: Path, *, recursive: bool = False) -> list[Pa
     if removed:
         log.info("Removed %d temp file(s) an interrupted save left behind in %s", len(removed), folder)
     return removed
+
+
+def write_file_atomic(path: str | os.PathLike, write) -> Path:
+    """`write(temp_path)` fills a temp file in the target folder (a library that wants a file name: safetensors,
+    torch.save); it is then synced and renamed over `path`. A failing `write` leaves no temp file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from sdui.ui import common, extra_networks, generation, localization
-from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, outpaint, pnginfo, settings, txt2img
+from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, merger, outpaint, pnginfo, settings, txt2img
 
 log = logging.getLogger(__name__)
 STYLE_CSS = Path(__file__).with_name("style.css")
@@ -99,6 +99,8 @@ def create_ui(ctx) -> gr.Blocks:
                 depth = depth2img.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo.create_tab(t2i, tabs)
+            with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
+                merger.create_tab(ctx, picker.dropdown)
             generation.wire_send_to([t2i, i2i, inp, outp, depth], {"img2img": i2i, "inpaint": inp}, tabs)
             add_extension_tabs(added_tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
