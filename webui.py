@@ -235,6 +235,7 @@ def mount_ui(app, ctx: AppContext):
         kwargs["auth"] = list(credentials.items())
     allowed = [str(p) for p in flags.gradio_allowed_path]
     allowed.append(str(ctx.paths.outputs_dir))
+    allowed.append(str(ctx.paths.resolve(ctx.options.outdir_save)))  # what "Save"/"Zip" offer for download
     gr.mount_gradio_app(
         app,
         demo,

@@ -13,7 +13,18 @@ from pathlib import Path
 import gradio as gr
 
 from sdui.ui import common, extra_networks, generation, localization
-from sdui.ui.tabs import depth2img, extensions, img2img, inpaint, merger, outpaint, pnginfo, settings, txt2img
+from sdui.ui.tabs import (
+    depth2img,
+    extensions,
+    extras,
+    img2img,
+    inpaint,
+    merger,
+    outpaint,
+    pnginfo,
+    settings,
+    txt2img,
+)
 
 log = logging.getLogger(__name__)
 STYLE_CSS = Path(__file__).with_name("style.css")
@@ -43,7 +54,9 @@ def mount_options(ctx=None) -> dict:
             if path.suffix in (".js", ".mjs"):
                 code = path.read_text(encoding="utf-8", errors="replace")
                 scripts.append(_inline_script(code, module=path.suffix == ".mjs"))
-    return {"css_paths": css, "head": "\n".join(scripts)}
+    # Gradio's footer keeps its "Built with Gradio" link only: its own "Settings" panel (theme, language) would be
+    # mistaken for ours, and its API page lists nothing (our events are private; the API is /docs)
+    return {"css_paths": css, "head": "\n".join(scripts), "footer_links": ["gradio"]}
 
 
 def _inline_script(code: str, module: bool = False) -> str:
@@ -97,11 +110,15 @@ def create_ui(ctx) -> gr.Blocks:
                 outp = outpaint.create_tab(ctx)
             with gr.Tab("depth2img", id="depth2img", elem_id="tab_depth2img"):
                 depth = depth2img.create_tab(ctx)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extra = extras.create_tab(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                pnginfo.create_tab(t2i, tabs)
+                pnginfo.create_tab(ctx, {"txt2img": t2i, "img2img": i2i, "inpaint": inp, "extras": extra}, tabs)
             with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
                 merger.create_tab(ctx, picker.dropdown)
-            generation.wire_send_to([t2i, i2i, inp, outp, depth], {"img2img": i2i, "inpaint": inp}, tabs)
+            generation.wire_send_to(
+                [t2i, i2i, inp, outp, depth, extra], {"img2img": i2i, "inpaint": inp, "extras": extra}, tabs
+            )
             add_extension_tabs(added_tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.create_tab(ctx)

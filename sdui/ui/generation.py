@@ -299,6 +299,10 @@ class OutputPanel:
     selected: gr.State
     images: gr.State  # the images shown, kept on the server (what "Send to" sends)
     send: dict = field(default_factory=dict)  # target tab -> its "Send to" button
+    save: gr.Button | None = None
+    save_zip: gr.Button | None = None
+    open_folder: gr.Button | None = None
+    downloads: gr.File | None = None  # what Save/Zip wrote, to download
 
 
 SEND_TARGETS = {"img2img": "img2img", "inpaint": "inpaint", "extras": "extras"}  # tab id -> button label suffix
@@ -328,13 +332,69 @@ def create_output_panel(tab: str) -> OutputPanel:
             buttons=["copy"],
         )
         with gr.Row(elem_id=f"{tab}_send_row"):
+            open_folder = gr.Button("📂", size="sm", elem_id=f"open_folder_{tab}", min_width=40, scale=0)
+            save = gr.Button("Save", size="sm", elem_id=f"save_{tab}")
+            save_zip = gr.Button("Zip", size="sm", elem_id=f"save_zip_{tab}")
             send = {
                 target: gr.Button(f"Send to {label}", size="sm", elem_id=f"{tab}_send_to_{target}")
                 for target, label in SEND_TARGETS.items()
             }
+        downloads = gr.File(
+            None, file_count="multiple", interactive=False, visible=False, elem_id=f"download_files_{tab}"
+        )
         status = gr.HTML("", elem_id=f"html_info_{tab}", elem_classes=["generation-status"], js_on_load=None)
     states = (gr.State([]), gr.State([]), gr.State([]), gr.State(None), gr.State([]))
-    return OutputPanel(gallery, generation_info, status, *states, send=send)
+    return OutputPanel(
+        gallery,
+        generation_info,
+        status,
+        *states,
+        send=send,
+        save=save,
+        save_zip=save_zip,
+        open_folder=open_folder,
+        downloads=downloads,
+    )
+
+
+# the folder 📂 opens for each tab: A1111's outdir_* setting of what the tab saves
+OUTPUT_FOLDER_SETTINGS = {"txt2img": "outdir_txt2img_samples", "extras": "outdir_extras_samples"}
+
+
+def wire_output_tools(ctx, panel: OutputPanel, tab: str) -> None:
+    """Save / Zip (into outdir_save, for download) and 📂 (the tab's output folder, in the desktop's file manager:
+    only on a local server with a desktop, as nobody else could see it)."""
+    from sdui.app.open_folder import can_open_folders, open_folder
+
+    def on_save(images, infotexts, selected, make_zip=False):
+        from sdui.app.save_button import save_folder, save_results
+
+        try:
+            saved = save_results(ctx, list(images or []), list(infotexts or []), selected, make_zip)
+        except OSError as e:
+            return gr.File(visible=False), common.error_html(f"Could not save into {save_folder(ctx)}: {e}")
+        if not saved:
+            return gr.File(visible=False), common.note_html("Nothing to save: generate an image first.")
+        names = ", ".join(p.name for p in saved)
+        return gr.File([str(p) for p in saved], visible=True), common.note_html(f"Saved: {names}")
+
+    inputs = [panel.images, panel.infotexts, panel.selected]
+    outputs = [panel.downloads, panel.status]
+    panel.save.click(on_save, inputs=inputs, outputs=outputs, api_visibility="private")
+    panel.save_zip.click(
+        lambda *values: on_save(*values, make_zip=True), inputs=inputs, outputs=outputs, api_visibility="private"
+    )
+
+    panel.open_folder.visible = can_open_folders(ctx)
+    if panel.open_folder.visible:
+        key = OUTPUT_FOLDER_SETTINGS.get(tab, "outdir_img2img_samples")
+
+        def on_open():
+            folder = ctx.paths.resolve(ctx.options.outdir_samples or ctx.options.get(key))
+            message = open_folder(folder)
+            return common.error_html(message) if message else gr.skip()
+
+        panel.open_folder.click(on_open, inputs=[], outputs=[panel.status], queue=False, api_visibility="private")
 
 
 def size_of_image(image, *, minimum: int = 64, maximum: int = 2048) -> tuple[int, int] | None:
@@ -497,6 +557,7 @@ def wire_generation(
         ctx.jobs.skip(owner=ui_owner(request))
 
     tab.row.interrupt.click(on_interrupt, inputs=[], outputs=[], queue=False, api_visibility="private")
+    wire_output_tools(ctx, panel, tab.name)
     tab.row.skip.click(on_skip, inputs=[], outputs=[], queue=False, api_visibility="private")
 
     def on_select(infotexts, evt: gr.SelectData):

@@ -319,8 +319,14 @@ def test_png_info_tab_reads_the_parameters_chunk_and_sends_it_to_txt2img(ctx, tm
     handed = upload.preprocess(ImageData(path=str(path), orig_name="a.png"))
     assert png_info(handed) == (text, "")
 
-    prompt, tabs = handler(demo, "pnginfo_send_txt2img", "click").fn(text)
-    assert prompt == text and tabs.selected == "txt2img"
+    prompt, tabs, message = handler(demo, "pnginfo_send_txt2img", "click").fn(str(path), text)
+    assert prompt == text and tabs.selected == "txt2img" and message == ""
+    # img2img, inpaint and extras get the image as well, opened on the server from Gradio's upload
+    image, prompt, tabs, _ = handler(demo, "pnginfo_send_img2img", "click").fn(str(path), text)
+    assert image.size == (8, 8) and image.info["parameters"] == text and tabs.selected == "img2img"
+    image, tabs, _ = handler(demo, "pnginfo_send_extras", "click").fn(str(path), text)
+    assert image.size == (8, 8) and tabs.selected == "extras"
+    assert handler(demo, "pnginfo_send_inpaint", "click").fn(str(path), text)[2].selected == "inpaint"
     plain = tmp_path / "b.png"
     Image.new("RGB", (8, 8)).save(plain)
     text_out, message = png_info(str(plain))

@@ -163,4 +163,5 @@ def create_tab(ctx) -> ExtrasTab:
         return evt.index if isinstance(evt.index, int) else None
 
     panel.gallery.select(on_select, inputs=None, outputs=[panel.selected], queue=False, api_visibility="private")
+    generation.wire_output_tools(ctx, panel, TAB)
     return ExtrasTab(panel, image)

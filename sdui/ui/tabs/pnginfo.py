@@ -1,5 +1,5 @@
-"""The PNG Info tab: the generation parameters an image carries (PNG text chunk, EXIF UserComment), and a button
-that sends them to txt2img."""
+"""The PNG Info tab: the generation parameters an image carries (PNG text chunk, EXIF UserComment), and buttons
+that send them (with the image) to txt2img, img2img, inpaint and extras."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from PIL import Image
 
 from sdui.errors import UserError
 from sdui.imaging.pnginfo import read_info_from_image
-from sdui.ui import common, generation
+from sdui.ui import common
 
 
 def png_info(path: str | None) -> tuple[str, str]:
@@ -27,8 +27,12 @@ def png_info(path: str | None) -> tuple[str, str]:
     return text, ""
 
 
-def create_tab(t2i: generation.GenerationTab, tabs: gr.Tabs) -> None:
-    """Lay out the PNG Info tab; its button sends the text to the txt2img tab `t2i` (switching `tabs`)."""
+SEND_TARGETS = {"txt2img": "txt2img", "img2img": "img2img", "inpaint": "inpaint", "extras": "extras"}
+
+
+def create_tab(ctx, targets: dict, tabs: gr.Tabs) -> None:
+    """Lay out the PNG Info tab; its buttons send the parameters (and, but for txt2img, the image) to the tabs in
+    `targets` (tab id -> GenerationTab-like), switching `tabs`, and paste them into the widgets there (as ↙️ does)."""
     with gr.Row(equal_height=False):
         with gr.Column():
             # image_mode=None: Gradio hands over the uploaded file itself; with a mode it may re-encode the image
@@ -46,16 +50,36 @@ def create_tab(t2i: generation.GenerationTab, tabs: gr.Tabs) -> None:
                 label="Parameters", lines=8, interactive=False, elem_id="pnginfo_generation_info", buttons=["copy"]
             )
             message = gr.HTML("", elem_id="pnginfo_html_info", js_on_load=None)
-            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
+            with gr.Row():
+                buttons = {
+                    target: gr.Button(f"Send to {label}", elem_id=f"pnginfo_send_{target}")
+                    for target, label in SEND_TARGETS.items()
+                    if target in targets
+                }
     image.change(png_info, inputs=[image], outputs=[text, message], api_visibility="private")
-    # Put the infotext into the txt2img prompt box, switch tabs, and paste it into the widgets there (as ↙️ does).
-    sent = send.click(
-        lambda t: (t, gr.Tabs(selected="txt2img")),
-        inputs=[text],
-        outputs=[t2i.prompt, tabs],
-        queue=False,
-        api_visibility="private",
-    )
-    if t2i.paste_event is not None:
-        fn, inputs, outputs = t2i.paste_event
-        sent.then(fn, inputs=inputs, outputs=outputs, queue=False, api_visibility="private")
+    for target_id, button in buttons.items():
+        _wire_send(ctx, button, targets[target_id], target_id, image, text, message, tabs)
+
+
+def _wire_send(ctx, button, target, target_id: str, image, text, message, tabs) -> None:
+    with_image = target_id != "txt2img" and target.image_input is not None
+    prompt = getattr(target, "prompt", None) if target.paste_event is not None else None
+    outputs = [*([target.image_input] if with_image else []), *([prompt] if prompt is not None else []), tabs, message]
+
+    def send(path, infotext):
+        values = []
+        if with_image:
+            try:
+                from sdui.app.user_folders import open_image
+
+                values.append(open_image(ctx, path) if path else gr.skip())
+            except UserError as e:
+                return (*[gr.skip()] * (len(outputs) - 1), common.error_html(e.message))
+        if prompt is not None:
+            values.append(infotext)
+        return (*values, gr.Tabs(selected=target_id), "")
+
+    sent = button.click(send, inputs=[image, text], outputs=outputs, queue=False, api_visibility="private")
+    if target.paste_event is not None:
+        fn, inputs, paste_outputs = target.paste_event
+        sent.then(fn, inputs=inputs, outputs=paste_outputs, queue=False, api_visibility="private")
