@@ -26,6 +26,7 @@ for _key, _value in (
     os.environ.setdefault(_key, _value)
 
 import functools  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -92,11 +93,13 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
     from sdui.app.jobs import JobQueue
     from sdui.app.options import Options
     from sdui.app.paths import DataPaths
+    from sdui.app.threads import apply_threads
     from sdui.atomic import remove_stale_temp_files
     from sdui.devices import policy_from_flags
     from sdui.models.hashes import HashCache
     from sdui.models.store import ModelStore
 
+    apply_threads(flags.threads)
     paths = DataPaths.from_flags(flags, repo_dir)
     paths.ensure_dirs()
     for folder, recursive in ((paths.config_file.parent, False), (paths.cache_dir, False), (paths.outputs_dir, True)):
@@ -258,8 +261,8 @@ def mount_ui(app, ctx: AppContext):
 # ----------------------------------------------------------------------------------------------------- 4. serve
 
 
-def load_model_when_up(ctx: AppContext, server) -> threading.Thread | None:
-    """Once the server listens, load the start-up checkpoint in the background (A1111 does the same)."""
+def load_model_when_up(ctx: AppContext) -> threading.Thread | None:
+    """Once the app is up, load the start-up checkpoint in the background (A1111 does the same)."""
     flags = ctx.flags
     if flags.skip_load_model_at_start or flags.ui_debug_mode:
         log.info("Not loading a checkpoint at start (--skip-load-model-at-start): the first generation loads it.")
@@ -267,41 +270,29 @@ def load_model_when_up(ctx: AppContext, server) -> threading.Thread | None:
     info = startup_checkpoint(ctx)
     if info is None:
         return None
-
-    def wait_then_load():
-        while not server.started:
-            if server.should_exit:
-                return
-            time.sleep(0.05)
-        log.info("Loading %s in the background; generations wait for it.", info.title)
-        ctx.store.load_in_background(info.title, then=lambda model: remember_model(ctx, model))
-
-    thread = threading.Thread(target=wait_then_load, name="startup-model-load", daemon=True)
-    thread.start()
-    return thread
+    log.info("Loading %s in the background; generations wait for it.", info.title)
+    return ctx.store.load_in_background(info.title, then=lambda model: remember_model(ctx, model))
 
 
-def _announce_when_up(server, url: str) -> None:
-    def announce():
-        while not server.started:
-            if server.should_exit:
-                return
-            time.sleep(0.02)
-        # the same line Gradio prints: wrappers that start A1111 wait for it
-        print(f"Running on local URL:  {url}", flush=True)
-        log.info("Startup time: %.1f s", time.perf_counter() - _started_at)
+def _open_browser(url: str) -> None:
+    import webbrowser
 
-    threading.Thread(target=announce, name="announce", daemon=True).start()
+    webbrowser.open(url)
 
 
-def serve(ctx: AppContext, app) -> None:
+def serve(flags: Flags, build) -> int:
+    """Listen at once, with the start-up gate in front (sdui/api/startup_gate.py), and build the app meanwhile:
+    `build()` returns (ctx, app) or raises. Returns the exit status (2 when the app could not be built)."""
     import uvicorn
 
-    flags = ctx.flags
+    from sdui.api.startup_gate import StartupGate
+    from sdui.errors import UserError
+
     host, port = flags.server_host, flags.server_port
     tls = bool(flags.tls_keyfile and flags.tls_certfile)
+    gate = StartupGate()
     config = uvicorn.Config(
-        app,
+        gate,
         host=host,
         port=port,
         log_config=None,
@@ -313,15 +304,44 @@ def serve(ctx: AppContext, app) -> None:
         root_path=flags.subpath or "",
     )
     server = uvicorn.Server(config)
-    ctx.server.attach(lambda: setattr(server, "should_exit", True))
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
+    status = {"code": 0, "ctx": None}
+
+    def build_then_open():
+        while not server.started:  # first the port: a client meets "starting", not "connection refused"
+            if server.should_exit:
+                return
+            time.sleep(0.01)
+        log.info("Listening after %.1f s; building the app.", time.perf_counter() - _started_at)
+        try:
+            ctx, app = build()
+        except UserError as e:  # e.g. malformed --api-auth: say what to fix, no traceback
+            log.error("%s", e.message)
+            status["code"] = 2
+        except Exception:
+            log.exception("The app could not be built.")
+            status["code"] = 1
+        if status["code"]:
+            gate.fail()
+            server.should_exit = True
+            return
+        status["ctx"] = ctx
+        ctx.server.attach(lambda: setattr(server, "should_exit", True))
+        # the libraries and the app are built and stay: the garbage collector need not walk them again (each full
+        # collection, and the last one at exit, took seconds over torch's and Gradio's millions of objects)
+        gc.freeze()
+        gate.open(app)
+        # the same line Gradio prints: wrappers that start A1111 wait for it
+        print(f"Running on local URL:  {url}", flush=True)
+        log.info("Startup time: %.1f s", time.perf_counter() - _started_at)
+        load_model_when_up(ctx)
+        if flags.autolaunch:
+            _open_browser(url)
+
     if host in ("0.0.0.0", "::"):
         log.info("Listening on all interfaces (%s): other machines can reach this server.", host)
-    _announce_when_up(server, url)
-    load_model_when_up(ctx, server)
-    if flags.autolaunch:
-        threading.Thread(target=_open_browser_when_up, args=(server, url), daemon=True).start()
+    threading.Thread(target=build_then_open, name="build-app", daemon=True).start()
     try:
         server.run()
     except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down gracefully and re-raised the signal
@@ -333,34 +353,27 @@ def serve(ctx: AppContext, app) -> None:
             )
         raise
     finally:
-        ctx.jobs.interrupt()
-
-
-def _open_browser_when_up(server, url: str) -> None:
-    import webbrowser
-
-    while not server.started and not server.should_exit:
-        time.sleep(0.1)
-    if server.started:
-        webbrowser.open(url)
+        if status["ctx"] is not None:
+            status["ctx"].jobs.interrupt()
+    return status["code"]
 
 
 def start(flags: Flags, extension_problems: list | None = None) -> None:
     """Entry point used by launch.py (and by `python webui.py`). `extension_problems`: what went wrong while
     extensions' preload.py added their flags (they are reported with the others)."""
     setup_logging(flags.loglevel)
-    from sdui.errors import UserError
-    from sdui.extensions.startup import start_extensions
 
-    try:
+    def build():
+        from sdui.extensions.startup import start_extensions
+
         ctx = build_context(flags)
         log_summary(ctx)
         ctx.extensions = start_extensions(ctx, preload_problems=extension_problems or [])
-        app = create_app(ctx)
-    except UserError as e:  # e.g. malformed --api-auth: say what to fix, no traceback
-        log.error("%s", e.message)
-        sys.exit(2)
-    serve(ctx, app)
+        return ctx, create_app(ctx)
+
+    code = serve(flags, build)
+    if code:
+        sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads needs a whole number of threads, got {text!r}") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"--threads needs a number between 1 and 1024, got {value}")
+    return value
+
+
 def _json_dict(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -187,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='run these parts on the CPU: "all", "sd", "interrogate", ...',
     )
     g.add_argument("--device-id", type=str, default=None, help="CUDA device index")
+    g.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        help="CPU threads torch computes with (default: the physical cores, or OMP_NUM_THREADS when set)",
+    )
     g.add_argument("--xformers", action="store_true", help="prefer xformers attention when installed")
     g.add_argument("--force-enable-xformers", action="store_true", help="prefer xformers attention when installed")
     g.add_argument("--opt-sdp-attention", action="store_true", help="use torch scaled-dot-product attention")
@@ -420,6 +436,7 @@ class Flags:
     no_half_vae: bool = False
     precision: str = "autocast"
     use_cpu: tuple[str, ...] = ()
+    threads: int | None = None
     xformers: bool = False
     # models
     no_hashing: bool = False
