@@ -19,22 +19,7 @@ TEMP_NAME = re.compile(r"^\.[^/]+\.tmp$")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_file_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 def remove_stale_temp_files(folder: Path, *, recursive: bool = False) -> list[Path]:

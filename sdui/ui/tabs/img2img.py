@@ -86,6 +86,22 @@ def create_denoising(tab: str, value: float = 0.75) -> gr.Slider:
     return widgets.create("denoising_strength", tab, value=value)
 
 
+def create_sketch_editor(label: str, elem_id: str, height: int) -> gr.ImageEditor:
+    """A1111's Sketch: an image to paint on in any colour; the strokes become part of the image (and, for inpaint
+    sketch, the mask)."""
+    return gr.ImageEditor(
+        label=label,
+        elem_id=elem_id,
+        type="pil",
+        image_mode="RGBA",
+        sources=["upload", "clipboard"],
+        transforms=(),
+        height=height,
+        brush=gr.Brush(color_mode="defaults"),
+        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Sketch"]),
+    )
+
+
 def create_batch_widgets(ctx, tab: str) -> list:
     """A1111's Batch sub-tab: input, output and inpaint mask folders, and which fields of each image's own
     parameters (PNG info) to use. Folders are on the server's computer; --hide-ui-dir-config locks them."""
@@ -154,17 +170,7 @@ def create_tab(ctx) -> generation.GenerationTab:
                         height=420,
                     )
                 with gr.Tab("Sketch", id="img2img_img2img_sketch_tab", elem_id="img2img_img2img_sketch_tab") as sk:
-                    sketch = gr.ImageEditor(
-                        label="Image for img2img (sketch)",
-                        elem_id="img2img_sketch",
-                        type="pil",
-                        image_mode="RGB",
-                        sources=["upload", "clipboard"],
-                        transforms=(),
-                        height=420,
-                        brush=gr.Brush(color_mode="defaults"),
-                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Sketch"]),
-                    )
+                    sketch = create_sketch_editor("Image for img2img (sketch)", "img2img_sketch", height=420)
                 with gr.Tab("Batch", id="img2img_batch_tab", elem_id="img2img_batch_tab") as batch_tab:
                     batch = create_batch_widgets(ctx, TAB)
             resize_mode = create_resize_mode(TAB)

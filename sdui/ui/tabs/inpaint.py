@@ -185,17 +185,7 @@ def create_tab(ctx) -> generation.GenerationTab:
                     )
                 with gr.Tab("Inpaint sketch", id=f"{TAB}_sketch", elem_id=f"{TAB}_sketch_tab") as sketch_tab:
                     # the strokes are painted into the image in their colours, and they are the mask too
-                    sketch = gr.ImageEditor(
-                        label="Image for inpaint sketch",
-                        elem_id="inpaint_sketch",
-                        type="pil",
-                        image_mode="RGBA",
-                        sources=["upload", "clipboard"],
-                        transforms=(),
-                        height=480,
-                        brush=gr.Brush(color_mode="defaults"),
-                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["Sketch"]),
-                    )
+                    sketch = img2img.create_sketch_editor("Image for inpaint sketch", "inpaint_sketch", height=480)
                 with gr.Tab("Inpaint upload", id=f"{TAB}_upload", elem_id=f"{TAB}_upload_tab") as upload_tab:
                     base_image = gr.Image(
                         label="Image",
