@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sdui.core.run import Run
 from sdui.imaging.tiling import tiled
 from sdui.imaging.vae import JobVae
+from sdui.imaging.vae_tiles import NEVER, VaeTiling
 
 
 class ModelPatch(Protocol):
@@ -27,7 +28,17 @@ def patched_for_job(run: Run, patches: Sequence[ModelPatch] = ()) -> Iterator[Jo
     model = run.model
     with ExitStack() as stack:
         stack.enter_context(tiled(model.unet, model.vae, enabled=bool(run.request.tiling)))
-        vae = stack.enter_context(JobVae(model, auto_upcast=bool(run.settings.auto_vae_precision)))
+        vae = stack.enter_context(
+            JobVae(model, auto_upcast=bool(run.settings.auto_vae_precision), tiling=vae_tiling(run))
+        )
         for patch in patches:
             stack.enter_context(patch(run))
         yield vae
+
+
+def vae_tiling(run: Run) -> VaeTiling:
+    """The job's Tiled VAE threshold. Seamless tiling turns it off: a tile's circular padding would wrap around
+    the tile instead of the image."""
+    if run.request.tiling:
+        return NEVER
+    return VaeTiling(above_pixels=round(run.settings.tiled_vae_megapixels * 1e6))

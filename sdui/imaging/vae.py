@@ -5,6 +5,8 @@ samples with the global RNG; the difference is far below 1/255). Decoding in hal
 VAE does: A1111's "NaNs in VAE"); `JobVae` then decodes again in float32, as A1111's auto_vae_precision does,
 instead of returning black images. The upcast lasts for the job only: the model is handed back in the dtype it was
 loaded in, with a note that its VAE overflows, so the next job starts in float32 without the failed attempt.
+Images larger than the job's `VaeTiling` threshold go through the VAE in tiles (imaging/vae_tiles.py); below it
+nothing changes.
 """
 
 from __future__ import annotations
@@ -16,21 +18,31 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sdui.imaging.vae_tiles import NEVER, VaeTiling, decode_tiled, encode_tiled, scale_factor
+
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+def encode(vae, pixels: torch.Tensor, tiling: VaeTiling = NEVER) -> torch.Tensor:
     """VAE latents of (N, 3, H, W) images in [-1, 1], scaled for the UNet, in the VAE's dtype."""
     device = next(vae.parameters()).device
-    posterior = vae.encode(pixels.to(device, vae.dtype)).latent_dist
-    return posterior.mean * vae.config.scaling_factor
+    pixels = pixels.to(device, vae.dtype)
+    height, width = pixels.shape[-2:]
+    f = scale_factor(vae)
+    if tiling.applies(height, width) and height % f == width % f == 0:
+        return encode_tiled(vae, pixels, tiling) * vae.config.scaling_factor
+    return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
 
 
 @torch.no_grad()
-def decode(vae, latents: torch.Tensor) -> torch.Tensor:
+def decode(vae, latents: torch.Tensor, tiling: VaeTiling = NEVER) -> torch.Tensor:
     """(N, 3, H, W) images in [-1, 1] of scaled latents, in the VAE's dtype (NaN where a half VAE overflowed)."""
-    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    z = latents.to(vae.dtype) / vae.config.scaling_factor
+    f = scale_factor(vae)
+    if tiling.applies(z.shape[-2] * f, z.shape[-1] * f):
+        return decode_tiled(vae, z, tiling)
+    return vae.decode(z).sample
 
 
 def to_pil(decoded: torch.Tensor) -> list[Image.Image]:
@@ -50,12 +62,14 @@ def to_uint8(unit: torch.Tensor) -> Sequence[np.ndarray]:
 
 
 class JobVae:
-    """The model's VAE for the length of one job (a context manager; the model is restored on exit)."""
+    """The model's VAE for the length of one job (a context manager; the model is restored on exit). `tiling`:
+    when images go through it in tiles (the job's settings; never by default)."""
 
-    def __init__(self, model, *, auto_upcast: bool = True):
+    def __init__(self, model, *, auto_upcast: bool = True, tiling: VaeTiling = NEVER):
         self.model = model
         self.vae = model.vae
         self.auto_upcast = auto_upcast
+        self.tiling = tiling
         self._loaded_dtype = self.vae.dtype
         if auto_upcast and model.vae_overflows and self._loaded_dtype != torch.float32:
             self.vae.to(torch.float32)
@@ -68,10 +82,10 @@ class JobVae:
             self.vae.to(self._loaded_dtype)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        return encode(self.vae, pixels)
+        return encode(self.vae, pixels, self.tiling)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        decoded = decode(self.vae, latents)
+        decoded = decode(self.vae, latents, self.tiling)
         if self.auto_upcast and self.vae.dtype != torch.float32 and not torch.isfinite(decoded).all():
             log.warning(
                 "The VAE produced NaNs in %s; decoding in float32 instead (start with --no-half-vae to "
@@ -80,7 +94,7 @@ class JobVae:
             )
             self.model.vae_overflows = True
             self.vae.to(torch.float32)
-            decoded = decode(self.vae, latents.float())
+            decoded = decode(self.vae, latents.float(), self.tiling)
         return decoded
 
     def decode_to_pil(self, latents: torch.Tensor) -> list[Image.Image]:

@@ -192,6 +192,15 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 "auto_vae_precision": OptionInfo(
                     True, "Decode again in float32 when the half-precision VAE overflows", "checkbox"
                 ).info("instead of a black image"),
+                "tiled_vae_megapixels": OptionInfo(
+                    4.0,
+                    "Tiled VAE: decode and encode images larger than this many megapixels in tiles",
+                    "slider",
+                    _slider(0.0, 16.0, 0.1),
+                ).info(
+                    "far less memory for big images, which change a little (2048x2048 is 4.2 megapixels); "
+                    "0: never; not with seamless tiling"
+                ),
             },
         ),
         options_section(
