@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from sdui.core.denoiser import Cond, ScheduledConditioning, TextConditioning, UncondOptions, stack_rows
+from sdui.core.kept_encodings import KeptEncodings, kept_encodings
 from sdui.core.sampler_setup import SamplerSetup
 from sdui.devices import DevicePolicy
 from sdui.models.sd_model import SDModel
@@ -48,15 +49,28 @@ def prompt_steps(steps: int, setup: SamplerSetup) -> int:
 
 class ConditioningCache:
     """What a job has encoded: each distinct prompt is encoded once per job (a batch count of 100 with one prompt
-    is one encode), keyed by everything its encoding depends on."""
+    is one encode), keyed by everything its encoding depends on. With `kept` (the model's store, when the
+    persistent_cond_cache setting is on) an encoding made by an earlier job is used again where it provably
+    equals a new one (sdui.core.kept_encodings)."""
 
-    def __init__(self):
+    def __init__(self, kept: KeptEncodings | None = None):
         self._found: dict[tuple, list[tuple[int, torch.Tensor, torch.Tensor | None]]] = {}
+        self.kept = kept
+
+    @classmethod
+    def for_job(cls, model: SDModel, settings: Settings) -> ConditioningCache:
+        return cls(kept_encodings(model) if settings.persistent_cond_cache else None)
 
     def get(self, key: tuple, make):
         if key not in self._found:
             self._found[key] = make()
         return self._found[key]
+
+    def encoded(self, model: SDModel, key: tuple, encoder: PromptEncoder, texts: list[str], emphasis: str, encode):
+        """encode() (the encoding of `texts` under the job's `key`), or the same one kept from an earlier job."""
+        if self.kept is None:
+            return encode()
+        return self.kept.get(model.text_encoders, key, encoder, texts, emphasis, encode)
 
 
 def encode_text(
@@ -91,13 +105,22 @@ def encode_text(
             notes["Old prompt editing timelines"] = True
 
     def schedule_of(prompt: str, negative: bool):
+        key = (prompt, negative, steps, hires_steps, old, tuple(sorted(options.items())), encoder_key)
+
         def make():
             (schedule,) = prompt_schedules([strip_tags(prompt)], steps, hires_steps, old)
-            encoded = encoder.encode([text for _, text in schedule], is_negative=negative, **options)
+            texts = [text for _, text in schedule]
+            encoded = cache.encoded(
+                model,
+                key,
+                encoder,
+                texts,
+                options["emphasis"],
+                lambda: encoder.encode(texts, is_negative=negative, **options),
+            )
             pooled = encoded.pooled if encoded.pooled is not None else [None] * len(schedule)
             return [(end, e, p) for (end, _), e, p in zip(schedule, encoded.embeds, pooled, strict=True)]
 
-        key = (prompt, negative, steps, hires_steps, old, tuple(sorted(options.items())), encoder_key)
         return cache.get(key, make)
 
     uncond_rows = [schedule_of(p, True) for p in negative_prompts]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sdui.core.run import Batch, Run
 from sdui.core.sampler_setup import SamplerSetup
+from sdui.core.token_merging import merging_ratio
 from sdui.infotext import build_infotext, generation_params
 from sdui.models.sd_model import SDModel
 from sdui.modes.hires import HiresPlan
@@ -53,6 +54,8 @@ def infotext_for(
         clip_skip=int(settings.CLIP_stop_at_last_layers),
         ensd=ensd if ensd and setup.uses_ensd else None,
         denoising_strength=strength,
+        token_merging_ratio=merging_ratio(request, settings),
+        token_merging_ratio_hr=merging_ratio(request, settings, hires=True) if hires_plan is not None else None,
         extra=extra,
         index=batch.index * request.batch_size + j if batch else 0,
     )

@@ -32,6 +32,7 @@ from sdui.core.run import Batch, Run
 from sdui.core.sampler_setup import SamplerSetup, sampler_for
 from sdui.core.sampling import sample
 from sdui.core.schedules import training_sigmas
+from sdui.core.token_merging import merged_tokens, merging_ratio
 from sdui.core.validation import validate
 from sdui.devices import DevicePolicy
 from sdui.errors import InvalidRequestError
@@ -92,7 +93,7 @@ def process(
     writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_samples else None
     grid_writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_grid else None
     encoder = prompt_encoder(model, settings, run.embeddings)
-    conds = ConditioningCache()  # each distinct prompt is encoded once per job
+    conds = ConditioningCache.for_job(model, settings)  # each distinct prompt once per job; kept ones from earlier
     negative = uncond_options(request, settings, encoder, setup.infotext)
     train_sigmas = training_sigmas(model.scheduler_config)
     images, infotexts, saved = [], [], []
@@ -148,16 +149,17 @@ def process(
                 uncond_options=negative,
             )
             with progress.watch(model.unet):  # the job can tell how far a slow step has got
-                latents, stopped = sample(
-                    setup,
-                    progress.denoiser,
-                    latents,
-                    noise=initial.sampler_noise(setup, batch, settings, policy, latents),
-                    train_sigmas=train_sigmas,
-                    blend=blend,
-                    on_step=progress.on_step,
-                    should_stop=progress.should_stop,
-                )
+                with merged_tokens(model.unet, merging_ratio(request, settings)):
+                    latents, stopped = sample(
+                        setup,
+                        progress.denoiser,
+                        latents,
+                        noise=initial.sampler_noise(setup, batch, settings, policy, latents),
+                        train_sigmas=train_sigmas,
+                        blend=blend,
+                        on_step=progress.on_step,
+                        should_stop=progress.should_stop,
+                    )
                 if hires_plan is not None and not stopped:
                     if writer is not None and settings.save_images_before_highres_fix and settings.samples_save:
                         writer.save_before_hires(
@@ -391,12 +393,13 @@ def _hires_pass(
         uncond_options=negative,
     )
     progress.denoiser = denoiser
-    return sample(
-        setup,
-        denoiser,
-        start,
-        noise=initial.sampler_noise(setup, batch, settings, policy, start),
-        train_sigmas=train_sigmas,
-        on_step=progress.on_step,
-        should_stop=progress.should_stop,
-    )
+    with merged_tokens(model.unet, merging_ratio(run.request, settings, hires=True)):
+        return sample(
+            setup,
+            denoiser,
+            start,
+            noise=initial.sampler_noise(setup, batch, settings, policy, start),
+            train_sigmas=train_sigmas,
+            on_step=progress.on_step,
+            should_stop=progress.should_stop,
+        )

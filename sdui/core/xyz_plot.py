@@ -72,6 +72,18 @@ def _setting(name: str, boolean: bool = False):
     return apply
 
 
+def _override(name: str):
+    """A setting the cell overrides the way a request's override_settings does (A1111's apply_override), so rules
+    that ask whether the request overrode it (img2img's token merging ratio) see it too."""
+
+    def apply(cell: Cell, value, request, values) -> None:
+        cell.settings[name] = value
+        overrides = cell.fields.get("override_settings", request.override_settings)
+        cell.fields["override_settings"] = {**overrides, name: value}
+
+    return apply
+
+
 def _prompt_sr(cell: Cell, value, request, values) -> None:
     """The first value, searched for in the prompt and the negative prompt, replaced by this one."""
     for key in ("prompt", "negative_prompt"):
@@ -158,8 +170,8 @@ AXES: list[Axis] = [
     Axis("Styles", str, _styles),
     Axis("UniPC Order", int, _setting("uni_pc_order")),
     Axis("Face restore", str, None),
-    Axis("Token merging ratio", float, None),
-    Axis("Token merging ratio high-res", float, None),
+    Axis("Token merging ratio", float, _override("token_merging_ratio")),
+    Axis("Token merging ratio high-res", float, _override("token_merging_ratio_hr")),
     Axis("Always discard next-to-last sigma", str, _setting("always_discard_next_to_last_sigma", True)),
     Axis("SGM noise multiplier", str, _setting("sgm_noise_multiplier", True)),
     Axis("Refiner checkpoint", str, None),

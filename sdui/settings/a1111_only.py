@@ -117,10 +117,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "overlay_inpaint": True,
     # Optimizations
     "cross_attention_optimization": "Automatic",
-    "token_merging_ratio": 0.0,
-    "token_merging_ratio_img2img": 0.0,
-    "token_merging_ratio_hr": 0.0,
-    "persistent_cond_cache": True,
     "batch_cond_uncond": True,
     "fp8_storage": "Disable",
     "cache_fp16_weight": False,

@@ -319,6 +319,19 @@ def _sections() -> list[dict[str, OptionInfo]]:
                     "checkbox",
                     infotext="NGMS all steps",
                 ),
+                "token_merging_ratio": OptionInfo(
+                    0.0, "Token merging ratio", "slider", _slider(0.0, 0.9, 0.1), infotext="Token merging ratio"
+                ).info("0: off; higher: faster, and the image changes more"),
+                "token_merging_ratio_img2img": OptionInfo(
+                    0.0, "Token merging ratio for img2img", "slider", _slider(0.0, 0.9, 0.1)
+                ).info("only applies if non-zero and overrides above"),
+                "token_merging_ratio_hr": OptionInfo(
+                    0.0,
+                    "Token merging ratio for high-res pass",
+                    "slider",
+                    _slider(0.0, 0.9, 0.1),
+                    infotext="Token merging ratio hr",
+                ).info("only applies if non-zero and overrides above"),
                 "pad_cond_uncond": OptionInfo(
                     False, "Pad prompt and negative prompt to the same length", "checkbox", infotext="Pad conds"
                 ).info("with empty-prompt chunks: one batched UNet call; changes the image"),
@@ -328,6 +341,10 @@ def _sections() -> list[dict[str, OptionInfo]]:
                     "checkbox",
                     infotext="Pad conds v0",
                 ).info("the negative prompt repeats its last vector or is cut to the prompt's length"),
+                "persistent_cond_cache": OptionInfo(True, "Persistent cond cache", "checkbox").info(
+                    "keep the prompts' encodings from job to job while the model, its text encoders' weights, the "
+                    "embeddings and the prompt settings stay the same"
+                ),
             },
         ),
         options_section(
