@@ -67,7 +67,10 @@ def add_listing_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.get("/face-restorers")
     def face_restorers() -> list[dict]:
-        return []  # no GFPGAN / CodeFormer model is installed
+        """A1111's shape, the restorers whose weights are present (models/GFPGAN, models/Codeformer)."""
+        from sdui.upscalers.face_restoration import FACE_RESTORERS
+
+        return [{"name": r.name, "cmd_dir": str(r.path.parent)} for r in FACE_RESTORERS.available()]
 
     @router.get("/realesrgan-models")
     def realesrgan_models() -> list[dict]:

@@ -148,6 +148,12 @@ def configure_upscalers(ctx: AppContext) -> None:
 
     MODEL_UPSCALERS.configure(list(ctx.paths.upscaler_dirs), run_settings)
 
+    from sdui.upscalers.face_restoration import FACE_RESTORERS
+
+    # A1111's folders: GFPGAN/RestoreFormer and facexlib's detection weights in models/GFPGAN, CodeFormer's own
+    gfpgan = ctx.paths.models_dir / "GFPGAN"
+    FACE_RESTORERS.configure(gfpgan, [gfpgan, ctx.paths.models_dir / "Codeformer"], lambda: ctx.policy.device)
+
 
 def register_option_hooks(ctx: AppContext) -> None:
     """Settings that act at once: sd_model_checkpoint (Settings, an extension's opts.set) loads that model through

@@ -140,7 +140,7 @@ def test_extra_single_image_upscales_by_a_factor_or_to_a_size(make_client, data_
         ({"upscaler_1": "Lanczos", "upscaling_resize": 1000}, 422, "larger than"),
         ({"upscaler_1": "Lanczos", "upscaling_resize": float("nan")}, 422, "upscaling_resize must be more than 0"),
         ({"upscaler_1": "Lanczos", "extras_upscaler_2_visibility": 2}, 422, "between 0 and 1"),
-        ({"gfpgan_visibility": 1}, 422, "face restoration is not available"),
+        ({"gfpgan_visibility": 1}, 422, "gfpgan_visibility: face restoration with GFPGAN is not available"),
         ({"image": ""}, 404, "Image not found"),
         ({"image": "not base64!"}, 422, "Invalid encoded image"),
     ],

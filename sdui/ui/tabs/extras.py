@@ -1,5 +1,6 @@
 """The Extras tab (A1111's postprocessing): upscale one image, uploaded files, or a folder of images, with one or two
-upscalers (Lanczos, Nearest, and the model files in models/ESRGAN & co), by a factor or to a size. Results keep
+upscalers (Lanczos, Nearest, and the model files in models/ESRGAN & co), by a factor or to a size, then faces
+restored with GFPGAN / CodeFormer at their visibility. Results keep
 the parameters their source carried and gain A1111's "Postprocess ..." text; they are saved in
 outputs/extras-images (a folder batch: in its output folder, under the source's name)."""
 
@@ -30,7 +31,8 @@ class ExtrasTab:
 
 def run(ctx, mode, image, files, input_dir, output_dir, show_results, resize_mode, *upscale) -> tuple:
     """(gallery, kept images, their infotexts, info text, status html) for the chosen source."""
-    resize, width, height, crop, upscaler_1, upscaler_2, visibility = upscale
+    resize, width, height, crop, upscaler_1, upscaler_2, visibility, *faces = upscale
+    gfpgan, codeformer, codeformer_weight = (*faces, 0, 0, 0)[:3]  # face restoration sliders: none = off
     try:
         options = ExtrasOptions(
             resize_mode=int(resize_mode),
@@ -41,6 +43,9 @@ def run(ctx, mode, image, files, input_dir, output_dir, show_results, resize_mod
             upscaler_1=upscaler_1 or "None",
             upscaler_2=upscaler_2 or "None",
             extras_upscaler_2_visibility=float(visibility),
+            gfpgan_visibility=float(gfpgan or 0),
+            codeformer_visibility=float(codeformer or 0),
+            codeformer_weight=float(codeformer_weight or 0),
         )
         save_to, keep_names = extras_output_dir(ctx), False
         if mode == FOLDER:
@@ -62,6 +67,22 @@ def run(ctx, mode, image, files, input_dir, output_dir, show_results, resize_mod
     where = outputs[0].path.parent if outputs and outputs[0].path else save_to
     status = common.note_html(f"{len(outputs)} image{'s' * (len(outputs) != 1)} saved in {where}")
     return shown, images, texts, info, status
+
+
+def face_restoration_note() -> str:
+    """Which face restorers can run, and for the others why not (missing weights, CodeFormer's package)."""
+    from sdui.upscalers.face_restoration import FACE_RESTORERS, FaceRestorationError
+
+    parts = []
+    for restorer in FACE_RESTORERS.list():
+        if restorer.name == "RestoreFormer":
+            continue  # not offered by the Extras sliders (A1111's GFPGAN and CodeFormer)
+        try:
+            FACE_RESTORERS.require(restorer.name)
+            parts.append(f"{restorer.name}: {restorer.path.name}.")
+        except FaceRestorationError as e:
+            parts.append(e.message + ".")
+    return "Face restoration: " + " ".join(parts)
 
 
 def create_tab(ctx) -> ExtrasTab:
@@ -121,11 +142,30 @@ def create_tab(ctx) -> ExtrasTab:
             visibility = gr.Slider(
                 0.0, 1.0, value=0.0, step=0.001, label="Upscaler 2 visibility", elem_id="extras_upscaler_2_visibility"
             )
+            gfpgan = gr.Slider(
+                0.0, 1.0, value=0.0, step=0.001, label="GFPGAN visibility", elem_id="extras_gfpgan_visibility"
+            )
+            with gr.Row():
+                codeformer = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=0.0,
+                    step=0.001,
+                    label="CodeFormer visibility",
+                    elem_id="extras_codeformer_visibility",
+                )
+                codeformer_weight = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=0.0,
+                    step=0.001,
+                    label="CodeFormer weight (0 = maximum effect, 1 = minimum effect)",
+                    elem_id="extras_codeformer_weight",
+                )
             gr.HTML(
                 common.note_html(
                     "Model upscalers: put ESRGAN, Real-ESRGAN, SwinIR, DAT or HAT files (.pth, .safetensors) into "
-                    "models/ESRGAN (or RealESRGAN, SwinIR, DAT, HAT), then press 🔄. Face restoration (GFPGAN, "
-                    "CodeFormer) is not available in this version."
+                    "models/ESRGAN (or RealESRGAN, SwinIR, DAT, HAT), then press 🔄. " + face_restoration_note()
                 ),
                 elem_id="extras_upscaler_help",
             )
@@ -153,7 +193,7 @@ def create_tab(ctx) -> ExtrasTab:
     generate.click(
         lambda *values: run(ctx, *values),
         inputs=[mode, image, files, input_dir, output_dir, show_results, resize_mode]
-        + [resize, width, height, crop, upscaler_1, upscaler_2, visibility],
+        + [resize, width, height, crop, upscaler_1, upscaler_2, visibility, gfpgan, codeformer, codeformer_weight],
         outputs=[panel.gallery, panel.images, panel.infotexts, panel.generation_info, panel.status],
         api_visibility="private",
         show_progress_on=[panel.status],
