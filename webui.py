@@ -110,6 +110,7 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
         no_half=flags.no_half,
         no_half_vae=flags.no_half_vae,
         precision=flags.precision,
+        cpu_precision=flags.cpu_precision,
         xformers=flags.xformers,
     )
     loader = functools.partial(_load_sd_model, depth_dir=paths.models_dir / "depth")

@@ -32,11 +32,15 @@ def install_checkpoint(source: Path, data: Path, name: str | None = None) -> Pat
 
 
 def make_ctx(data_dir: Path, *flags: str):
-    """The app context webui.py builds, on `data_dir` (no model load at start, no progress bars)."""
+    """The app context webui.py builds, on `data_dir` (no model load at start, no progress bars), in float32 on
+    every machine unless `flags` pick a --cpu-precision: the suite's expected pixels are float32's, and a CPU with
+    native bf16 would otherwise run bfloat16 (tests/test_devices.py tests that choice)."""
     import webui
     from sdui.app.flags import parse_flags
 
-    parsed = parse_flags(["--data-dir", str(data_dir), "--skip-load-model-at-start", *flags], environ={})
+    precision = () if any(f.startswith("--cpu-precision") for f in flags) else ("--cpu-precision", "fp32")
+    argv = ["--data-dir", str(data_dir), "--skip-load-model-at-start", *precision, *flags]
+    parsed = parse_flags(argv, environ={})
     ctx = webui.build_context(parsed, repo_dir=REPO_DIR)
     ctx.jobs.show_progress_bars = False
     return ctx

@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="autocast",
         help="full = float32 everywhere; half/autocast = float16 on GPUs",
     )
+    g.add_argument(
+        "--cpu-precision",
+        type=str.lower,
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="on the CPU: auto = bfloat16 where the CPU has native bf16 (AMX, AVX512-BF16, Arm BF16), else float32; "
+        "fp32 = float32 always (A1111's pixels); --no-half and --precision full also mean float32",
+    )
     g.add_argument("--upcast-sampling", action="store_true", help="compute attention in float32 with float16 weights")
     g.add_argument(
         "--use-cpu",
@@ -435,6 +443,7 @@ class Flags:
     no_half: bool = False
     no_half_vae: bool = False
     precision: str = "autocast"
+    cpu_precision: str = "auto"
     use_cpu: tuple[str, ...] = ()
     threads: int | None = None
     xformers: bool = False

@@ -192,10 +192,12 @@ def module_delta(parts: dict, shape: torch.Size, weight: torch.Tensor | None = N
 
 @torch.no_grad()
 def merged_weight(parts: dict, weight: torch.Tensor, multiplier: float) -> torch.Tensor:
-    """weight + multiplier * module_delta, as a new tensor. A plain LoRA (the common case) is one fused
-    multiply-add on float32 weights, W + (multiplier * alpha / rank) * up @ down, with no weight-sized temporaries."""
+    """weight + multiplier * module_delta, as a new tensor, summed in float32 and rounded once to the weight's dtype
+    (a float16/bfloat16 weight would otherwise take the delta rounded, then the sum rounded again). A plain LoRA
+    (the common case) is one fused multiply-add, W + (multiplier * alpha / rank) * up @ down, with no weight-sized
+    temporaries beyond the float32 copy of a half or bfloat16 weight."""
     plain = "lora_up.weight" in parts and "lora_down.weight" in parts and "lora_mid.weight" not in parts
-    if plain and weight.dtype == torch.float32:
+    if plain:
         up = parts["lora_up.weight"].to(weight.device, torch.float32).flatten(1)
         down = parts["lora_down.weight"].to(weight.device, torch.float32).flatten(1)
         rows = weight.shape[0]
@@ -205,9 +207,10 @@ def merged_weight(parts: dict, weight: torch.Tensor, multiplier: float) -> torch
             )
         alpha = float(parts["alpha"]) if "alpha" in parts else None
         scale = alpha / down.shape[0] if alpha is not None else 1.0
-        return torch.addmm(weight.reshape(rows, -1), up, down, alpha=multiplier * scale).reshape(weight.shape)
+        base = weight.reshape(rows, -1).float()
+        return torch.addmm(base, up, down, alpha=multiplier * scale).reshape(weight.shape).to(weight.dtype)
     delta = module_delta(parts, weight.shape, weight) * multiplier
-    return weight + delta.to(weight.device, weight.dtype)
+    return (weight.float() + delta.to(weight.device)).to(weight.dtype)
 
 
 def _factor(f: dict, a: str, b: str, t: str) -> torch.Tensor:
@@ -287,7 +290,7 @@ def _apply_file(model, state: ActiveSet, targets: dict, path: str, te: float, un
             state.backups.setdefault(module, (module.weight, module.bias))
             module.weight = torch.nn.Parameter(merged, requires_grad=False)
             if bias is not None and module.bias is not None:
-                merged_bias = module.bias + bias.to(module.bias.device, module.bias.dtype)
+                merged_bias = (module.bias.float() + bias.to(module.bias.device)).to(module.bias.dtype)
                 module.bias = torch.nn.Parameter(merged_bias, requires_grad=False)
     report.names.append(name)
 

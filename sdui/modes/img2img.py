@@ -42,7 +42,8 @@ def prepare_init(
             for image in request.init_images
         ]
         pixels = image_to_tensor(resized)
-        inputs = InitInputs(latents=vae.encode(pixels).to(policy.dtype))
+        # float32, as the sampler keeps latents: a half/bf16 UNet must not round a float32 VAE's latents
+        inputs = InitInputs(latents=vae.encode(pixels).float())
         if model.variant == "depth":
             depth = depth_conditioning(request, model, pixels, latent_hw)
             inputs.extra_channels = depth.to(policy.device, policy.dtype)
@@ -52,7 +53,7 @@ def prepare_init(
     work = [w for w, _ in prepared]
     params = prepared[0][1]
     inputs = InitInputs(
-        latents=vae.encode(image_to_tensor([w.image for w in work])).to(policy.dtype),
+        latents=vae.encode(image_to_tensor([w.image for w in work])).float(),
         latent_masks=inpaint.blend_masks(work, latent_hw, request.mask_round).to(policy.device),
         work=work,
         infotext=params.infotext,

@@ -7,6 +7,7 @@ import datetime
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -130,6 +131,8 @@ def test_server_starts_generates_saves_and_stops(server):
     log_text = server["log"].read_text(errors="replace")
     assert f"Running on local URL:  http://127.0.0.1:{server['port']}" in log_text
     assert "Checkpoints found: 1 (tiny.safetensors)" in log_text
+    # the precision the default flags chose here (on a CPU: bfloat16 where it has native bf16), and why
+    assert re.search(r"Device: device=\w+ dtype=\w+ vae=\w+ attention=\w+ \((bfloat16|float16|float32): ", log_text)
 
     proc = server["proc"]
     # Ctrl+C: a graceful stop, exit status 0, no traceback
