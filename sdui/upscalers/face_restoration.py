@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 DETECTION_FILE = "detection_Resnet50_Final.pth"  # facexlib's retinaface_resnet50
 PARSING_FILE = "parsing_parsenet.pth"  # ParseNet: the paste-back mask follows the face (facexlib always loads it)
 FACE_SIZE = 512  # the crop every restorer here was trained on
+MAX_FACES = 64  # restored per image, the most confident first: each costs a model run and full-size masks
 NOISE_SEED = 0  # GFPGAN's decoder injects noise: seeded so the same input gives the same output
 
 # A1111's restorer name -> what its file stem contains, and the spandrel architecture id it must load as
@@ -86,12 +87,15 @@ def restore_at(helper, image: Image.Image, landmarks: list[np.ndarray], restore:
     return Image.fromarray(np.clip(pasted, 0, 255).round().astype(np.uint8)[:, :, ::-1].copy())
 
 
-def detect(helper, image: Image.Image) -> list[np.ndarray]:
-    """The 5-point landmarks of every face RetinaFace finds (A1111's settings: resize 640, eye distance over 5)."""
+def detect(helper, image: Image.Image, max_faces: int = MAX_FACES) -> list[np.ndarray]:
+    """The 5-point landmarks of the faces RetinaFace finds (A1111's settings: resize 640, eye distance over 5), the
+    `max_faces` most confident (RetinaFace lists them by confidence)."""
     helper.clean_all()
     helper.read_image(np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1]))
     helper.get_face_landmarks_5(only_center_face=False, resize=640, eye_dist_threshold=5)
-    return [np.asarray(p) for p in helper.all_landmarks_5]
+    if len(helper.all_landmarks_5) > max_faces:
+        log.warning("%d faces found; restoring the %d most confident", len(helper.all_landmarks_5), max_faces)
+    return [np.asarray(p) for p in helper.all_landmarks_5[:max_faces]]
 
 
 # 2. The models ------------------------------------------------------------------------------------------------
@@ -194,6 +198,7 @@ class FaceRestorers:
         self._loaded: tuple[Path, float, torch.nn.Module] | None = None
         self._helper: tuple[str, object] | None = None
         self._lock = threading.Lock()
+        self.max_faces = MAX_FACES
 
     def configure(self, detection_folder: Path, folders: list[Path], device: Callable[[], torch.device]) -> None:
         self.detection_folder, self.folders, self.device = detection_folder, list(folders), device
@@ -233,7 +238,7 @@ class FaceRestorers:
         with self._lock:  # one helper and one network in memory, one user at a time
             helper = self._get_helper(device)
             model = self._load(restorer).to(device)
-            landmarks = detect(helper, image)
+            landmarks = detect(helper, image, self.max_faces)
             restored = restore_at(helper, image, landmarks, lambda crop: restore_crop(model, crop, device, **kwargs))
         return blend(image, restored, visibility)
 
