@@ -146,6 +146,7 @@ class GenerationRequest:
         default=512, metadata=spec(infotext="Size-2", widget=_slider("Height", "{tab}_height", 64, 2048, 8, 512))
     )
     tiling: bool | None = None  # None: the "tiling" setting (which carries its infotext key)
+    restore_faces: bool | None = None  # None: the "face_restoration" setting; True restores every image's faces
     eta: float | None = None  # None: the sampler's eta setting (eta_ddim, eta_ancestral)
     # Euler/Heun/DPM2 churn and the samplers' noise scale; None: A1111's defaults (a setting away from its default
     # overrides them, as in A1111)

@@ -32,7 +32,6 @@ _NOT_IN_BODY = {"extra_generation_params", "mode", "init_images", "mask", "depth
 
 # A1111 API fields that are not generation fields of ours: accepted with A1111's defaults.
 _API_FIELDS: dict[str, tuple[Any, Any]] = {
-    "restore_faces": (bool | None, None),
     "refiner_checkpoint": (str | None, None),
     "refiner_switch_at": (float | None, None),
     "disable_extra_networks": (bool | None, False),
@@ -104,7 +103,6 @@ Img2ImgRequest = create_model(
 
 # Fields a client may send with a non-default value that this server does not act on yet: logged, not silent.
 _NOT_IMPLEMENTED = {
-    "restore_faces": (None, False),
     "refiner_checkpoint": (None, "", "None"),
     "firstpass_image": (None, ""),
     "hr_checkpoint_name": (None, ""),

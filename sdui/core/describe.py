@@ -54,6 +54,7 @@ def infotext_for(
         clip_skip=int(settings.CLIP_stop_at_last_layers),
         ensd=ensd if ensd and setup.uses_ensd else None,
         denoising_strength=strength,
+        face_restoration=run.face_restoration,
         token_merging_ratio=merging_ratio(request, settings),
         token_merging_ratio_hr=merging_ratio(request, settings, hires=True) if hires_plan is not None else None,
         extra=extra,

@@ -100,7 +100,7 @@ class Processed:
             "cfg_scale": r.cfg_scale,
             "steps": r.steps,
             "batch_size": r.batch_size,
-            "restore_faces": False,
+            "restore_faces": bool(r.restore_faces),
             "face_restoration_model": None,
             "sd_model_name": self.sd_model_name,
             "sd_model_hash": self.sd_model_hash,

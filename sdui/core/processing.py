@@ -43,6 +43,7 @@ from sdui.models.sd_model import SDModel
 from sdui.modes import hires, img2img, inpaint
 from sdui.request import GenerationRequest, Img2ImgRequest
 from sdui.settings.snapshot import Settings
+from sdui.upscalers.face_restoration import FACE_RESTORERS, FaceRestorationError
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def process(
         steps_per_batch += _hires_sampler(hires_plan, model, settings).steps
     batches = list(_batches(run))
     events.add_batches(len(batches), steps_per_batch)
+
+    run.face_restoration = _face_restorer(run)
 
     saving = data_dir is not None
     writer = OutputWriter(run, hooks, data_dir) if saving and not request.do_not_save_samples else None
@@ -195,6 +198,10 @@ def process(
                 writer is not None and settings.samples_save and (not incomplete or settings.save_incomplete_images)
             )
             for j, image in enumerate(batch_images):
+                if run.face_restoration is not None:  # A1111: after decoding, before the scripts see the image
+                    image = FACE_RESTORERS.restore(
+                        image, run.face_restoration, 1.0, codeformer_weight=float(settings.code_former_weight)
+                    )
                 args = PostprocessImage(image, batch, j)
                 hooks.postprocess_image(run, args)
                 image = args.image
@@ -304,6 +311,30 @@ def _batches(run: Run):
         if not len(batch) or len(batch.prompts) != len(batch):
             return
         yield batch
+
+
+def _face_restorer(run: Run) -> str | None:
+    """The restorer of restore_faces (or the face_restoration setting): face_restoration_model when it is installed,
+    else the first one that is. None when not asked, or when none can run: then the images come out unrestored, as
+    in A1111, and the notes say why."""
+    request, settings = run.request, run.settings
+    wanted = settings.face_restoration if request.restore_faces is None else request.restore_faces
+    if not wanted:
+        return None
+    available = [r.name for r in FACE_RESTORERS.available()]
+    preferred = str(settings.face_restoration_model)
+    for name in ([preferred] if preferred in available else []) + available:
+        try:
+            return FACE_RESTORERS.require(name).name
+        except FaceRestorationError as e:
+            run.comments[f"Faces were not restored: {e.message}"] = 1  # A1111's p.comment(text)
+            return None
+    note = (
+        "Faces were not restored: no face restorer is installed (put GFPGANv1.4.pth with the detection weights "
+        "detection_Resnet50_Final.pth and parsing_parsenet.pth into models/GFPGAN)."
+    )
+    run.comments[note] = 1
+    return None
 
 
 def _checked_hires_plan(request: GenerationRequest, settings: Settings) -> hires.HiresPlan | None:

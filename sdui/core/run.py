@@ -32,6 +32,7 @@ class Run:
     # what hooks changed in the text encoders (the LoRA set merged into them): part of the conditioning cache key
     text_encoder_key: tuple = ()
     embeddings: Any = None  # the textual inversion embeddings that fit the model (EmbeddingDatabase), set by a hook
+    face_restoration: str | None = None  # the restorer every image goes through (restore_faces), by name
 
 
 @dataclass

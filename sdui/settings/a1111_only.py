@@ -41,9 +41,6 @@ A1111_ONLY_DEFAULTS: dict[str, Any] = {
     "upscaler_for_img2img": None,
     "set_scale_by_when_changing_upscaler": False,
     # Face restoration
-    "face_restoration": False,
-    "face_restoration_model": "CodeFormer",
-    "code_former_weight": 0.5,
     "face_restoration_unload": False,
     # System
     "auto_launch_browser": "Local",

@@ -133,6 +133,20 @@ def _sections() -> list[dict[str, OptionInfo]]:
             },
         ),
         options_section(
+            ("face-restoration", "Face restoration", "postprocessing"),
+            {
+                "face_restoration": OptionInfo(False, "Restore faces in every generated image", "checkbox").info(
+                    "needs a restorer in models/GFPGAN (GFPGANv1.4.pth) and its detection weights"
+                ),
+                "face_restoration_model": OptionInfo(
+                    "CodeFormer", "Face restoration model", "radio", _choices("CodeFormer", "GFPGAN", "RestoreFormer")
+                ).info("when it is not installed, the first one that is"),
+                "code_former_weight": OptionInfo(
+                    0.5, "CodeFormer weight (0 = strongest effect, 1 = weakest)", "slider", _slider(0.0, 1.0, 0.01)
+                ),
+            },
+        ),
+        options_section(
             ("system", "System", "system"),
             {
                 "max_image_pixels": OptionInfo(
