@@ -1,5 +1,6 @@
 """Tiled VAE in real jobs: the setting `tiled_vae_megapixels` reaches the job's VAE, which decodes (txt2img) and
-encodes (img2img) big images in tiles of the VAE's own size (sample_size 512 for SD1: 64 latents, overlap 16)."""
+encodes (img2img) big images in tiles of the VAE's own size (sample_size 512 for SD1: at most 64 latents, overlap
+16; a 768x512 image is two tiles of 448x512 px)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_a_big_txt2img_is_decoded_in_tiles_close_to_the_untiled_decode(model):
     untiled = pixels(to_pil(decode(model.vae, final[:1]))[0])
     assert np.array_equal(image, pixels(to_pil(decode(model.vae, final[:1], VaeTiling(above_pixels=1)))[0]))
     assert not np.array_equal(image, untiled)  # it was tiled ...
-    assert np.abs(image - untiled).mean() <= 2  # ... and is close (measured: 0.55 levels of 255, at most 5)
+    assert np.abs(image - untiled).mean() <= 2  # ... and is close (measured: 0.93 levels of 255, at most 7)
     # the same job under the default threshold decodes as before, bit for bit
     default_job = process(GenerationRequest(**BIG), model, policy=CPU32, settings=settings())
     assert np.array_equal(pixels(default_job.images[0]), untiled)
@@ -66,4 +67,4 @@ def test_a_big_img2img_is_encoded_in_tiles_close_to_the_untiled_encode(model):
     tiled = pixels(process(request, model, policy=CPU32, settings=TILED).images[0])
     untiled = pixels(process(request, model, policy=CPU32, settings=settings()).images[0])
     assert not np.array_equal(tiled, untiled)
-    assert np.abs(tiled - untiled).mean() <= 2  # measured (encoded and decoded in tiles): 0.54 of 255, at most 5
+    assert np.abs(tiled - untiled).mean() <= 2  # measured (encoded and decoded in tiles): 0.92 of 255, at most 7

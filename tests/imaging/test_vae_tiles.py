@@ -1,14 +1,18 @@
 """Tiled VAE: the tile grid, the cross-fade, and tiled decode/encode against the untiled VAE on the test VAE.
 
-Tolerances, measured on the test VAE (tests/fixtures, random weights) with tiles of 256 px (32 latents), overlap 64 px:
-- decode of a 416x320 image: mean |tiled - untiled| = 0.034 x the image's standard deviation (1.5/255 in 8-bit), the
-  same inside single tiles as in the overlaps; asserted <= 0.06 x. A tile sees zero padding at its edges and its own
-  GroupNorm statistics and attention, so no pixel is exact; the cross-fade spreads that instead of leaving seams.
-- seams: the jump of (tiled - untiled) from one pixel row/column to the next, averaged along a line, is 0.8-1.5x its
-  average over all lines on every tile edge; tiles put side by side without the cross-fade give 4-8x. Asserted <= 2x.
-- encode: mean |tiled - untiled| latents = 0.17 x the latents' standard deviation on a picture-like image; asserted
-  <= 0.25 x. Larger than decoding: the encoder's GroupNorm statistics of a tile follow the picture's content there
-  (a darker tile normalises differently), where the decoder's latents are alike everywhere.
+Tolerances, measured on the test VAE (tests/fixtures, random weights) with tiles of at most 256 px (32 latents) and
+an overlap of 64 px; a 416x320 image is cut into 2 x 2 tiles of 240x192 px:
+- decode: mean |tiled - untiled| = 0.049 x the image's standard deviation (2.1/255 in 8-bit; other seeds up to
+  0.058), about the same inside single tiles as in the overlaps; asserted <= 0.08 x. A tile sees zero padding at its
+  edges and its own GroupNorm statistics and attention, so no pixel is exact; the cross-fade spreads that instead of
+  leaving seams. (This small VAE reaches far for its tiles; the full-size SD VAE at 1024x1024 in tiles of at most
+  512 px differs by 1.4/255: bench/bench_vae_tiling.py.)
+- seams: the jump of (tiled - untiled) from one pixel row/column to the next, averaged along a line, is 0.7-1.4x its
+  average over all lines on every tile edge; tiles put side by side without the cross-fade give 5-7x. Asserted <= 2x.
+- encode: mean |tiled - untiled| latents = 0.22 x the latents' standard deviation on a picture-like image; asserted
+  <= 0.3 x. Larger than decoding, and larger inside the tiles than where they overlap: the encoder's GroupNorm
+  statistics of a tile follow the picture's content there (a darker tile normalises differently), where the
+  decoder's latents are alike everywhere.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from sdui.imaging.vae import JobVae, decode, encode
 from sdui.imaging.vae_tiles import NEVER, VaeTiling, blend_tiles, ramp, spans
 from tests.fixtures.ldm_unet_vae import tiny_vae
 
-TILE = 256  # px: 32 latents, overlap 8 latents
+TILE = 256  # px: at most 32 latents, overlap 8 latents
 TILED = VaeTiling(above_pixels=1, tile=TILE)
-SMALL_TILES = VaeTiling(above_pixels=1, tile=128)  # for what does not measure closeness: 16 latents, overlap 4
+SMALL_TILES = VaeTiling(above_pixels=1, tile=128)  # where closeness is not measured: 16 latents, overlap 4
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +80,18 @@ def seam_ratios(diff: torch.Tensor, rows: list, columns: list, cell: int) -> lis
 # ------------------------------------------------------------------------------------------------ the grid
 
 
-@pytest.mark.parametrize("size, tile, overlap", [(52, 32, 8), (33, 32, 8), (256, 64, 16), (100, 64, 16), (32, 32, 8)])
+@pytest.mark.parametrize(
+    "size, tile, overlap", [(52, 32, 8), (33, 32, 8), (256, 64, 16), (128, 64, 16), (100, 64, 16), (32, 32, 8)]
+)
 def test_tiles_are_whole_cover_the_image_edge_to_edge_and_overlap_enough(size, tile, overlap):
     cells = spans(size, tile, overlap)
     assert cells[0][0] == 0 and cells[-1][1] == size
-    assert all(b - a == min(tile, size) for a, b in cells)  # no short strips at the far edges
     assert all(prev_end - start >= overlap for (_, prev_end), (start, _) in zip(cells, cells[1:], strict=False))
-    assert len(cells) == (1 if size <= tile else math.ceil((size - overlap) / (tile - overlap)))
+    count = 1 if size <= tile else math.ceil((size - overlap) / (tile - overlap))  # as few as the tile size allows
+    assert len(cells) == count
+    # all of one length, no short strip at the far edge, and no longer than that many tiles need
+    assert {b - a for a, b in cells} == {math.ceil((size + (count - 1) * overlap) / count)}
+    assert cells[0][1] - cells[0][0] <= tile
 
 
 def test_the_cross_fade_of_two_neighbours_sums_to_one_and_never_drops_a_tile():
@@ -136,8 +145,8 @@ def test_tiled_decode_is_close_to_the_untiled_one_and_has_no_seams(decoded):
             cover[y0 * 8 : y1 * 8, x0 * 8 : x1 * 8] += 1
     single = cover == 1  # pixels only one tile covers: away from the seams
     error = diff.abs().mean(1)[0]
-    assert error.mean() <= 0.06 * untiled.std()
-    assert error[single].mean() <= 0.06 * untiled.std()
+    assert error.mean() <= 0.08 * untiled.std()
+    assert error[single].mean() <= 0.08 * untiled.std()
     assert error[~single].mean() <= 2 * error[single].mean()  # the overlaps are not where it goes wrong
     assert max(seam_ratios(diff, rows, columns, 8)) <= 2.0
 
@@ -166,7 +175,7 @@ def test_tiled_encode_is_close_to_the_untiled_one_and_has_no_seams(vae):
     tiled = encode(vae, pixels, TILED)
     assert tiled.shape == untiled.shape == (1, 4, 52, 40)
     diff = tiled - untiled
-    assert diff.abs().mean() <= 0.25 * untiled.std()
+    assert diff.abs().mean() <= 0.3 * untiled.std()
     assert max(seam_ratios(diff, spans(52, 32, 8), spans(40, 32, 8), 1)) <= 2.0
 
 
