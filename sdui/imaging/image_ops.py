@@ -74,15 +74,16 @@ def resize_image(
     # the scaled size, in A1111's integer arithmetic so that offsets (and hence pixels) match
     if mode == 1:
         wider_target = target_ratio > source_ratio
-        scaled_w = width if wider_target else image.width * height // image.height
-        scaled_h = height if not wider_target else image.height * width // image.width
+        # (at least 1: a sliver of an image meeting a very flat target would round to nothing, a PIL error)
+        scaled_w = width if wider_target else max(1, image.width * height // image.height)
+        scaled_h = height if not wider_target else max(1, image.height * width // image.width)
         scaled = _resample(image, scaled_w, scaled_h, upscaler)
         left, top = scaled_w // 2 - width // 2, scaled_h // 2 - height // 2
         return scaled.crop((left, top, left + width, top + height))
 
     wider_source = target_ratio < source_ratio
-    scaled_w = width if wider_source else image.width * height // image.height
-    scaled_h = height if not wider_source else image.height * width // image.width
+    scaled_w = width if wider_source else max(1, image.width * height // image.height)
+    scaled_h = height if not wider_source else max(1, image.height * width // image.width)
     scaled = _resample(image, scaled_w, scaled_h, upscaler)
     left, top = width // 2 - scaled_w // 2, height // 2 - scaled_h // 2
     canvas = Image.new(image.mode, (width, height))

@@ -137,3 +137,12 @@ def test_image_to_tensor_is_nchw_in_minus_one_to_one():
     assert image_to_tensor(red).shape == (1, 3, 2, 4)
     with pytest.raises(InvalidRequestError, match="share a size"):
         image_to_tensor([red, Image.new("RGB", (2, 2))])
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+def test_a_sliver_meeting_a_flat_target_still_resizes(mode):
+    # 3x40 into 128x8: A1111's integer arithmetic scales the sliver to 0 pixels wide (a PIL error, an HTTP 500 in
+    # "only masked" inpainting); at least one pixel is kept
+    sliver = Image.new("RGB", (3, 40), (200, 10, 10))
+    out = resize_image(mode, sliver, 128, 8)
+    assert out.size == (128, 8) and out.getpixel((64, 4)) == (200, 10, 10)
