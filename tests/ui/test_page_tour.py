@@ -98,8 +98,16 @@ def test_a_tour_of_the_page(page, tmp_path, tiny_sd1_checkpoint):
 
         # 3. inpaint: a mask drawn with the mouse; the job runs (an empty mask would be refused with a message)
         page.get_by_role("tab", name="Inpaint", exact=True).first.click()
-        page.locator("#img2maskimg input[type=file]").set_input_files(str(first))
-        page.locator("#img2maskimg").get_by_text("select the draw tool").wait_for(state="hidden")
+        page.locator("#img2maskimg").wait_for()
+        placeholder = page.locator("#img2maskimg").get_by_text("select the draw tool")
+        for _ in range(3):  # the editor may take the file only once it has finished mounting
+            page.locator("#img2maskimg input[type=file]").set_input_files(str(first))
+            try:
+                placeholder.wait_for(state="hidden", timeout=10_000)
+                break
+            except Exception:  # noqa: BLE001 - not taken yet: give it again
+                continue
+        placeholder.wait_for(state="hidden")
         page.wait_for_timeout(500)  # the editor draws the image into its canvas
         box = page.locator("#img2maskimg canvas").last.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + min(box["height"], box["width"]) / 2
