@@ -20,6 +20,7 @@ LAYERS = [
     {"infotext", "models", "upscalers"},
     {"modes"},
     {"core"},
+    {"controlnet"},
     {"app"},
     {"extensions"},
     {"api", "ui"},
