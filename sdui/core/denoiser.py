@@ -91,6 +91,7 @@ class UNetCall:
     added_cond_kwargs: dict | None
     step: int
     total: int
+    uncond_rows: int = 0  # the first rows are the negative prompt's (ControlNet's "ControlNet is more important")
 
 
 @dataclass
@@ -254,7 +255,8 @@ class Denoiser:
         groups.append((text_cond, _added_at(self.text.added_cond, step), rows))
         if skipped:
             groups = groups[1:]
-        outputs = self._model(x * c_in, timestep, params.image_cond, groups, step, total)
+        has_uncond = self.uses_uncond and not skipped  # then groups[0] is the negative prompt's
+        outputs = self._model(x * c_in, timestep, params.image_cond, groups, step, total, has_uncond)
 
         # 4. denoised predictions, guidance (A1111's combine_denoised: each cond row of an image adds its weight)
         denoised = [
@@ -298,6 +300,7 @@ class Denoiser:
         groups: list[tuple[torch.Tensor, dict | None, torch.Tensor | None]],
         step: int,
         total: int,
+        has_uncond: bool = False,
     ) -> list[torch.Tensor]:
         """UNet outputs for each (text, added, images) group, in one batched call when the token counts match.
         `images` picks the latents each text row goes with (None: row i with latent i)."""
@@ -316,18 +319,26 @@ class Denoiser:
             t = timestep if timestep.ndim == 0 else torch.cat([c[1] for c in calls])
             image = None if image_cond is None else torch.cat([c[2] for c in calls])
             hidden = torch.cat([c[3] for c in calls])
-            out = self._unet(torch.cat([c[0] for c in calls]), t, image, hidden, added, step, total)
+            uncond_rows = sizes[0] if has_uncond else 0
+            out = self._unet(torch.cat([c[0] for c in calls]), t, image, hidden, added, step, total, uncond_rows)
             return list(out.split(sizes))
         return [
             self._unet(
-                sample, t, image, hidden, None if a is None else {k: v.to(dtype) for k, v in a.items()}, step, total
+                sample,
+                t,
+                image,
+                hidden,
+                None if a is None else {k: v.to(dtype) for k, v in a.items()},
+                step,
+                total,
+                sample.shape[0] if has_uncond and i == 0 else 0,
             )
-            for sample, t, image, hidden, a in calls
+            for i, (sample, t, image, hidden, a) in enumerate(calls)
         ]
 
-    def _unet(self, sample, timestep, image_cond, hidden, added, step, total) -> torch.Tensor:
+    def _unet(self, sample, timestep, image_cond, hidden, added, step, total, uncond_rows=0) -> torch.Tensor:
         residuals = None
-        call = UNetCall(sample, timestep, hidden, added, step, total)
+        call = UNetCall(sample, timestep, hidden, added, step, total, uncond_rows)
         for contributor in self.contributors:
             found = contributor(call)
             if found is not None:

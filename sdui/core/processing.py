@@ -149,6 +149,7 @@ def process(
                 train_sigmas=train_sigmas,
                 image_cond=image_cond,
                 hooks=hooks,
+                contributors=run.residual_contributors,
                 uncond_options=negative,
             )
             with progress.watch(model.unet):  # the job can tell how far a slow step has got
@@ -421,6 +422,7 @@ def _hires_pass(
         train_sigmas=train_sigmas,
         hooks=hooks,
         image_cond=inpaint.txt2img_channels(model.variant, start.shape, vae, policy.dtype),
+        contributors=run.residual_contributors,
         uncond_options=negative,
     )
     progress.denoiser = denoiser

@@ -33,6 +33,8 @@ class Run:
     text_encoder_key: tuple = ()
     embeddings: Any = None  # the textual inversion embeddings that fit the model (EmbeddingDatabase), set by a hook
     face_restoration: str | None = None  # the restorer every image goes through (restore_faces), by name
+    # what adds residuals to the UNet's skip connections in every pass (ControlNet units), set by a hook's process()
+    residual_contributors: list = field(default_factory=list)
 
 
 @dataclass
