@@ -6,7 +6,10 @@ InvalidRequestError naming the unit, the field, the value and what is accepted.
 Defaults are the extension's: weight 1, guidance 0..1, "Crop and Resize", "Balanced", and -1 for processor_res /
 threshold_a / threshold_b, meaning "the preprocessor's own default" (`with_slider_defaults` resolves them once the
 preprocessor's sliders are known). Fields the extension accepts but we do not use (UI-only and batch fields,
-ip-adapter inputs) are ignored, as the extension ignores unknown keys.
+ip-adapter inputs, `guessmode`, removed in its 1.1.136) are ignored, as the extension ignores unknown keys.
+
+`enabled` defaults to true: the extension's 1.1.4xx API did so, and the webuiapi client's units (before its 2024
+releases) carry no `enabled` at all; a unit with neither a preprocessor nor a model is dropped anyway.
 """
 
 from __future__ import annotations
@@ -109,6 +112,28 @@ def with_slider_defaults(
         if slider is not None and not slider.minimum <= value <= slider.maximum:
             changes[name] = int(slider.default) if name == "processor_res" else float(slider.default)
     return dataclasses.replace(unit, **changes) if changes else unit
+
+
+SCRIPT_TITLE = "ControlNet"  # the extension's script title; A1111 matches alwayson_scripts keys case-insensitively
+
+
+def units_from_alwayson_scripts(
+    alwayson_scripts: Mapping[str, Any] | None, *, max_units: int = MAX_UNITS, max_pixels: int | None = None
+) -> list[ControlNetUnit]:
+    """The enabled units of a request's `alwayson_scripts` ({"ControlNet": {"args": [unit, ...]}}, any case of the
+    title; webuiapi writes "ControlNet"); none when the request has no such entry."""
+    entries = [v for k, v in (alwayson_scripts or {}).items() if str(k).lower() == SCRIPT_TITLE.lower()]
+    if len(entries) > 1:
+        raise InvalidRequestError(
+            "ControlNet: alwayson_scripts names ControlNet more than once (in different cases); send it once."
+        )
+    if not entries or entries[0] is None:
+        return []
+    if not isinstance(entries[0], Mapping):
+        raise InvalidRequestError(
+            f"ControlNet: alwayson_scripts' entry is {_shown(entries[0])}; send {{\"args\": [unit, ...]}}."
+        )
+    return units_from_script_args(entries[0].get("args"), max_units=max_units, max_pixels=max_pixels)
 
 
 def units_from_script_args(

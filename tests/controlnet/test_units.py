@@ -20,6 +20,7 @@ from sdui.controlnet.units import (
     ResizeMode,
     SliderRange,
     unit_from_dict,
+    units_from_alwayson_scripts,
     units_from_script_args,
     with_slider_defaults,
 )
@@ -459,6 +460,23 @@ def test_the_args_list_is_bounded_and_positional_args_are_refused():
         "ControlNet unit 0: got True; each entry of args is one unit object"
     )
     assert refused("canny").startswith("ControlNet: args is 'canny'; send a list of unit")
+
+
+def test_units_from_a_requests_alwayson_scripts():
+    unit = {"module": "canny", "model": CANNY, "weight": 0.5}
+    # webuiapi's key is "ControlNet"; A1111 matches always-on script titles in any case
+    for key in ("ControlNet", "controlnet", "CONTROLNET"):
+        (got,) = units_from_alwayson_scripts({"Other script": {"args": [1, 2]}, key: {"args": [unit]}})
+        assert got.weight == 0.5
+    assert units_from_alwayson_scripts({"ControlNet": {"args": []}}) == []  # webuiapi's "no units"
+    assert units_from_alwayson_scripts({"ControlNet": {}}) == units_from_alwayson_scripts({}) == []
+    assert units_from_alwayson_scripts(None) == []
+    with pytest.raises(InvalidRequestError, match=r"^ControlNet: alwayson_scripts' entry is \[\{'module'"):
+        units_from_alwayson_scripts({"controlnet": [unit]})
+    with pytest.raises(InvalidRequestError, match="names ControlNet more than once"):
+        units_from_alwayson_scripts({"controlnet": {"args": [unit]}, "ControlNet": {"args": []}})
+    with pytest.raises(InvalidRequestError, match="^ControlNet: 3 units sent, at most 2"):
+        units_from_alwayson_scripts({"controlnet": {"args": [unit] * 3}}, max_units=2)
 
 
 def test_negative_slider_values_mean_the_preprocessor_default():
