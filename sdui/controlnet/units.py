@@ -4,8 +4,8 @@ base64 text. Each is checked, bounded and turned into a frozen `ControlNetUnit`;
 InvalidRequestError naming the unit, the field, the value and what is accepted.
 
 Defaults are the extension's: weight 1, guidance 0..1, "Crop and Resize", "Balanced", and -1 for processor_res /
-threshold_a / threshold_b, meaning "the preprocessor's own default" (`with_slider_defaults` resolves them once the
-preprocessor's sliders are known). Fields the extension accepts but we do not use (UI-only and batch fields,
+threshold_a / threshold_b, meaning "the preprocessor's own default" (its sliders resolve them:
+sdui.controlnet.preprocessors.bound_params). Fields the extension accepts but we do not use (UI-only and batch fields,
 ip-adapter inputs, `guessmode`, removed in its 1.1.136) are ignored, as the extension ignores unknown keys.
 
 `enabled` defaults to true: the extension's 1.1.4xx API did so, and the webuiapi client's units (before its 2024
@@ -14,7 +14,6 @@ releases) carry no `enabled` at all; a unit with neither a preprocessor nor a mo
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,33 +84,6 @@ class ControlNetUnit:
     @property
     def uses_model(self) -> bool:
         return self.model.lower() != "none"
-
-
-@dataclass(frozen=True)
-class SliderRange:
-    """A preprocessor slider's limits and default, as the preprocessor list gives them."""
-
-    minimum: float
-    maximum: float
-    default: float
-
-
-def with_slider_defaults(
-    unit: ControlNetUnit,
-    *,
-    resolution: SliderRange | None = None,
-    threshold_a: SliderRange | None = None,
-    threshold_b: SliderRange | None = None,
-) -> ControlNetUnit:
-    """The unit with processor_res / threshold_a / threshold_b outside their slider's range (the -1 "default" among
-    them) replaced by the slider's default, as the extension's bound check does. A slider the preprocessor does not
-    have (None) leaves its value alone."""
-    changes: dict[str, Any] = {}
-    for name, slider in (("processor_res", resolution), ("threshold_a", threshold_a), ("threshold_b", threshold_b)):
-        value = getattr(unit, name)
-        if slider is not None and not slider.minimum <= value <= slider.maximum:
-            changes[name] = int(slider.default) if name == "processor_res" else float(slider.default)
-    return dataclasses.replace(unit, **changes) if changes else unit
 
 
 SCRIPT_TITLE = "ControlNet"  # the extension's script title; A1111 matches alwayson_scripts keys case-insensitively

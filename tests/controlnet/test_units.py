@@ -18,11 +18,9 @@ from sdui.controlnet.units import (
     ControlNetUnit,
     HiresOption,
     ResizeMode,
-    SliderRange,
     unit_from_dict,
     units_from_alwayson_scripts,
     units_from_script_args,
-    with_slider_defaults,
 )
 from sdui.errors import InvalidRequestError
 from sdui.infotext import build_infotext, parse_infotext
@@ -482,21 +480,6 @@ def test_units_from_a_requests_alwayson_scripts():
 def test_negative_slider_values_mean_the_preprocessor_default():
     unit = one({"module": "canny", "model": CANNY, "processor_res": -5, "threshold_a": -1, "threshold_b": -0.5})
     assert (unit.processor_res, unit.threshold_a, unit.threshold_b) == (-1, -1.0, -1.0)
-
-    sliders = {
-        "resolution": SliderRange(64, 2048, 512),
-        "threshold_a": SliderRange(1, 255, 100),
-        "threshold_b": SliderRange(1, 255, 200),
-    }
-    resolved = with_slider_defaults(unit, **sliders)
-    assert (resolved.processor_res, resolved.threshold_a, resolved.threshold_b) == (512, 100.0, 200.0)
-    # a value in range is kept; out of the slider's range is the default again (the extension's bound check)
-    kept = with_slider_defaults(
-        one({"module": "canny", "model": CANNY, "processor_res": 768, "threshold_a": 300}), **sliders
-    )
-    assert (kept.processor_res, kept.threshold_a, kept.threshold_b) == (768, 100.0, 200.0)
-    # a slider the preprocessor does not have leaves the value alone
-    assert with_slider_defaults(unit, resolution=SliderRange(64, 2048, 512)).threshold_a == -1.0
 
 
 # ---- infotext -------------------------------------------------------------------------------------------------
