@@ -5,7 +5,8 @@ Names, their order, aliases and sliders are the extension's (1.1.4xx: `global_st
 `preprocessor_aliases`, `processor.preprocessor_sliders_config`), so `/controlnet/module_list` answers as it does.
 The weight-free ones run here (builtin_preprocessors.py); a map comes back at the preprocessor resolution, and
 fitting it to the generation size by the resize mode is control_image.py's job. Some modules only carry the image
-on: tile_colorfix, inpaint_only and recolor act after the UNet or the VAE decode, reference_* inside attention.
+on: recolor and inpaint_only act on the decoded picture (postprocessing.py), tile_colorfix on the UNet's
+prediction, reference_* inside attention.
 Those that run an annotator model are listed and refused with what to do (annotators.py).
 """
 

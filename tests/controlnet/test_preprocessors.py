@@ -1,5 +1,6 @@
 """ControlNet preprocessors: the weight-free maps (pixels), the extension's module list (names, aliases, sliders),
-the refusals of unknown modules and of annotator modules without their files, and pixel perfect's resolution."""
+the refusals of unknown modules and of annotator modules without their files, pixel perfect's resolution, and what
+recolor and inpaint_only do to the decoded picture."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from sdui.controlnet import annotators, preprocessors
 from sdui.controlnet.builtin_preprocessors import inpaint_hint, shuffle_seed
+from sdui.controlnet.postprocessing import after_decode
 from sdui.controlnet.preprocessors import (
     ALIASES,
     NAMES,
@@ -137,6 +139,22 @@ def test_shuffle_is_deterministic_per_seed_and_differs_across_seeds():
     assert not np.array_equal(first, run("shuffle", image, resolution=80, seed=1235))
     flat = np.full((80, 80, 3), 77, np.uint8)
     assert (run("shuffle", flat, resolution=80, seed=5) == 77).all(), "it moves pixels, it does not change them"
+
+
+def test_shuffle_draws_what_the_extensions_seeded_global_generator_draws():
+    # the extension's content shuffle, written out independently: np.random.seed(seed), then for x and y a
+    # uniform grid one cell (256 px) apart plus a margin, bicubic up, cropped, scaled to [0, 1], then a remap
+    image = smooth_noise(80, seed=4)
+    np.random.seed(99)
+    flows = []
+    for extent in (79.0, 79.0):  # W - 1, H - 1
+        grid = np.random.uniform(low=0, high=1, size=(80 // 256 + 2, 80 // 256 + 2, 1))
+        field = cv2.resize(grid, (80 + 512, 80 + 512), interpolation=cv2.INTER_CUBIC)[256:336, 256:336]
+        field = (field - field.min()) / (field - field.min()).max()
+        flows.append(field * extent)
+    expected = cv2.remap(image, np.stack(flows, axis=2).astype(np.float32), None, cv2.INTER_LINEAR)
+
+    assert np.array_equal(run("shuffle", image, resolution=80, seed=99), expected)
 
 
 def test_shuffle_seed_is_the_extensions_numpy_seed():
@@ -363,3 +381,31 @@ class Mode(Enum):
 )
 def test_pixel_perfect_resolution_matches_hand_computed_cases(image_hw, target_hw, mode, expected):
     assert pixel_perfect_resolution(image_hw, target_hw, mode) == expected
+
+
+# ------------------------------------------------------------------------------------------ after the VAE decode
+
+
+def test_recolor_puts_the_maps_lightness_back_into_the_picture():
+    picture = (smooth_noise(32, seed=5).astype(np.float32) / 255.0) * 0.5 + 0.25  # colours well inside the gamut
+    lightness = np.full((32, 32, 3), 150, np.uint8)
+
+    recoloured = after_decode("recolor_luminance", picture, lightness)
+    lab = cv2.cvtColor((recoloured * 255).round().astype(np.uint8), cv2.COLOR_RGB2LAB)
+    assert np.median(np.abs(lab[:, :, 0].astype(int) - 150)) <= 1
+
+    brightened = after_decode("recolor_intensity", picture, lightness)
+    assert np.abs((brightened * 255).round().max(axis=2) - 150).max() <= 1, "HSV value is the map's"
+
+
+def test_inpaint_only_keeps_the_units_image_outside_the_mask():
+    image = smooth_noise(64, seed=6)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[24:40, 24:40] = 255
+    rgba = run("inpaint_only", image, mask=mask)
+    generated = np.full((64, 64, 3), 0.5, np.float32)
+
+    restored = after_decode("inpaint_only", generated, rgba)
+    assert np.allclose(restored[:12], image[:12] / 255.0), "far from the mask: the unit's image"
+    assert np.allclose(restored[30:34, 30:34], 0.5), "inside the mask: what was generated"
+    assert np.array_equal(after_decode("canny", generated, rgba), generated)
