@@ -20,6 +20,7 @@ import torch
 from accelerate import init_empty_weights
 from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers.initialization import no_init_weights
 
 from sdui.errors import CheckpointError
 from sdui.text.tokenizer import load_clip_tokenizer
@@ -140,8 +141,9 @@ def _load_open_clip(weights: dict, prefix: str, dtype: torch.dtype, *, with_proj
 
 
 def _materialize(cls, config: CLIPTextConfig, converted: dict, prefix: str, dtype: torch.dtype):
-    # parameters start on the meta device (no random init of what the checkpoint overwrites anyway)
-    with init_empty_weights():
+    # parameters start on the meta device, and transformers' own switch skips its weight init (a tenth of a second of
+    # random numbers for meta tensors that the checkpoint replaces anyway)
+    with init_empty_weights(), no_init_weights():
         model = cls(config)
     tensors = {k: v.to(dtype=dtype).contiguous() for k, v in converted.items()}
     expected = set(model.state_dict())

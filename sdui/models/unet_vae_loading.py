@@ -8,6 +8,7 @@ Key renaming is diffusers' own single-file converter; we only supply the config 
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from accelerate import init_empty_weights
@@ -184,8 +185,13 @@ def _subset(sd: dict, prefix: str) -> dict:
 def _instantiate(cls, config: dict, weights: dict, what: str, dtype: torch.dtype):
     """Build `cls` without allocating weights, then adopt the converted tensors; every parameter must be supplied."""
     weights = {k: v for k, v in weights.items() if v is not None}
-    with init_empty_weights():
-        model = cls.from_config(config)
+    # cast (the bulk of the work, in torch without the GIL) while Python builds the empty model beside it; tensors
+    # already in `dtype` are taken as they are (no copy of a memory-mapped file)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        cast = pool.submit(lambda: {k: v.to(dtype) for k, v in weights.items()})
+        with init_empty_weights():
+            model = cls.from_config(config)
+        weights = cast.result()
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -197,8 +203,7 @@ def _instantiate(cls, config: dict, weights: dict, what: str, dtype: torch.dtype
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         raise CheckpointError(f"The {what} weights do not fit the architecture read from the checkpoint: "
                               f"{'; '.join(parts)}. The file is damaged or a variant we do not support; re-download it.")
-    # cast before adopting: tensors already in `dtype` are taken as they are (no copy of a memory-mapped file)
-    model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=True, assign=True)
+    model.load_state_dict(weights, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 
 
