@@ -23,6 +23,7 @@ from sdui.controlnet.preprocessors import (
     pixel_perfect_resolution,
     run,
 )
+from sdui.controlnet.units import ResizeMode
 from sdui.errors import InvalidRequestError, UserError
 
 
@@ -185,6 +186,16 @@ def test_color_grid_is_flat_in_64_pixel_cells():
         for x in (0, 64):
             cell = grid[y : y + 64, x : x + 64]
             assert (cell == cell[0, 0]).all()
+
+
+def test_grey_and_transparent_uploads_are_read_as_the_extension_reads_them():
+    grey = half_black_half_white()[:, :, 0]
+    assert np.array_equal(run("canny", grey, resolution=64), run("canny", half_black_half_white(), resolution=64))
+
+    transparent = np.zeros((8, 8, 4), np.uint8)  # black, alpha 0: laid over white
+    transparent[:, :4, 3] = 255  # the left half opaque black
+    inverted = run("invert", transparent)
+    assert (inverted[:, :4] == 255).all() and (inverted[:, 4:] == 0).all()
 
 
 @pytest.mark.parametrize("module", ["tile_colorfix", "tile_colorfix+sharp", "reference_only", "none"])
@@ -377,6 +388,7 @@ class Mode(Enum):
         ((10, 20), (25, 25), "Crop and Resize", 25),  # k = max(2.5, 1.25) = 2.5
         ((10, 20), (25, 25), "Resize and Fill", 12),  # 1.25 * 10 = 12.5, numpy rounds half to even
         ((300, 200), (768, 512), 1, 512),  # 2.56 both ways
+        ((1024, 768), (512, 768), ResizeMode.RESIZE_AND_FILL, 384),  # the units' enum
     ],
 )
 def test_pixel_perfect_resolution_matches_hand_computed_cases(image_hw, target_hw, mode, expected):
