@@ -143,10 +143,30 @@ def build_context(flags: Flags, repo_dir: Path = REPO_DIR) -> AppContext:
             ExtraNetworks(paths.lora_dir, paths.embeddings_dir, store.hash_cache, paths.hypernetwork_dir),
         ],
     )
+    ctx.controlnet = controlnet_script(ctx)
+    ctx.hooks.append(ctx.controlnet)
     apply_ckpt_flag(ctx)
     register_option_hooks(ctx)
     configure_upscalers(ctx)
     return ctx
+
+
+def controlnet_script(ctx: AppContext):
+    """The built-in ControlNet: models from models/ControlNet and the ControlNet extensions' own models folders,
+    annotator weights from models/ControlNet-annotators, the extension's settings."""
+    from sdui.controlnet.job_hook import ControlNetScript
+
+    paths, options = ctx.paths, ctx.options
+    model_dir = paths.models_dir / "ControlNet"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    extension_dirs = sorted(p for p in paths.extensions_dir.glob("*/models") if "controlnet" in p.parent.name.lower())
+    return ControlNetScript(
+        [model_dir, *extension_dirs],
+        paths.models_dir / "ControlNet-annotators",
+        unit_count=lambda: int(options.control_net_unit_count),
+        cache_size=lambda: int(options.control_net_model_cache_size),
+        max_pixels=lambda: int(options.max_image_pixels),
+    )
 
 
 def log_summary(ctx: AppContext) -> None:
@@ -174,6 +194,7 @@ def create_app(ctx: AppContext):
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
+    from sdui.api.controlnet import create_controlnet_router
     from sdui.api.docs import add_docs_routes
     from sdui.api.errors import install_exception_handlers
     from sdui.api.middleware import (
@@ -183,7 +204,7 @@ def create_app(ctx: AppContext):
         OriginCheckMiddleware,
         split_origins,
     )
-    from sdui.api.routes import create_api_router, create_internal_router
+    from sdui.api.routes import basic_auth_dependency, create_api_router, create_internal_router
     from sdui.app.auth import Credentials
 
     flags = ctx.flags
@@ -191,6 +212,7 @@ def create_app(ctx: AppContext):
     install_exception_handlers(app)
     add_docs_routes(app, Credentials.from_flags(flags).api)
     app.include_router(create_api_router(ctx))
+    app.include_router(create_controlnet_router(ctx, basic_auth_dependency))
     app.include_router(create_internal_router(ctx))
 
     origins = split_origins(flags.cors_allow_origins)

@@ -40,7 +40,7 @@ from sdui.app.auth import Credentials
 from sdui.app.context import AppContext, generate, switch_model
 from sdui.app.selectable_scripts import find_script
 from sdui.errors import CheckpointError, InvalidRequestError
-from sdui.extensions.offered import check_alwayson, selectable_scripts
+from sdui.extensions.offered import BUILTIN_ALWAYSON, check_alwayson, selectable_scripts
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,11 @@ def create_api_router(ctx: AppContext) -> APIRouter:
     @router.get("/scripts")
     def scripts():
         offered = selectable_scripts(ctx)
-        return {mode: [s.title.lower() for s in offered if mode in s.modes] for mode in ("txt2img", "img2img")}
+        # A1111 lists every script, always-on ones too: clients look for "controlnet" here
+        builtin = [BUILTIN_ALWAYSON] if ctx.controlnet is not None else []
+        return {
+            mode: [s.title.lower() for s in offered if mode in s.modes] + builtin for mode in ("txt2img", "img2img")
+        }
 
     add_listing_routes(router, ctx)
     add_extras_routes(router, ctx)

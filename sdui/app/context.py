@@ -68,6 +68,7 @@ class AppContext:
     server: ServerControl
     hooks: list[ProcessingHooks] = field(default_factory=list)  # called by every generation, in this order
     extensions: Any = None  # sdui.extensions.startup.ExtensionRuntime once extensions are loaded
+    controlnet: Any = None  # sdui.controlnet.job_hook.ControlNetScript: the built-in ControlNet (also in `hooks`)
 
 
 def generate(ctx: AppContext, request: GenerationRequest, *, job: Job, script: Callable | None = None) -> Processed:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from sdui.app.selectable_scripts import SelectableScript, builtin_scripts
 from sdui.upscalers.upscaling import upscaler_names
 
+BUILTIN_ALWAYSON = "controlnet"  # the built-in ControlNet answers to the extension's always-on script name
+
 
 def selectable_scripts(ctx) -> list[SelectableScript]:
     from sdui.extensions.bridge import script_runner
@@ -22,6 +24,11 @@ def script_infos(ctx) -> list[dict]:
     from sdui.extensions.bridge import MODES, _arg_info
 
     infos = [s.info(mode) for mode in MODES for s in selectable_scripts(ctx) if mode in s.modes]
+    if getattr(ctx, "controlnet", None) is not None:  # built in, listed as the extension's script is
+        infos += [
+            {"name": BUILTIN_ALWAYSON, "is_alwayson": True, "is_img2img": mode == "img2img", "args": []}
+            for mode in MODES
+        ]
     runtime = getattr(ctx, "extensions", None)
     if runtime is not None:
         for mode in MODES:
@@ -41,6 +48,8 @@ def check_alwayson(ctx, names, mode: str) -> None:
     """A1111's 422 for always-on scripts the server does not have."""
     from sdui.errors import InvalidRequestError
 
+    if getattr(ctx, "controlnet", None) is not None:
+        names = [n for n in names if str(n).lower() != BUILTIN_ALWAYSON]
     runtime = getattr(ctx, "extensions", None)
     if runtime is None:
         if names:

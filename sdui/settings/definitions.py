@@ -459,6 +459,17 @@ def _sections() -> list[dict[str, OptionInfo]]:
                 ),
             },
         ),
+        options_section(
+            ("control_net", "ControlNet", None),
+            {  # the sd-webui-controlnet extension's keys, so its clients and users find them
+                "control_net_unit_count": OptionInfo(
+                    3, "ControlNet units shown in a generation tab", "slider", _slider(1, 10, 1)
+                ).needs_reload_ui(),
+                "control_net_model_cache_size": OptionInfo(
+                    2, "ControlNet models kept in memory", "slider", _slider(0, 10, 1)
+                ).info("0: load the model for every job"),
+            },
+        ),
         {  # not shown in the Settings tab: state the program records
             "sd_checkpoint_hash": OptionInfo("", "SHA256 of the loaded checkpoint"),
         },

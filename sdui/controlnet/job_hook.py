@@ -1,0 +1,189 @@
+"""ControlNet as a built-in always-on script: the units a request carries become residual contributors of its job.
+
+A request (the API's `alwayson_scripts: {"controlnet": {"args": [unit, ...]}}`, or the UI's ControlNet accordion,
+which sends the same) is read when the job starts; per enabled unit:
+  1. its image: the unit's own, else the img2img init image (and the inpaint mask), as the extension does;
+  2. the preprocessor's map at its resolution (pixel perfect: the one that fills the generation size);
+  3. its model from the catalog (models/ControlNet, extensions/*/models), loaded once into the RAM cache, in the
+     UNet's dtype and device;
+  4. a contributor adding the unit's residuals to every UNet call inside its steps (both hires fix passes unless
+     the unit says otherwise), and the unit's infotext entry ("ControlNet 0: ...").
+Recolor also changes the decoded picture (the extension's postprocess step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sdui.controlnet import postprocessing, preprocessors
+from sdui.controlnet.builtin_preprocessors import shuffle_seed
+from sdui.controlnet.control_image import resize_map
+from sdui.controlnet.infotext import infotext_params
+from sdui.controlnet.model_files import ControlNetCache, ControlNetCatalog
+from sdui.controlnet.residuals import ControlNetResiduals
+from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, HiresOption, units_from_alwayson_scripts
+from sdui.core.denoiser import Residuals, UNetCall
+from sdui.core.hooks import ProcessingHooks
+from sdui.core.run import Batch, Run
+from sdui.devices import DevicePolicy
+from sdui.errors import InvalidRequestError
+from sdui.request import Img2ImgRequest
+
+log = logging.getLogger(__name__)
+
+ALWAYSON_NAME = SCRIPT_TITLE.lower()  # how /sdapi/v1/scripts and alwayson_scripts name it
+RECOLOR = ("recolor_luminance", "recolor_intensity")
+
+
+@dataclasses.dataclass
+class PreparedUnit:
+    unit: ControlNetUnit
+    control_map: np.ndarray  # HWC uint8, the preprocessor's output
+    contributor: ControlNetResiduals | None
+
+
+class OnePass:
+    """A unit limited to one pass of hires fix (the extension's hr_option): the first size it sees is the first pass."""
+
+    def __init__(self, inner: ControlNetResiduals, option: HiresOption):
+        self.inner, self.option = inner, option
+        self.first_size: tuple[int, int] | None = None
+
+    def __call__(self, call: UNetCall) -> Residuals | None:
+        size = tuple(call.sample.shape[-2:])
+        self.first_size = self.first_size or size
+        second = size != self.first_size
+        if (second and self.option == HiresOption.LOW_RES_ONLY) or (
+            not second and self.option == HiresOption.HIGH_RES_ONLY
+        ):
+            return None
+        return self.inner(call)
+
+
+class ControlNetScript(ProcessingHooks):
+    """The built-in ControlNet: its model catalog and cache, and the hook every generation goes through."""
+
+    def __init__(
+        self,
+        model_dirs: list[Path],
+        annotator_dir: Path,
+        *,
+        unit_count: Callable[[], int] = lambda: 3,
+        cache_size: Callable[[], int] = lambda: 2,
+        max_pixels: Callable[[], int | None] = lambda: None,
+    ):
+        self.catalog = ControlNetCatalog(model_dirs)
+        self.cache = ControlNetCache(cache_size())
+        self.annotator_dir = annotator_dir
+        self.unit_count = unit_count
+        self.cache_size = cache_size
+        self.max_pixels = max_pixels
+        self._prepared: dict[int, list[PreparedUnit]] = {}  # per running job (id of its Run)
+
+    # ---- reading a request ---------------------------------------------------------------------------------------
+    def units(self, request) -> list[ControlNetUnit]:
+        """The enabled units of a request (InvalidRequestError naming the field for a bad one)."""
+        limit = max(int(self.unit_count()), 1)
+        return units_from_alwayson_scripts(
+            getattr(request, "alwayson_scripts", None), max_units=max(limit, 10), max_pixels=self.max_pixels()
+        )
+
+    # ---- the hook ------------------------------------------------------------------------------------------------
+    def process(self, run: Run) -> None:
+        units = self.units(run.request)
+        if not units:
+            return
+        self.cache.size = max(0, int(self.cache_size()))
+        unet = run.model.unet
+        policy = DevicePolicy(device=unet.device, dtype=unet.dtype, vae_dtype=unet.dtype)
+        prepared = []
+        for index, unit in enumerate(units):
+            prepared.append(self._prepare(index, unit, run, policy))
+        self._prepared[id(run)] = prepared
+        run.residual_contributors.extend(
+            p.contributor if p.unit.hr_option == HiresOption.BOTH else OnePass(p.contributor, p.unit.hr_option)
+            for p in prepared
+            if p.contributor is not None
+        )
+        run.extra_generation_params.update(infotext_params([p.unit for p in prepared]))
+
+    def _prepare(self, index: int, unit: ControlNetUnit, run: Run, policy: DevicePolicy) -> PreparedUnit:
+        request = run.request
+        # 1. the image: the unit's, else img2img's own
+        image, mask = unit.image, unit.mask
+        if image is None and isinstance(request, Img2ImgRequest) and request.init_images:
+            image = request.init_images[0]
+            mask = mask if mask is not None else request.mask
+        if image is None:
+            raise InvalidRequestError(
+                f"ControlNet unit {index}: no image. Send the unit's \"image\" (base64), or use img2img, whose "
+                "init image a unit without its own image takes."
+            )
+        pixels = np.asarray(image.convert("RGB"))
+        mask_pixels = None if mask is None else np.asarray(mask.convert("L").resize(image.size))
+
+        # 2. the preprocessor's map, at the resolution that fills the generation size with pixel perfect
+        module = preprocessors.find(unit.module)
+        resolution = unit.processor_res
+        width, height = request.width // 8 * 8, request.height // 8 * 8
+        if unit.pixel_perfect:
+            resolution = preprocessors.pixel_perfect_resolution(pixels.shape[:2], (height, width), unit.resize_mode)
+        res, a, b = preprocessors.bound_params(module, resolution, unit.threshold_a, unit.threshold_b)
+        seed = shuffle_seed(run.all_seeds[0] if run.all_seeds else 0, run.all_subseeds[0] if run.all_subseeds else 0)
+        control_map = preprocessors.run(
+            module.name,
+            pixels,
+            resolution=res,
+            threshold_a=a,
+            threshold_b=b,
+            mask=mask_pixels,
+            seed=seed,
+            annotator_dir=self.annotator_dir,
+        )
+        unit = dataclasses.replace(unit, module=module.name, processor_res=res, threshold_a=a, threshold_b=b)
+
+        # 3. the model, and the contributor that adds its residuals
+        entry = self.catalog.find(unit.model)
+        if entry is None:
+            known = (
+                ", ".join(self.catalog.titles(include_none=False))
+                or "none: put ControlNet files into models/ControlNet"
+            )
+            raise InvalidRequestError(
+                f"ControlNet unit {index}: model {unit.model!r} not found. Known models: {known}."
+            )
+        unit = dataclasses.replace(unit, model=entry.title)
+        controlnet = self.cache.get(entry, policy)
+        rgb_map = control_map[..., :3] if control_map.ndim == 3 else np.repeat(control_map[..., None], 3, axis=2)
+        contributor = ControlNetResiduals(
+            controlnet,
+            rgb_map,
+            weight=unit.weight,
+            guidance_start=unit.guidance_start,
+            guidance_end=unit.guidance_end,
+            control_mode=unit.control_mode.value,
+            resize_mode=unit.resize_mode.value,
+        )
+        log.info("ControlNet unit %d: %s with %s, weight %s", index, module.name, entry.title, unit.weight)
+        return PreparedUnit(unit, control_map, contributor)
+
+    def postprocess_batch(self, run: Run, batch: Batch, images: torch.Tensor) -> None:
+        """Recolor puts the map's lightness back into the decoded pictures (in place), as the extension does."""
+        for prepared in self._prepared.get(id(run), []):
+            if prepared.unit.module not in RECOLOR:
+                continue
+            height, width = images.shape[-2:]
+            sized = resize_map(prepared.control_map, width, height, prepared.unit.resize_mode.value)
+            for i in range(images.shape[0]):
+                picture = images[i].permute(1, 2, 0).float().cpu().numpy()
+                result = postprocessing.after_decode(prepared.unit.module, picture, sized)
+                images[i] = torch.from_numpy(result).permute(2, 0, 1).to(images)
+
+    def postprocess(self, run: Run, processed) -> None:
+        self._prepared.pop(id(run), None)  # the job is over: its maps go

@@ -1,0 +1,192 @@
+"""The built-in ControlNet through the sd-webui-controlnet extension's API, on a served app with a tiny SD1
+checkpoint and a tiny ControlNet file in lllyasviel's layout in models/ControlNet.
+
+The API's pixels equal process() run directly with the unit's residuals (the canny map made by the preprocessor,
+the model loaded by its own loader): the request path adds nothing and loses nothing. Routes answer in the
+extension's shapes; mistakes are 422s that name what exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+import webui
+from sdui.controlnet import preprocessors
+from sdui.controlnet.model_files import ControlNetCatalog, load_controlnet
+from sdui.controlnet.residuals import ControlNetResiduals
+from sdui.core.hooks import ProcessingHooks
+from sdui.core.processing import process
+from sdui.request import GenerationRequest
+from tests.fixtures.controlnet import write_controlnet
+from tests.helpers import LOCAL, install_checkpoint, make_ctx
+
+pytestmark = pytest.mark.filterwarnings("ignore:Should have")
+
+SIZE = 64
+BASE = dict(prompt="a red fox", negative_prompt="", seed=7, steps=3, width=SIZE, height=SIZE, cfg_scale=7)
+BASE.update(sampler_name="Euler", scheduler="Automatic")
+
+
+def shapes_image() -> Image.Image:
+    image = Image.new("RGB", (SIZE, SIZE), "black")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((12, 16, 44, 50), fill="white")
+    draw.ellipse((30, 6, 58, 34), fill=(120, 200, 40))
+    return image
+
+
+def b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decoded(data: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_sd1_checkpoint):
+    data = tmp_path_factory.mktemp("cn-data")
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    write_controlnet(data / "models" / "ControlNet" / "control_tiny_canny.safetensors")
+    ctx = make_ctx(data, "--nowebui")
+    yield ctx, TestClient(webui.create_app(ctx), base_url=LOCAL)
+    ctx.jobs.shutdown()
+
+
+def unit(**fields) -> dict:
+    return {"enabled": True, "module": "canny", "model": "control_tiny_canny", "image": b64(shapes_image()), **fields}
+
+
+def txt2img(client, *units, **fields) -> dict:
+    body = {**BASE, **fields}
+    if units:
+        body["alwayson_scripts"] = {"controlnet": {"args": list(units)}}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+class WithResiduals(ProcessingHooks):
+    def __init__(self, contributor):
+        self.contributor = contributor
+
+    def process(self, run):
+        run.residual_contributors.append(self.contributor)
+
+
+def direct(ctx, contributor=None) -> np.ndarray:
+    """The same generation through process() itself, with the unit's residuals added by hand."""
+    request = GenerationRequest(**BASE)
+    hooks = [] if contributor is None else [WithResiduals(contributor)]
+    model = ctx.store.get()
+    processed = process(request, model, policy=ctx.policy, settings=ctx.options.snapshot(), hooks=hooks)
+    return np.asarray(processed.images[0].convert("RGB"), dtype=np.int16)
+
+
+def test_a_canny_unit_through_the_api_equals_process_with_its_residuals(served):
+    ctx, client = served
+    baseline = decoded(txt2img(client)["images"][0])
+    assert np.array_equal(baseline, direct(ctx)), "without a unit the API and process() must already agree"
+
+    result = txt2img(client, unit(threshold_a=50, threshold_b=150))
+    with_unit = decoded(result["images"][0])
+    entry = ControlNetCatalog([ctx.paths.models_dir / "ControlNet"]).find("control_tiny_canny")
+    canny = preprocessors.run("canny", np.asarray(shapes_image()), resolution=512, threshold_a=50, threshold_b=150)
+    contributor = ControlNetResiduals(load_controlnet(entry), canny)
+    assert np.array_equal(with_unit, direct(ctx, contributor))
+    assert np.abs(with_unit - baseline).mean() > 2, "the unit must visibly steer the image"
+
+    info = json.loads(result["info"])
+    text = info["infotexts"][0]
+    assert 'ControlNet 0: "Module: canny, Model: control_tiny_canny [' in text
+    assert "Threshold A: 50.0, Threshold B: 150.0" in text
+
+
+def test_weight_zero_and_the_next_job_equal_no_controlnet(served):
+    _, client = served
+    baseline = decoded(txt2img(client)["images"][0])
+    assert np.array_equal(decoded(txt2img(client, unit(weight=0))["images"][0]), baseline)
+    txt2img(client, unit())
+    assert np.array_equal(decoded(txt2img(client)["images"][0]), baseline)
+
+
+def test_webuiapi_style_unit_with_old_aliases_runs(served):
+    _, client = served
+    old = {
+        "input_image": b64(shapes_image()),
+        "module": "canny",
+        "model": "control_tiny_canny [00000000]",  # another hash: found by name, as the extension does
+        "weight": 1.0,
+        "resize_mode": "Crop and Resize",
+        "lowvram": False,
+        "processor_res": 64,
+        "threshold_a": 64,
+        "threshold_b": 64,
+        "guidance_start": 0.0,
+        "guidance_end": 1.0,
+        "control_mode": 0,
+        "pixel_perfect": False,
+    }
+    text = json.loads(txt2img(client, old)["info"])["infotexts"][0]
+    assert "ControlNet 0:" in text and "Processor Res: 64" in text
+
+
+def test_unknown_model_and_module_are_422_naming_what_exists(served):
+    _, client = served
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [unit(model="control_nope")]}}}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 422
+    assert "control_nope" in response.text and "control_tiny_canny [" in response.text
+
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [unit(module="cany_typo")]}}}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 422
+    assert "cany_typo" in response.text and "canny" in response.text
+
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [unit(image=None)]}}}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 422 and "no image" in response.text
+
+
+def test_routes_answer_in_the_extensions_shapes(served):
+    ctx, client = served
+    assert client.get("/controlnet/version").json() == {"version": 2}
+    models = client.get("/controlnet/model_list").json()["model_list"]
+    assert len(models) == 1 and models[0].startswith("control_tiny_canny [")
+    modules = client.get("/controlnet/module_list").json()
+    assert "canny" in modules["module_list"] and "canny" in modules["module_detail"]
+    assert client.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
+    assert "controlnet" in client.get("/sdapi/v1/scripts").json()["txt2img"]
+    infos = client.get("/sdapi/v1/script-info").json()
+    assert any(i["name"] == "controlnet" and i["is_alwayson"] for i in infos)
+
+
+def test_detect_returns_the_canny_map(served):
+    _, client = served
+    body = {
+        "controlnet_module": "canny",
+        "controlnet_input_images": [b64(shapes_image())],
+        "controlnet_processor_res": 64,
+        "controlnet_threshold_a": 100,
+        "controlnet_threshold_b": 200,
+    }
+    answer = client.post("/controlnet/detect", json=body).json()
+    assert answer["info"] == "Success"
+    expected = preprocessors.run("canny", np.asarray(shapes_image()), resolution=64, threshold_a=100, threshold_b=200)
+    got = decoded(answer["images"][0])
+    assert np.array_equal(got, np.asarray(Image.fromarray(expected).convert("RGB"), dtype=np.int16))
+    assert got.max() == 255 and got.min() == 0
+
+    response = client.post("/controlnet/detect", json={"controlnet_module": "canny", "controlnet_input_images": []})
+    assert response.status_code == 422 and "No image" in response.text
+    response = client.post("/controlnet/detect", json={**body, "controlnet_module": "nonsense"})
+    assert response.status_code == 422 and "canny" in response.text
