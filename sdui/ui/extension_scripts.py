@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 
@@ -24,6 +25,7 @@ class ScriptControls:
     selectable: list = field(default_factory=list)  # (title, group, controls, make_runner(args) -> runner)
     alwayson: list = field(default_factory=list)  # (LoadedScript, controls)
     selectable_scripts: list = field(default_factory=list)  # the extensions' LoadedScript among `selectable`
+    controlnet: Any = None  # the built-in ControlNet's accordion (ui/controlnet_units.py), first of the always-on
 
     @property
     def paste_fields(self) -> list:
@@ -39,6 +41,8 @@ class ScriptControls:
     @property
     def inputs(self) -> list:
         controls = [c for _, _, cs, _ in self.selectable for c in cs] + [c for _, cs in self.alwayson for c in cs]
+        if self.controlnet is not None:
+            controls += self.controlnet.controls
         return ([self.dropdown] if self.dropdown is not None else []) + controls
 
     def apply(self, request, values: list):
@@ -54,6 +58,8 @@ class ScriptControls:
         for script, controls in self.alwayson:
             args, values = values[: len(controls)], values[len(controls) :]
             alwayson[script.title] = {"args": args}
+        if self.controlnet is not None:
+            alwayson[self.controlnet.title] = {"args": self.controlnet.args(values[: len(self.controlnet.controls)])}
         return dataclasses.replace(request, alwayson_scripts=alwayson), runner
 
 
@@ -82,13 +88,18 @@ def _control_for(arg: dict):
     return gr.Textbox(value=value, label=label, lines=4 if "List" in (label or "") else 1)
 
 
-def create_script_controls(ctx, mode: str) -> ScriptControls | None:
-    """The controls of the scripts for tab `mode` (txt2img or img2img); None without any."""
+def create_script_controls(ctx, mode: str, size: tuple | None = None) -> ScriptControls | None:
+    """The controls of the scripts for tab `mode` (txt2img or img2img); None without any. `size`: the tab's width
+    and height sliders (ControlNet's "send dimensions")."""
     from sdui.extensions.bridge import script_runner
     from sdui.extensions.offered import selectable_scripts
 
     runtime = getattr(ctx, "extensions", None)
     found = ScriptControls()
+    if getattr(ctx, "controlnet", None) is not None:
+        from sdui.ui.controlnet_units import create_controlnet
+
+        found.controlnet = create_controlnet(ctx, mode, *(size or (None, None)))
     for script in runtime.scripts.alwayson(mode) if runtime is not None else []:
         with gr.Accordion(script.title, open=False, elem_id=f"script_{mode}_{script.instance.name.replace(' ', '_')}"):
             found.alwayson.append((script, script.build_ui()))

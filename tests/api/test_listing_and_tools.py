@@ -63,8 +63,15 @@ def test_listings_have_a1111_shapes_and_show_dropped_files(make_client, data_dir
     for route in ("face-restorers", "realesrgan-models", "sd-modules", "extensions"):
         assert client.get(f"/sdapi/v1/{route}").json() == [], route
     assert client.get("/sdapi/v1/scripts").json() == {
-        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"],
-        "img2img": ["loopback", "prompt matrix", "prompts from file or textbox", "sd upscale", "x/y/z plot"],
+        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "controlnet"],
+        "img2img": [
+            "loopback",
+            "prompt matrix",
+            "prompts from file or textbox",
+            "sd upscale",
+            "x/y/z plot",
+            "controlnet",
+        ],
     }
     infos = client.get("/sdapi/v1/script-info").json()
     assert [(s["name"], s["is_img2img"]) for s in infos] == [
@@ -76,6 +83,8 @@ def test_listings_have_a1111_shapes_and_show_dropped_files(make_client, data_dir
         ("prompts from file or textbox", True),
         ("sd upscale", True),
         ("x/y/z plot", True),
+        ("controlnet", False),  # built in, listed as the ControlNet extension's always-on script
+        ("controlnet", True),
     ]
     script = infos[6]
     assert {k: script[k] for k in ("name", "is_alwayson", "is_img2img")} == {

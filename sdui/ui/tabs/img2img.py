@@ -177,7 +177,7 @@ def create_tab(ctx) -> generation.GenerationTab:
             settings = generation.create_settings(TAB, size_from_image=True)
             denoising = create_denoising(TAB)
             seed = common.create_seed_row(TAB)
-            scripts = extension_scripts.create_script_controls(ctx, TAB)
+            scripts = extension_scripts.create_script_controls(ctx, TAB, size=(settings.width, settings.height))
         panel = generation.create_output_panel(TAB)
 
     tab = generation.GenerationTab(

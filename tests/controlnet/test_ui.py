@@ -1,0 +1,84 @@
+"""The ControlNet accordion of the txt2img tab, driven through the handlers Gradio runs: a unit set on the page
+gives the same pixels as the same unit sent to the API; the preview shows the preprocessor's map; picking a
+preprocessor relabels its sliders; "send dimensions" copies the image's size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import webui
+from sdui.controlnet import preprocessors
+from sdui.ui.app import create_ui
+from tests.controlnet.test_api import BASE, b64, decoded, shapes_image
+from tests.fixtures.controlnet import write_controlnet
+from tests.helpers import LOCAL, call, components_by_id, handler, install_checkpoint, make_ctx, outputs_by_id
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Should have")]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_sd1_checkpoint):
+    data = tmp_path_factory.mktemp("cn-ui")
+    install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
+    write_controlnet(data / "models" / "ControlNet" / "control_tiny_canny.safetensors")
+    ctx = make_ctx(data)
+    yield ctx, create_ui(ctx), TestClient(webui.create_app(ctx), base_url=LOCAL)
+    ctx.jobs.shutdown()
+
+
+def test_a_unit_set_on_the_page_equals_the_same_unit_through_the_api(app):
+    ctx, demo, client = app
+    model = ctx.controlnet.catalog.titles(include_none=False)[0]
+    fn = handler(demo, "txt2img_generate", "click")
+    chosen = {
+        "txt2img_prompt": BASE["prompt"],
+        "txt2img_neg_prompt": BASE["negative_prompt"],
+        "txt2img_seed": BASE["seed"],
+        "txt2img_steps": BASE["steps"],
+        "txt2img_width": BASE["width"],
+        "txt2img_height": BASE["height"],
+        "txt2img_cfg_scale": BASE["cfg_scale"],
+        "txt2img_sampling": BASE["sampler_name"],
+        "txt2img_controlnet_0_enable": True,
+        "txt2img_controlnet_0_image": shapes_image(),
+        "txt2img_controlnet_0_module": "canny",
+        "txt2img_controlnet_0_model": model,
+    }
+    values = [chosen.get(block.elem_id, getattr(block, "value", None)) for block in fn.inputs]
+    final = outputs_by_id(fn, list(call(fn, *values))[-1])
+    page = np.asarray(final["txt2img_gallery"][0].convert("RGB"), dtype=np.int16)
+    assert "ControlNet 0:" in final["generation_info_txt2img"]
+
+    unit = {"enabled": True, "module": "canny", "model": model, "image": b64(shapes_image())}
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [unit]}}}
+    api = client.post("/sdapi/v1/txt2img", json=body).json()
+    assert np.array_equal(page, decoded(api["images"][0]))
+    plain = client.post("/sdapi/v1/txt2img", json=BASE).json()
+    assert not np.array_equal(page, decoded(plain["images"][0]))
+
+
+def test_preview_sliders_and_send_dimensions(app):
+    ctx, demo, _ = app
+    ids = components_by_id(demo)
+    preview = handler(demo, "txt2img_controlnet_0_run_preview", "click")
+    shown = preview.fn(shapes_image(), "canny", 64, 100, 200)
+    expected = preprocessors.run("canny", np.asarray(shapes_image()), resolution=64, threshold_a=100, threshold_b=200)
+    assert np.array_equal(np.asarray(shown), expected)
+
+    relabel = handler(demo, "txt2img_controlnet_0_module", "change")
+    resolution, low, high = relabel.fn("canny")
+    assert (low["label"], low["value"], high["label"], high["value"]) == (
+        "Canny Low Threshold",
+        100,
+        "Canny High Threshold",
+        200,
+    )
+    assert resolution["visible"] and resolution["value"] == 512
+    assert [u["visible"] for u in relabel.fn("none")] == [False, False, False]
+
+    send = handler(demo, "txt2img_controlnet_0_send_dimensions", "click")
+    image = shapes_image().resize((300, 203))
+    assert send.fn(image) == (296, 200)
+    assert ids["txt2img_width"]._id in [b._id for b in send.outputs]
