@@ -50,6 +50,7 @@ def create_controlnet_router(ctx: AppContext, auth_dependency) -> APIRouter:
     async def detect(
         controlnet_module: str = Body("none"),
         controlnet_input_images: list[str] = Body([]),
+        controlnet_images: list[str] = Body([]),  # the older name, which the webuiapi client still sends
         controlnet_processor_res: float = Body(-1),
         controlnet_threshold_a: float = Body(-1),
         controlnet_threshold_b: float = Body(-1),
@@ -57,6 +58,7 @@ def create_controlnet_router(ctx: AppContext, auth_dependency) -> APIRouter:
         low_vram: bool = Body(False),
     ):
         module = preprocessors.find(controlnet_module)  # 422 naming the known modules
+        controlnet_input_images = controlnet_input_images or controlnet_images
         if not controlnet_input_images:
             raise InvalidRequestError("No image selected: send controlnet_input_images, a list of base64 images.")
         if len(controlnet_input_images) > MAX_DETECT_IMAGES:
