@@ -20,7 +20,8 @@ from sdui.controlnet.model_files import (
     load_controlnet,
 )
 from sdui.controlnet.residuals import ControlNetResiduals, block_scales, check_fits, control_mode_name, in_guidance
-from sdui.core.denoiser import UNetCall
+from sdui.core.denoiser import Denoiser, TextConditioning, UNetCall
+from sdui.core.schedules import training_sigmas
 from sdui.errors import InvalidRequestError, UserError
 from tests.fixtures.checkpoints import build_tiny_checkpoint, tiny_components
 from tests.fixtures.controlnet import controlnet_to_original, tiny_controlnet, write_controlnet
@@ -359,3 +360,30 @@ def test_sdxl_unit_uses_the_added_embeddings():
         mid_block_additional_residual=got.mid,
     ).sample  # fmt: skip
     assert out.shape == call.sample.shape
+
+
+# --- which rows the Denoiser marks as the negative prompt's -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uncond_tokens,cfg,expected",
+    [
+        (77, 7.0, [(4, 2)]),  # one batched call: the negative prompt's 2 rows first
+        (154, 7.0, [(2, 2), (2, 0)]),  # token counts differ: its own call first, then the prompt's
+        (77, 1.0, [(2, 0)]),  # CFG 1 skips the negative prompt
+    ],
+)
+def test_the_denoiser_tells_contributors_the_negative_prompts_rows(uncond_tokens, cfg, expected):
+    unet = tiny_components("sd1")["unet"]
+    width = unet.config.cross_attention_dim
+    seen = []
+    denoiser = Denoiser(
+        unet,
+        TextConditioning(torch.randn(2, 77, width), torch.randn(2, uncond_tokens, width)),
+        cfg_scale=cfg,
+        prediction_type="epsilon",
+        train_sigmas=training_sigmas({}),
+        contributors=[lambda call: seen.append((call.sample.shape[0], call.uncond_rows))],
+    )
+    denoiser(torch.randn(2, 4, 8, 8), 3.0, step=0, total=4)
+    assert seen == expected
