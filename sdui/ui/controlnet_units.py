@@ -11,14 +11,17 @@ button that sends the image's size to the tab's width and height.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from sdui.controlnet import preprocessors
+from sdui.controlnet.infotext import units_from_infotext
 from sdui.controlnet.units import SCRIPT_TITLE, ControlMode, HiresOption, ResizeMode
 from sdui.errors import UserError
 
@@ -44,10 +47,23 @@ FIELDS = (
 class ControlNetControls:
     title: str = SCRIPT_TITLE
     units: list[list] = field(default_factory=list)  # per unit, one control per FIELDS entry
+    catalog: Any = None  # the ControlNet model catalog: a pasted model name becomes the title listed here
 
     @property
     def controls(self) -> list:
         return [c for unit in self.units for c in unit]
+
+    @property
+    def paste_fields(self) -> list:
+        """(component, function of the parsed infotext) for ↙️: the units its "ControlNet N" entries describe
+        (their images are not in the text: the unit keeps its image)."""
+        fields = []
+        for index, controls in enumerate(self.units):
+            for name, component in zip(FIELDS, controls, strict=True):
+                if name != "image":
+                    paste = functools.partial(_pasted, index=index, name=name, catalog=self.catalog)
+                    fields.append((component, paste))
+        return fields
 
     def args(self, values: list) -> list[dict]:
         """The units as the extension's API sends them (images as base64 PNG)."""
@@ -58,6 +74,20 @@ class ControlNetControls:
             unit["image"] = _png_base64(unit["image"])
             units.append(unit)
         return units
+
+
+def _pasted(params: dict, *, index: int, name: str, catalog=None):
+    unit = units_from_infotext(params).get(index)
+    if unit is None:
+        return None
+    value = getattr(unit, name)
+    if name == "model" and catalog is not None:
+        try:  # the file here may carry another hash, or be found by its name alone, as the extension finds it
+            entry = catalog.find(value)
+            return entry.title if entry is not None else value
+        except UserError:
+            return value
+    return getattr(value, "value", value)  # the choice enums as their names
 
 
 def _png_base64(image) -> str | None:
@@ -95,7 +125,7 @@ def create_controlnet(ctx, mode: str, width=None, height=None) -> ControlNetCont
     script = ctx.controlnet
     modules = preprocessors.module_list(False)["module_list"]
     count = max(1, int(ctx.options.control_net_unit_count))
-    found = ControlNetControls()
+    found = ControlNetControls(catalog=script.catalog)
     with gr.Accordion("ControlNet", open=False, elem_id=f"{mode}_controlnet"):
         with gr.Tabs():
             for index in range(count):
@@ -121,13 +151,27 @@ def _create_unit(script, mode: str, index: int, modules: list[str], width, heigh
     with gr.Row():
         start = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Starting Control Step", elem_id=f"{prefix}_start")
         end = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Ending Control Step", elem_id=f"{prefix}_end")
-    resolution = gr.Slider(-1, 2048, value=-1, step=1, label="Preprocessor Resolution", visible=False)
+    resolution = gr.Slider(
+        -1, 2048, value=-1, step=1, label="Preprocessor Resolution", visible=False, elem_id=f"{prefix}_resolution"
+    )
     with gr.Row():
-        threshold_a = gr.Slider(-1, 255, value=-1, step=1, label="Threshold A", visible=False)
-        threshold_b = gr.Slider(-1, 255, value=-1, step=1, label="Threshold B", visible=False)
-    control_mode = gr.Radio([m.value for m in ControlMode], value=ControlMode.BALANCED.value, label="Control Mode")
-    resize_mode = gr.Radio([m.value for m in ResizeMode], value=ResizeMode.CROP_AND_RESIZE.value, label="Resize Mode")
-    hr_option = gr.Radio([m.value for m in HiresOption], value=HiresOption.BOTH.value, label="Hires fix")
+        threshold_a = gr.Slider(-1, 255, value=-1, step=1, label="Threshold A", visible=False, elem_id=f"{prefix}_a")
+        threshold_b = gr.Slider(-1, 255, value=-1, step=1, label="Threshold B", visible=False, elem_id=f"{prefix}_b")
+    control_mode = gr.Radio(
+        [m.value for m in ControlMode],
+        value=ControlMode.BALANCED.value,
+        label="Control Mode",
+        elem_id=f"{prefix}_control_mode",
+    )
+    resize_mode = gr.Radio(
+        [m.value for m in ResizeMode],
+        value=ResizeMode.CROP_AND_RESIZE.value,
+        label="Resize Mode",
+        elem_id=f"{prefix}_resize_mode",
+    )
+    hr_option = gr.Radio(
+        [m.value for m in HiresOption], value=HiresOption.BOTH.value, label="Hires fix", elem_id=f"{prefix}_hr_option"
+    )
     send_size = gr.Button("Send dimensions to the generation size", elem_id=f"{prefix}_send_dimensions")
 
     module.change(_slider_updates, inputs=[module], outputs=[resolution, threshold_a, threshold_b], queue=False)

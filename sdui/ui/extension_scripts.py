@@ -36,6 +36,8 @@ class ScriptControls:
             fields += list(getattr(script.instance, "infotext_fields", None) or [])
         for script in self.selectable_scripts:
             fields += list(getattr(script.instance, "infotext_fields", None) or [])
+        if self.controlnet is not None:
+            fields += self.controlnet.paste_fields
         return [(c, key) for c, key in fields if hasattr(c, "_id")]
 
     @property

@@ -82,3 +82,26 @@ def test_preview_sliders_and_send_dimensions(app):
     image = shapes_image().resize((300, 203))
     assert send.fn(image) == (296, 200)
     assert ids["txt2img_width"]._id in [b._id for b in send.outputs]
+
+
+def test_paste_restores_the_units_of_an_infotext(app):
+    ctx, demo, _ = app
+    fn = handler(demo, "txt2img_paste", "click")
+    text = (
+        "a box\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 7, Size: 64x64, "
+        'ControlNet 1: "Module: canny, Model: control_tiny_canny [12345678], Weight: 0.65, Resize Mode: Just Resize, '
+        "Processor Res: 256, Threshold A: 50.0, Threshold B: 150.0, Guidance Start: 0.1, Guidance End: 0.8, "
+        'Pixel Perfect: True, Control Mode: ControlNet is more important"'
+    )
+    out = outputs_by_id(fn, fn.fn(text, ""))
+    unit = {
+        k.removeprefix("txt2img_controlnet_1_"): v for k, v in out.items() if str(k).startswith("txt2img_controlnet_1_")
+    }
+    assert unit["enable"] is True and unit["module"] == "canny" and unit["weight"] == 0.65
+    assert (unit["start"], unit["end"], unit["resolution"], unit["a"], unit["b"]) == (0.1, 0.8, 256, 50.0, 150.0)
+    assert unit["pixel_perfect"] is True and unit["resize_mode"] == "Just Resize"
+    assert unit["control_mode"] == "ControlNet is more important"
+    assert unit["model"] == ctx.controlnet.catalog.titles()[1]  # the file here, found by its name (another hash)
+    assert unit["model"].startswith("control_tiny_canny [") and "12345678" not in unit["model"]
+    untouched = [v for k, v in out.items() if str(k).startswith("txt2img_controlnet_0_")]
+    assert all(v is None or getattr(v, "get", lambda *_: None)("__type__") == "update" for v in untouched)
