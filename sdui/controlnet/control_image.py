@@ -5,6 +5,8 @@
 - "Just Resize": stretched to the size.
 - "Crop and Resize" (inner fit): scaled until it covers the size, the overhang cropped evenly off both sides.
 - "Resize and Fill" (outer fit): scaled until it fits inside, the rest filled with the median colour of its border.
+An inpaint unit's map is RGBA, the alpha its mask (white = repaint): the mask follows the picture's geometry (the
+fill is masked) and the ControlNet sees the kept pixels and -1 where masked, the extension's inpaint protocol.
 The resampling follows the kind of map, as the extension's does: a map of few colours (segmentation, a palette)
 keeps its colours (nearest neighbour), a smaller size averages (box), a larger one is bicubic; a black-and-white
 map (edges, scribbles) stays black and white. Pure functions of their arguments.
@@ -92,8 +94,16 @@ def resample(array: np.ndarray, width: int, height: int) -> np.ndarray:
     return resized
 
 
-def resize_map(image: Image.Image | np.ndarray, width: int, height: int, mode: str | int = "Crop and Resize"):
-    """The control map at exactly (width, height), (H, W, 3) uint8, by the resize mode."""
+def resize_map(
+    image: Image.Image | np.ndarray,
+    width: int,
+    height: int,
+    mode: str | int = "Crop and Resize",
+    *,
+    fill: int | None = None,
+):
+    """The control map at exactly (width, height), (H, W, 3) uint8, by the resize mode. `fill`: the grey of
+    "Resize and Fill"'s margins (None: the median colour of the map's border)."""
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise InvalidRequestError(f"a control map size must be 1..{MAX_SIDE} pixels, not {width}x{height}")
     mode = resize_mode_name(mode)
@@ -110,15 +120,37 @@ def resize_map(image: Image.Image | np.ndarray, width: int, height: int, mode: s
         return scaled[top : top + height, left : left + width]
     border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
     canvas = np.empty((height, width, 3), np.uint8)
-    canvas[:] = np.median(border, axis=0).astype(np.uint8)
+    canvas[:] = np.median(border, axis=0).astype(np.uint8) if fill is None else fill
     top, left = max(0, (height - new_h) // 2), max(0, (width - new_w) // 2)
     canvas[top : top + new_h, left : left + new_w] = scaled[:height, :width]
     return canvas
 
 
+def inpaint_hint(rgba: np.ndarray, width: int, height: int, mode: str | int = "Crop and Resize") -> np.ndarray:
+    """An inpaint unit's RGBA map at (width, height) as its ControlNet takes it: (H, W, 3) float32, the picture in
+    [0, 1] where kept and -1 where the mask (alpha > 127) asks for new content."""
+    rgba = np.asarray(rgba)
+    if rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise InvalidRequestError(f"an inpaint control map must be RGBA (the mask in alpha), not {rgba.shape}")
+    picture = resize_map(rgba[:, :, :3], width, height, mode)
+    mask = resize_map(rgba[:, :, 3], width, height, mode, fill=255)[:, :, 0] > 127
+    return np.where(mask[:, :, None], -1.0, picture.astype(np.float32) / 255.0).astype(np.float32)
+
+
 def control_tensor(
-    image: Image.Image | np.ndarray, width: int, height: int, mode: str | int = "Crop and Resize"
+    image: Image.Image | np.ndarray,
+    width: int,
+    height: int,
+    mode: str | int = "Crop and Resize",
+    *,
+    inpaint: bool = False,
 ) -> torch.Tensor:
-    """The control map as the ControlNet takes it: (1, 3, height, width) float32 in [0, 1]."""
-    array = resize_map(image, width, height, mode)
-    return torch.from_numpy(array.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0).contiguous()
+    """The control map as the ControlNet takes it: (1, 3, height, width) float32 in [0, 1] (an inpaint unit's
+    RGBA map: -1 where masked)."""
+    if inpaint:
+        array = inpaint_hint(
+            np.asarray(image.convert("RGBA") if isinstance(image, Image.Image) else image), width, height, mode
+        )
+    else:
+        array = resize_map(image, width, height, mode).astype(np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()

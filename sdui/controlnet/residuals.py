@@ -13,7 +13,7 @@ into the UNet's skip connections. As in the extension:
   residuals over the image, are always applied);
 - the map is prepared lazily for each latent size it meets (hires fix's second pass gets it at its own size) from
   the unit's map with its resize mode; "soft_in_hires" applies the soft injection in the second pass (the extension
-  does that for canny and mlsd maps).
+  does that for canny and mlsd maps); an inpaint unit's RGBA map reaches the ControlNet as -1 where masked.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class ControlNetResiduals:
         control_mode: str | int = "Balanced",
         resize_mode: str | int = "Crop and Resize",
         soft_in_hires: bool = False,
+        inpaint: bool = False,
     ):
         if not math.isfinite(float(weight)):
             raise InvalidRequestError(f"ControlNet weight must be a finite number, not {weight!r}")
@@ -113,6 +114,7 @@ class ControlNetResiduals:
         self.control_mode = control_mode_name(control_mode)
         self.resize_mode = resize_mode_name(resize_mode)
         self.soft_in_hires = soft_in_hires
+        self.inpaint = inpaint  # an RGBA map whose alpha is the mask (inpaint modules)
         self.calls = 0  # UNet calls it added residuals to (for tests and logs)
         self._maps: dict[tuple[int, int], torch.Tensor] = {}
         self._first_size: tuple[int, int] | None = None
@@ -123,17 +125,17 @@ class ControlNetResiduals:
         if key not in self._maps:
             if len(self._maps) >= MAX_CACHED_SIZES:
                 self._maps.pop(next(iter(self._maps)))
-            self._maps[key] = control_tensor(self.image, width, height, self.resize_mode)
+            self._maps[key] = control_tensor(self.image, width, height, self.resize_mode, inpaint=self.inpaint)
         return self._maps[key]
 
     def __call__(self, call: UNetCall) -> Residuals | None:
-        # 1. only inside the unit's steps, and only when it adds anything (weight 0 = no ControlNet, exactly)
+        # 1. only inside the unit's steps, and only when it adds anything (weight 0 = no ControlNet, exactly);
+        # the first size seen is the first pass's, whether the unit acts there or not
+        rows, _, h, w = call.sample.shape
+        self._first_size = self._first_size or (h, w)
+        second_pass = (h, w) != self._first_size
         if self.weight == 0.0 or not in_guidance(call.step, call.total, self.start, self.end):
             return None
-        rows, _, h, w = call.sample.shape
-        size = (h, w)
-        self._first_size = self._first_size or size
-        second_pass = size != self._first_size
 
         # 2. the ControlNet on what the UNet gets (loaded in the job's dtype and device, as the UNet is)
         dtype, device = self.controlnet.dtype, self.controlnet.device

@@ -242,6 +242,19 @@ def test_edge_maps_stay_black_and_white_and_tensor_is_unit_range():
     assert tensor.min() == 0.0 and tensor.max() == 1.0
 
 
+def test_inpaint_maps_carry_the_mask_as_minus_one():
+    rgba = np.zeros((20, 40, 4), np.uint8)
+    rgba[:, :, :3] = 102  # 0.4 grey
+    rgba[:, 20:, 3] = 255  # the right half is to be repainted
+    hint = control_tensor(rgba, 32, 16, "Just Resize", inpaint=True)[0]
+    assert hint.shape == (3, 16, 32)
+    assert (hint[:, :, :16] == 0.4).all() and (hint[:, :, 16:] == -1.0).all()
+    # "Resize and Fill": the margins are new content too
+    filled = control_tensor(rgba, 32, 32, "Resize and Fill", inpaint=True)[0]
+    assert (filled[:, :8] == -1.0).all() and (filled[:, 24:] == -1.0).all()
+    assert (filled[:, 8:24, :16] == 0.4).all()
+
+
 def test_transparency_is_laid_over_white():
     rgba = np.zeros((4, 4, 4), np.uint8)  # black, fully transparent
     assert (resize_map(rgba, 4, 4, "Just Resize") == 255).all()
@@ -325,6 +338,16 @@ def test_the_map_is_made_once_per_size_the_calls_work_at(controlnet):
         unit(_call(size=size))
     assert sorted(unit._maps) == [(64, 64), (128, 128)]
     assert unit.calls == 4
+
+
+def test_soft_in_hires_softens_only_the_second_pass(controlnet):
+    plain = ControlNetResiduals(controlnet, _map())
+    softened = ControlNetResiduals(controlnet, _map(), soft_in_hires=True, guidance_start=0.5)
+    assert softened(_call(size=8, step=0)) is None  # outside its steps, but the first pass's size is known now
+    first, hires = softened(_call(size=8, step=5)), softened(_call(size=16, step=5))
+    assert torch.equal(first.mid, plain(_call(size=8, step=5)).mid)
+    expected = plain(_call(size=16, step=5))
+    assert torch.allclose(hires.down[0], expected.down[0] * 0.825**4) and torch.equal(hires.mid, expected.mid)
 
 
 def test_bad_unit_settings_are_refused(controlnet):
