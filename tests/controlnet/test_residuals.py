@@ -131,8 +131,8 @@ def test_diffusers_names_in_one_file_load_too(tmp_path):
     path = tmp_path / "diffusers_xl_canny.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_controlnet("sdxl").state_dict().items()}, str(path))
     entry = ControlNetCatalog([tmp_path]).find("diffusers_xl_canny")
-    expected = tiny_controlnet("sdxl").state_dict()
-    assert all(torch.equal(load_controlnet(entry).state_dict()[k], expected[k]) for k in expected)
+    expected, loaded = tiny_controlnet("sdxl").state_dict(), load_controlnet(entry).state_dict()
+    assert set(loaded) == set(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected)
 
 
 def test_shuffle_models_pool_globally(tmp_path):
