@@ -119,12 +119,28 @@ def test_every_layout_loads_the_weights_it_was_saved_from(folder, name):
     assert all(torch.equal(a, b) for a, b in zip([*ours[0], ours[1]], [*theirs[0], theirs[1]], strict=True))
 
 
-def test_sdxl_controlnet_loads_with_its_added_embedding(folder):
-    entry = ControlNetCatalog([folder]).find("sdxl_canny")
-    loaded = load_controlnet(entry)
-    expected = tiny_controlnet("sdxl").state_dict()
-    assert loaded.config.addition_embed_type == "text_time"
-    assert all(torch.equal(loaded.state_dict()[k], expected[k]) for k in expected)
+@pytest.mark.parametrize("arch", ["sd2", "sdxl"])
+def test_sd2_and_sdxl_controlnets_load_from_the_original_layout(tmp_path, arch):
+    write_controlnet(tmp_path / f"{arch}_canny.safetensors", arch=arch)
+    loaded = load_controlnet(ControlNetCatalog([tmp_path]).find(f"{arch}_canny"))
+    original = tiny_controlnet(arch)
+    expected, got = original.state_dict(), loaded.state_dict()
+    assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in expected)
+    assert loaded.config.addition_embed_type == ("text_time" if arch == "sdxl" else None)
+    # linear projections, 64-channel heads, SDXL's per-level depths and added embedding: it computes the same
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(
+        sample=torch.randn(2, 4, 8, 8, generator=generator),
+        timestep=300,
+        encoder_hidden_states=torch.randn(2, 5, original.config.cross_attention_dim, generator=generator),
+        controlnet_cond=torch.rand(2, 3, 64, 64, generator=generator),
+        return_dict=False,
+    )
+    if arch == "sdxl":
+        pooled = original.config.projection_class_embeddings_input_dim - 6 * 256
+        inputs["added_cond_kwargs"] = {"text_embeds": torch.randn(2, pooled), "time_ids": torch.rand(2, 6) * 64}
+    theirs, ours = original(**inputs), loaded(**inputs)
+    assert all(torch.equal(a, b) for a, b in zip([*ours[0], ours[1]], [*theirs[0], theirs[1]], strict=True))
 
 
 def test_diffusers_names_in_one_file_load_too(tmp_path):
