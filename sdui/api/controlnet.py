@@ -101,8 +101,16 @@ def _detect(ctx: AppContext, module: str, images: list[str], masks: list[str], p
             threshold_b=threshold_b,
             mask=mask,
             annotator_dir=ctx.controlnet.annotator_dir,
+            depth_estimator=_loaded_depth_estimator(ctx),
+            device=ctx.policy.device,
         )
         buffer = io.BytesIO()
         Image.fromarray(result).save(buffer, format="PNG")
         encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
     return {"images": encoded, "info": "Success"}
+
+
+def _loaded_depth_estimator(ctx: AppContext):
+    """The MiDaS of the loaded checkpoint when it is an SD 2 depth one (never loads a model just for a map)."""
+    model = ctx.store.current
+    return model.depth_estimator if model is not None else None

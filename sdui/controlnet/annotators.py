@@ -1,9 +1,10 @@
 """The ControlNet preprocessors that run an annotator model (depth, pose, line art, soft edges, segmentation, ...):
-which files each needs, and the refusal a user gets while they cannot run.
+which files each needs, which of them run here, and the refusal a user gets while one cannot run.
 
-No annotator model runs in this build yet: each is listed (the extension's API lists them) and `refusal` says what
-is missing. The files are the ones sd-webui-controlnet downloads into its `annotator/downloads/<folder>/`; a user
-copies them into `models/ControlNet-annotators/`, either flat or in those same sub-folders.
+The files are the ones sd-webui-controlnet downloads into its `annotator/downloads/<folder>/`; a user copies them
+into `models/ControlNet-annotators/`, either flat or in those same sub-folders; nothing is ever downloaded. Those in
+RUNNABLE run once their files are in place (depth_midas also on an SD 2 depth checkpoint's own MiDaS:
+midas_annotator.py); every other one is listed (the extension's API lists them) and `refusal` says what is missing.
 """
 
 from __future__ import annotations
@@ -81,18 +82,33 @@ NOT_SUPPORTED: dict[str, str] = {
 
 NAMES = frozenset(FILES) | frozenset(NOT_SUPPORTED)
 
+# modules this build runs once their files are in place (preprocessors.run has their runners)
+RUNNABLE = frozenset({"depth"})
+# modules an SD 2 depth checkpoint's own MiDaS can run without their file
+DEPTH_MODEL_RUNS = frozenset({"depth"})
+
 
 class AnnotatorUnavailableError(UserError):
     status_code = 422  # the extension answers an unusable module with 422
 
 
+def find_file(relative: str, folder: Path | None) -> Path | None:
+    """Where annotator file `relative` (e.g. "midas/x.pt") is: `folder/midas/x.pt` or `folder/x.pt`, else None."""
+    if folder is None:
+        return None
+    return next((path for path in (folder / relative, folder / Path(relative).name) if path.is_file()), None)
+
+
 def missing_files(name: str, folder: Path | None) -> list[str]:
     """The files `name` needs that are in neither `folder/<file>` nor `folder/<sub-folder>/<file>`."""
-    found = []
-    for relative in FILES.get(name, ()):
-        candidates = (folder / relative, folder / Path(relative).name) if folder is not None else ()
-        found.append(relative if not any(path.is_file() for path in candidates) else None)
-    return [relative for relative in found if relative is not None]
+    return [relative for relative in FILES.get(name, ()) if find_file(relative, folder) is None]
+
+
+def available(name: str, folder: Path | None, has_depth_model: bool = False) -> bool:
+    """Whether annotator module `name` can run here: a runner and its files, or (depth) a depth model loaded."""
+    if name not in RUNNABLE:
+        return False
+    return not missing_files(name, folder) or (has_depth_model and name in DEPTH_MODEL_RUNS)
 
 
 def refusal(name: str, label: str, folder: Path | None) -> AnnotatorUnavailableError:
@@ -108,9 +124,10 @@ def refusal(name: str, label: str, folder: Path | None) -> AnnotatorUnavailableE
     if missing:
         files = ", ".join(Path(relative).name for relative in missing)
         layout = ", ".join(missing)
+        depth_model = " (or load an SD 2 depth checkpoint: its own MiDaS is used)" if name in DEPTH_MODEL_RUNS else ""
         return AnnotatorUnavailableError(
             f"ControlNet preprocessor '{label}' needs the annotator file(s) {files}: put them in {where} (flat, or as "
-            f"sd-webui-controlnet's annotator/downloads keeps them: {layout}), {use_a_map}."
+            f"sd-webui-controlnet's annotator/downloads keeps them: {layout}){depth_model}, {use_a_map}."
         )
     return AnnotatorUnavailableError(
         f"ControlNet preprocessor '{label}' runs an annotator model, and this build does not run annotator models yet "

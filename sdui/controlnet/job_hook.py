@@ -145,6 +145,8 @@ class ControlNetScript(ProcessingHooks):
             mask=mask_pixels,
             seed=seed,
             annotator_dir=self.annotator_dir,
+            depth_estimator=run.model.depth_estimator,  # an SD 2 depth checkpoint's MiDaS runs depth_midas too
+            device=policy.device,
         )
         unit = dataclasses.replace(unit, module=module.name, processor_res=res, threshold_a=a, threshold_b=b)
 

@@ -7,7 +7,9 @@ The weight-free ones run here (builtin_preprocessors.py); a map comes back at th
 fitting it to the generation size by the resize mode is control_image.py's job. Some modules only carry the image
 on: recolor and inpaint_only act on the decoded picture (postprocessing.py), tile_colorfix on the UNet's
 prediction, reference_* inside attention.
-Those that run an annotator model are listed and refused with what to do (annotators.py).
+Those that run an annotator model run from their local files where this build has a runner (depth_midas:
+midas_annotator.py, also on an SD 2 depth checkpoint's own MiDaS); the others are listed and refused with what to do
+(annotators.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from sdui.controlnet import annotators
+from sdui.controlnet import annotators, midas_annotator
 from sdui.controlnet.builtin_preprocessors import (
     blur_gaussian,
     canny,
@@ -38,6 +41,7 @@ from sdui.controlnet.builtin_preprocessors import (
     to_rgb,
 )
 from sdui.errors import InvalidRequestError
+from sdui.models.depth_estimator import DepthEstimator
 from sdui.settings.definitions import MAX_IMAGE_PIXELS
 
 DEFAULT_RESOLUTION = 512  # the extension's default where a module has no resolution slider
@@ -235,9 +239,15 @@ def module_list(alias_names: bool = False) -> dict:
     return {"module_list": labels, "module_detail": detail}
 
 
-def unavailable(annotator_dir: Path | None) -> dict[str, str]:
-    """name -> why it cannot run here, for every listed module that is not built in."""
-    return {name: annotators.refusal(name, ALIASES.get(name, name), annotator_dir).message for name in annotators.NAMES}
+def unavailable(annotator_dir: Path | None, depth_estimator: DepthEstimator | None = None) -> dict[str, str]:
+    """name -> why it cannot run here, for every listed module that is not built in and cannot run its annotator
+    (with `depth_estimator`, an SD 2 depth checkpoint's MiDaS, depth_midas runs without its file)."""
+    has_depth_model = depth_estimator is not None
+    return {
+        name: annotators.refusal(name, ALIASES.get(name, name), annotator_dir).message
+        for name in annotators.NAMES
+        if not annotators.available(name, annotator_dir, has_depth_model)
+    }
 
 
 # ----------------------------------------------------------------------------------------------------- parameters
@@ -277,10 +287,23 @@ def _check_map_size(name: str, image: np.ndarray, resolution: int) -> None:
         )
 
 
-# the built-ins that work at the preprocessor resolution (the others keep the image's size)
+# the modules that work at the preprocessor resolution (the others keep the image's size)
 USES_RESOLUTION = frozenset(
-    {"canny", "color", "scribble_xdog", "threshold", "lineart_standard", "shuffle", "blur_gaussian"}
+    {"canny", "color", "scribble_xdog", "threshold", "lineart_standard", "shuffle", "blur_gaussian", "depth"}
 )
+
+
+def _annotator_run(
+    preprocessor: Preprocessor,
+    annotator_dir: Path | None,
+    depth_estimator: DepthEstimator | None,
+    device: torch.device | None,
+) -> Run:
+    """How an available annotator module (annotators.available) runs, its model loaded."""
+    # depth, the one runnable today: its annotator file first, the SD 2 depth checkpoint's MiDaS without it
+    annotator_file = annotators.find_file(annotators.FILES[preprocessor.name][0], annotator_dir)
+    estimator = midas_annotator.estimator_for(annotator_file, depth_estimator, device)
+    return lambda x, p: midas_annotator.depth_midas(x, p.resolution, estimator)
 
 
 def run(
@@ -293,20 +316,27 @@ def run(
     mask: np.ndarray | None = None,
     seed: int = 0,
     annotator_dir: Path | None = None,
+    depth_estimator: DepthEstimator | None = None,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """The map of preprocessor `name` for an HWC uint8 RGB(A) image: HWC uint8, RGB (RGBA for inpaint modules).
-    -1 takes a setting's default; `seed` is `shuffle_seed(...)` of the job; `mask` is for the inpaint modules."""
+    -1 takes a setting's default; `seed` is `shuffle_seed(...)` of the job; `mask` is for the inpaint modules.
+    Annotator models load from `annotator_dir` onto `device` (CPU when None) in float32; `depth_estimator` (the
+    loaded SD 2 depth checkpoint's MiDaS, where it has one) runs depth_midas when its annotator file is missing."""
     # 1. which module, and can it run here
     preprocessor = find(name)
-    if not preprocessor.built_in:
+    if not preprocessor.built_in and not annotators.available(
+        preprocessor.name, annotator_dir, has_depth_model=depth_estimator is not None
+    ):
         raise annotators.refusal(preprocessor.name, preprocessor.label, annotator_dir)
-    # 2. its settings, bounded
+    # 2. its settings, bounded before any model loads
     res, a, b = bound_params(preprocessor, resolution, threshold_a, threshold_b)
     if preprocessor.name in USES_RESOLUTION:
         _check_map_size(preprocessor.label, image, res)
     # 3. the map
+    map_of = preprocessor.run or _annotator_run(preprocessor, annotator_dir, depth_estimator, device)
     pixels = image if preprocessor.name in _RAW_INPUT else to_rgb(image)
-    return preprocessor.run(pixels, Params(res, a, b, mask, int(seed)))
+    return map_of(pixels, Params(res, a, b, mask, int(seed)))
 
 
 def pixel_perfect_resolution(image_hw: tuple[int, int], target_hw: tuple[int, int], resize_mode: object) -> int:
