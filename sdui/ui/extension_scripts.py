@@ -90,6 +90,15 @@ def _control_for(arg: dict):
     return gr.Textbox(value=value, label=label, lines=4 if "List" in (label or "") else 1)
 
 
+def create_controlnet_controls(ctx, mode: str, size: tuple | None = None) -> ScriptControls | None:
+    """Only the built-in ControlNet's accordion (tabs without a Script list: inpaint); None without ControlNet."""
+    if getattr(ctx, "controlnet", None) is None:
+        return None
+    from sdui.ui.controlnet_units import create_controlnet
+
+    return ScriptControls(controlnet=create_controlnet(ctx, mode, *(size or (None, None))))
+
+
 def create_script_controls(ctx, mode: str, size: tuple | None = None) -> ScriptControls | None:
     """The controls of the scripts for tab `mode` (txt2img or img2img); None without any. `size`: the tab's width
     and height sliders (ControlNet's "send dimensions")."""

@@ -190,3 +190,24 @@ def test_detect_returns_the_canny_map(served):
     assert response.status_code == 422 and "No image" in response.text
     response = client.post("/controlnet/detect", json={**body, "controlnet_module": "nonsense"})
     assert response.status_code == 422 and "canny" in response.text
+
+
+def test_inpainting_with_a_unit_changes_only_the_masked_area(served):
+    _, client = served
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(mask).rectangle((16, 16, 47, 47), fill=255)
+    body = {**BASE, "init_images": [b64(shapes_image())], "mask": b64(mask), "denoising_strength": 0.9}
+    body.update(mask_blur=0, inpainting_fill=1)
+    plain = client.post("/sdapi/v1/img2img", json=body)
+    assert plain.status_code == 200, plain.text
+    steered = client.post(
+        "/sdapi/v1/img2img",
+        json={**body, "alwayson_scripts": {"ControlNet": {"args": [unit(image=None)]}}},  # takes the init image
+    )
+    assert steered.status_code == 200, steered.text
+    before, after = decoded(plain.json()["images"][0]), decoded(steered.json()["images"][0])
+    outside = np.ones((SIZE, SIZE), bool)
+    outside[12:52, 12:52] = False
+    assert np.array_equal(before[outside], after[outside])  # the original is kept outside the mask, as before
+    assert np.abs(before[20:44, 20:44] - after[20:44, 20:44]).mean() > 2
+    assert "ControlNet 0:" in json.loads(steered.json()["info"])["infotexts"][0]

@@ -235,7 +235,8 @@ def test_generate_handlers_take_build_request_arguments_in_order(ctx):
         assert got[: len(expected)] == expected, tab
         # then the Script dropdown and its scripts' controls where the tab has scripts (A1111's img2img), and last
         # the style picker
-        assert got[len(expected) :][:1] == ([f"{tab}_script"] if tab == "img2img" else [f"{tab}_styles"]), tab
+        after = {"img2img": f"{tab}_script", "inpaint": f"{tab}_controlnet_0_enable"}.get(tab, f"{tab}_styles")
+        assert got[len(expected) :][:1] == [after], tab  # then the scripts' (inpaint: ControlNet's) controls
         assert got[-1] == f"{tab}_styles", tab
     # the outpaint result's size is the canvas's: its size sliders are not shown
     blocks = components_by_id(demo)

@@ -16,7 +16,7 @@ from PIL import Image, ImageChops
 from sdui.errors import UserError
 from sdui.imaging import masking
 from sdui.request import Img2ImgRequest
-from sdui.ui import common, extra_networks, generation, widgets
+from sdui.ui import common, extension_scripts, extra_networks, generation, widgets
 from sdui.ui.tabs import img2img
 
 TAB = "inpaint"
@@ -216,6 +216,7 @@ def create_tab(ctx) -> generation.GenerationTab:
             settings = generation.create_settings(TAB, size_from_image=True)
             denoising = img2img.create_denoising(TAB)
             seed = common.create_seed_row(TAB)
+            scripts = extension_scripts.create_controlnet_controls(ctx, TAB, size=(settings.width, settings.height))
         panel = generation.create_output_panel(TAB)
 
     own_inputs = [
@@ -250,8 +251,8 @@ def create_tab(ctx) -> generation.GenerationTab:
         },
         image_input=editor,
     )
-    generation.wire_generation(ctx, tab, functools.partial(build_from_tabs, ctx))
-    generation.wire_paste(tab, mode=img2img.MODE, ctx=ctx)
+    generation.wire_generation(ctx, tab, functools.partial(build_from_tabs, ctx), scripts=scripts)
+    generation.wire_paste(tab, mode=img2img.MODE, ctx=ctx, scripts=scripts)
     for sub_tab, value in zip((draw_tab, upload_tab, sketch_tab, batch_tab), SOURCES, strict=True):
         sub_tab.select(lambda v=value: v, inputs=[], outputs=[source], queue=False, api_visibility="private")
     img2img.wire_size_from_image(
