@@ -157,12 +157,15 @@ def controlnet_script(ctx: AppContext):
     from sdui.controlnet.job_hook import ControlNetScript
 
     paths, options = ctx.paths, ctx.options
+    flags = ctx.flags
     model_dir = paths.models_dir / "ControlNet"
     model_dir.mkdir(parents=True, exist_ok=True)
+    extra = [Path(flags.controlnet_dir).expanduser().absolute()] if flags.controlnet_dir else []
     extension_dirs = sorted(p for p in paths.extensions_dir.glob("*/models") if "controlnet" in p.parent.name.lower())
+    annotators = flags.controlnet_annotator_models_path
     return ControlNetScript(
-        [model_dir, *extension_dirs],
-        paths.models_dir / "ControlNet-annotators",
+        [model_dir, *extra, *extension_dirs],
+        Path(annotators).expanduser().absolute() if annotators else paths.models_dir / "ControlNet-annotators",
         unit_count=lambda: int(options.control_net_unit_count),
         cache_size=lambda: int(options.control_net_model_cache_size),
         max_pixels=lambda: int(options.max_image_pixels),

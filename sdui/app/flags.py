@@ -157,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{folder} upscaler folder (default: <models-dir>/{folder})",
         )
+    # the sd-webui-controlnet extension's flags, which users keep in their webui-user files
+    g.add_argument(
+        "--controlnet-dir",
+        type=str,
+        default=None,
+        help="another folder of ControlNet models (besides <models-dir>/ControlNet)",
+    )
+    g.add_argument(
+        "--controlnet-annotator-models-path",
+        type=str,
+        default=None,
+        help="ControlNet preprocessor weights (default: <models-dir>/ControlNet-annotators)",
+    )
     g.add_argument(
         "--localizations-dir", type=str, default=None, help="localization files (default: <program>/localizations)"
     )
@@ -292,10 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--disable-model-loading-ram-optimization",
         "--freeze-settings-in-sections",
         "--lyco-dir-backcompat",
+        "--no-half-controlnet",  # ControlNets run in the UNet's dtype, as the UNet's flags set it
     ):
         g.add_argument(flag, action="store_true", help=NO_EFFECT)
     for flag in (
         "--max-batch-count",
+        "--controlnet-preprocessor-cache-size",
         "--sub-quad-q-chunk-size",
         "--sub-quad-kv-chunk-size",
         "--sub-quad-chunk-threshold",
@@ -436,6 +451,8 @@ class Flags:
     embeddings_dir: str | None = None
     localizations_dir: str | None = None
     hypernetwork_dir: str | None = None
+    controlnet_dir: str | None = None
+    controlnet_annotator_models_path: str | None = None
     ui_settings_file: str | None = None
     ui_config_file: str | None = None
     styles_file: tuple[str, ...] = ()

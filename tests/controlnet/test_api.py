@@ -211,3 +211,24 @@ def test_inpainting_with_a_unit_changes_only_the_masked_area(served):
     assert np.array_equal(before[outside], after[outside])  # the original is kept outside the mask, as before
     assert np.abs(before[20:44, 20:44] - after[20:44, 20:44]).mean() > 2
     assert "ControlNet 0:" in json.loads(steered.json()["info"])["infotexts"][0]
+
+
+def test_the_extensions_flags_add_a_model_folder_and_are_accepted(tmp_path):
+    elsewhere = write_controlnet(tmp_path / "shared-models" / "control_elsewhere.pth")
+    in_extension = tmp_path / "data" / "extensions" / "sd-webui-controlnet" / "models" / "control_in_ext.safetensors"
+    write_controlnet(in_extension)
+    ctx = make_ctx(
+        tmp_path / "data",
+        "--nowebui",
+        "--controlnet-dir",
+        str(elsewhere.parent),
+        "--controlnet-annotator-models-path",
+        str(tmp_path / "annotators"),
+        "--no-half-controlnet",
+    )
+    try:
+        titles = ctx.controlnet.catalog.titles(include_none=False)
+        assert [t.split(" [")[0] for t in titles] == ["control_elsewhere", "control_in_ext"]
+        assert ctx.controlnet.annotator_dir == tmp_path / "annotators"
+    finally:
+        ctx.jobs.shutdown()
