@@ -3,8 +3,9 @@ which files each needs, which of them run here, and the refusal a user gets whil
 
 The files are the ones sd-webui-controlnet downloads into its `annotator/downloads/<folder>/`; a user copies them
 into `models/ControlNet-annotators/`, either flat or in those same sub-folders; nothing is ever downloaded. Those in
-RUNNABLE run once their files are in place (depth_midas also on an SD 2 depth checkpoint's own MiDaS:
-midas_annotator.py); every other one is listed (the extension's API lists them) and `refusal` says what is missing.
+RUNNABLE run once their files are in place (depth_midas and normal_midas also on an SD 2 depth checkpoint's own
+MiDaS: midas_annotator.py); every other one is listed (the extension's API lists them) and `refusal` says what is
+missing.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ NOT_SUPPORTED: dict[str, str] = {
 NAMES = frozenset(FILES) | frozenset(NOT_SUPPORTED)
 
 # modules this build runs once their files are in place (preprocessors.run has their runners)
-RUNNABLE = frozenset({"depth"})
+RUNNABLE = frozenset({"depth", "normal_map"})
 # modules an SD 2 depth checkpoint's own MiDaS can run without their file
-DEPTH_MODEL_RUNS = frozenset({"depth"})
+DEPTH_MODEL_RUNS = frozenset({"depth", "normal_map"})
 
 
 class AnnotatorUnavailableError(UserError):

@@ -1,4 +1,5 @@
-"""The depth_midas preprocessor (internal name "depth"): MiDaS DPT-Hybrid run the way sd-webui-controlnet runs it.
+"""The depth_midas and normal_midas preprocessors (internal names "depth", "normal_map"): MiDaS DPT-Hybrid run the
+way sd-webui-controlnet runs it.
 
 The network comes from the extension's annotator file dpt_hybrid-midas-501f0c75.pt in the annotator folder, or,
 without that file, from the SD 2 depth checkpoint in use: both hold the same MiDaS DPT-Hybrid (the checkpoint
@@ -6,9 +7,12 @@ under `depth_model.model.`, the file without a prefix), so the checkpoint's conv
 (sdui/models/depth_estimator.py) loads both. The file is read with torch's weights-only unpickler and never
 downloaded.
 
-The map, as the extension's midas preprocessor makes it: the image's short side resized to the preprocessor
+The maps, as the extension's midas preprocessors make them: the image's short side resized to the preprocessor
 resolution, edge-padded to multiples of 64; the network on that image in [-1, 1] at its own size (no resize to 384);
-the padded depth min-max scaled to 0..255 (truncated to uint8), then cropped back; grey in three channels.
+then, over the padded map and cropped back afterwards:
+- depth: min-max scaled to 0..255 (truncated to uint8), grey in three channels;
+- normals: (Sobel x, Sobel y, 2 pi) of the raw depth, x and y zeroed where the scaled depth is below the background
+  threshold, to unit length, then 127.5 * n + 127.5 as RGB.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,6 +32,7 @@ from sdui.models.depth_estimator import DEPTH_PREFIX, DepthEstimator, load_depth
 from sdui.models.loading import read_state_dict
 
 ANNOTATOR_FILE = "midas/dpt_hybrid-midas-501f0c75.pt"  # the extension's annotator/downloads layout
+NORMAL_Z = 2 * np.pi  # the extension's fixed z component: how strongly a slope tilts the normal
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -92,8 +98,9 @@ CACHE = AnnotatorCache()  # process-wide like the extension's: keyed by the file
 
 
 @torch.no_grad()
-def _depth(estimator: DepthEstimator, padded: np.ndarray) -> np.ndarray:
-    """The network's depth for one HWC uint8 image (sides multiples of 64), min-max scaled to 0..255 uint8."""
+def _midas_depth(estimator: DepthEstimator, padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the network's depth, the same min-max scaled to 0..1): HW float32 each, for one HWC uint8 image whose sides
+    are multiples of 64."""
     param = next(estimator.parameters())
     # 1. [-1, 1], as the extension feeds MiDaS; then the estimator's own mean/std (MiDaS' 0.5/0.5 leaves it as it is)
     x = torch.from_numpy(padded).float().to(param.device) / 127.5 - 1.0
@@ -105,22 +112,42 @@ def _depth(estimator: DepthEstimator, padded: np.ndarray) -> np.ndarray:
     depth = estimator(x.to(param.dtype)).float()
     if tuple(depth.shape[-2:]) != padded.shape[:2]:  # a DPT answers at its input size; any other model is resized
         depth = F.interpolate(depth[:, None], size=padded.shape[:2], mode="bicubic", align_corners=False)[:, 0]
-    # 3. min-max over the whole (padded) map, as the extension does; a flat map is black, not NaN
-    depth = depth[0] - depth[0].min()
-    peak = depth.max()
-    depth = depth / peak if peak > 0 else depth
-    return (depth.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+    # 3. min-max over the whole (padded) map, as the extension does; a flat map scales to 0, not NaN
+    scaled = depth[0] - depth[0].min()
+    peak = scaled.max()
+    scaled = scaled / peak if peak > 0 else scaled
+    return depth[0].cpu().numpy(), scaled.cpu().numpy()
+
+
+def _normals(depth: np.ndarray, scaled: np.ndarray, background: float) -> np.ndarray:
+    """RGB normals of a depth map: the slopes (Sobel) with z = NORMAL_Z, flat where the scaled depth < background."""
+    x = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3)
+    y = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3)
+    far = scaled < background
+    x[far], y[far] = 0, 0
+    normal = np.stack([x, y, np.full_like(x, NORMAL_Z)], axis=2)
+    normal /= np.sum(normal**2.0, axis=2, keepdims=True) ** 0.5
+    return (normal * 127.5 + 127.5).clip(0, 255).astype(np.uint8)
 
 
 def depth_midas(image: np.ndarray, resolution: int, estimator: DepthEstimator) -> np.ndarray:
     """The depth_midas map of an HWC uint8 RGB image: HWC uint8, grey in three channels, short side `resolution`."""
-    single = _on_padded(image, resolution, lambda padded: _depth(estimator, padded))
-    return np.repeat(single[:, :, None], 3, axis=2)
+
+    def grey(padded: np.ndarray) -> np.ndarray:
+        return (_midas_depth(estimator, padded)[1] * 255.0).clip(0, 255).astype(np.uint8)
+
+    return np.repeat(_on_padded(image, resolution, grey)[:, :, None], 3, axis=2)
+
+
+def normal_midas(image: np.ndarray, resolution: int, background: float, estimator: DepthEstimator) -> np.ndarray:
+    """The normal_midas map of an HWC uint8 RGB image: HWC uint8 RGB normals, short side `resolution`;
+    `background` (threshold_a, 0..1) flattens what is farther than that share of the depth range."""
+    return _on_padded(image, resolution, lambda padded: _normals(*_midas_depth(estimator, padded), background))
 
 
 def estimator_for(annotator_file: Path | None, fallback: DepthEstimator | None, device: torch.device | None):
-    """The network depth_midas runs: the annotator file's (cached, on `device`, float32), else the checkpoint's own
-    (left where its model keeps it); None when there is neither."""
+    """The network depth_midas and normal_midas run: the annotator file's (cached, on `device`, float32), else the
+    checkpoint's own (left where its model keeps it); None when there is neither."""
     if annotator_file is not None:
         return CACHE.get(annotator_file, torch.device(device or "cpu"))
     return fallback

@@ -7,9 +7,9 @@ The weight-free ones run here (builtin_preprocessors.py); a map comes back at th
 fitting it to the generation size by the resize mode is control_image.py's job. Some modules only carry the image
 on: recolor and inpaint_only act on the decoded picture (postprocessing.py), tile_colorfix on the UNet's
 prediction, reference_* inside attention.
-Those that run an annotator model run from their local files where this build has a runner (depth_midas:
-midas_annotator.py, also on an SD 2 depth checkpoint's own MiDaS); the others are listed and refused with what to do
-(annotators.py).
+Those that run an annotator model run from their local files where this build has a runner (depth_midas and
+normal_midas: midas_annotator.py, also on an SD 2 depth checkpoint's own MiDaS); the others are listed and refused
+with what to do (annotators.py).
 """
 
 from __future__ import annotations
@@ -289,8 +289,14 @@ def _check_map_size(name: str, image: np.ndarray, resolution: int) -> None:
 
 # the modules that work at the preprocessor resolution (the others keep the image's size)
 USES_RESOLUTION = frozenset(
-    {"canny", "color", "scribble_xdog", "threshold", "lineart_standard", "shuffle", "blur_gaussian", "depth"}
+    "canny color scribble_xdog threshold lineart_standard shuffle blur_gaussian depth normal_map".split()
 )
+
+# annotator module -> how it runs on (image, params, its network): the MiDaS ones (annotators.RUNNABLE)
+ANNOTATOR_RUNS: dict[str, Callable[[np.ndarray, Params, DepthEstimator], np.ndarray]] = {
+    "depth": lambda x, p, net: midas_annotator.depth_midas(x, p.resolution, net),
+    "normal_map": lambda x, p, net: midas_annotator.normal_midas(x, p.resolution, p.threshold_a, net),
+}
 
 
 def _annotator_run(
@@ -300,10 +306,11 @@ def _annotator_run(
     device: torch.device | None,
 ) -> Run:
     """How an available annotator module (annotators.available) runs, its model loaded."""
-    # depth, the one runnable today: its annotator file first, the SD 2 depth checkpoint's MiDaS without it
+    # the MiDaS modules, the ones runnable today: the annotator file first, the SD 2 depth checkpoint's without it
     annotator_file = annotators.find_file(annotators.FILES[preprocessor.name][0], annotator_dir)
     estimator = midas_annotator.estimator_for(annotator_file, depth_estimator, device)
-    return lambda x, p: midas_annotator.depth_midas(x, p.resolution, estimator)
+    runner = ANNOTATOR_RUNS[preprocessor.name]
+    return lambda x, p: runner(x, p, estimator)
 
 
 def run(

@@ -1,11 +1,12 @@
-"""depth_midas runs: from sd-webui-controlnet's annotator file (a tiny random MiDaS DPT-Hybrid written in that file's
-key layout, loaded through the real loader), or from an SD 2 depth checkpoint's own MiDaS when the file is missing.
+"""depth_midas and normal_midas run: from sd-webui-controlnet's annotator file (a tiny random MiDaS DPT-Hybrid
+written in that file's key layout, loaded through the real loader), or from an SD 2 depth checkpoint's own MiDaS
+when the file is missing.
 
-The map equals the extension's recipe done by hand on the same network (short side at the resolution, edge padding
-to multiples of 64, [-1, 1] input at the image's own size, min-max over the padded map, truncation to uint8, crop),
-and stays within one level of MiDaS' forward written independently on the file's names. Without file and depth
-model the module is refused naming the file; a pickle that asks for code is refused; the API and a generation job
-run the same map.
+The depth map equals the extension's recipe done by hand on the same network (short side at the resolution, edge
+padding to multiples of 64, [-1, 1] input at the image's own size, min-max over the padded map, truncation to uint8,
+crop), and stays within one level of MiDaS' forward written independently on the file's names; normals are the
+extension's Sobel recipe on the same depth. Without file and depth model the module is refused naming the file; a
+pickle that asks for code is refused; the API and a generation job run the same map.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
     return cv2.GaussianBlur(noise, (0, 0), 2)
 
 
-def by_hand(image: np.ndarray, resolution: int, forward) -> np.ndarray:
-    """The extension's midas preprocessor written out: resize_image_with_pad, apply_midas, remove_pad, HWC3."""
+def by_hand(image: np.ndarray, resolution: int, forward, normal_background: float | None = None) -> np.ndarray:
+    """The extension's midas preprocessors written out: resize_image_with_pad, apply_midas (its depth image, or its
+    normal image with bg_th), remove_pad, HWC3."""
     height, width = image.shape[:2]
     k = resolution / min(height, width)
     new_h, new_w = int(np.round(height * k)), int(np.round(width * k))
@@ -72,10 +74,18 @@ def by_hand(image: np.ndarray, resolution: int, forward) -> np.ndarray:
     x = torch.from_numpy(padded).float() / 127.5 - 1.0
     with torch.no_grad():
         depth = forward(x.permute(2, 0, 1)[None])[0]
-    depth = depth - depth.min()
-    depth = depth / depth.max()
-    single = (depth.numpy() * 255.0).clip(0, 255).astype(np.uint8)[:new_h, :new_w]
-    return np.repeat(single[:, :, None], 3, axis=2)
+    depth_pt = depth - depth.min()
+    depth_pt = (depth_pt / depth_pt.max()).numpy()
+    if normal_background is None:
+        single = (depth_pt * 255.0).clip(0, 255).astype(np.uint8)[:new_h, :new_w]
+        return np.repeat(single[:, :, None], 3, axis=2)
+    sobel_x = cv2.Sobel(depth.numpy(), cv2.CV_32F, 1, 0, ksize=3)
+    sobel_y = cv2.Sobel(depth.numpy(), cv2.CV_32F, 0, 1, ksize=3)
+    sobel_x[depth_pt < normal_background] = 0
+    sobel_y[depth_pt < normal_background] = 0
+    normal = np.stack([sobel_x, sobel_y, np.ones_like(sobel_x) * np.pi * 2.0], axis=2)
+    normal /= np.sum(normal**2.0, axis=2, keepdims=True) ** 0.5
+    return (normal * 127.5 + 127.5).clip(0, 255).astype(np.uint8)[:new_h, :new_w]
 
 
 @pytest.fixture(autouse=True)
@@ -114,16 +124,33 @@ def test_an_unpadded_map_spans_0_to_255_and_the_alias_and_flat_layout_give_the_s
     assert np.array_equal(result, preprocessors.run("depth", image, resolution=64, annotator_dir=tmp_path / "flat"))
 
 
-def test_with_its_file_depth_is_available_and_the_others_keep_their_refusal(tmp_path):
-    assert "depth" in preprocessors.unavailable(tmp_path)
+def test_normal_midas_from_the_annotator_file_is_the_extensions_normal_map(tmp_path):
+    write_annotator(tmp_path)
+    image = picture(48, 80, seed=3)
+    estimator = load_depth_estimator_from_checkpoint(tiny_midas_state_dict(SEED))
+
+    default = preprocessors.run("normal_midas", image, resolution=64, annotator_dir=tmp_path)
+    everything_far = preprocessors.run("normal_map", image, resolution=64, threshold_a=1.0, annotator_dir=tmp_path)
+
+    assert default.shape == (64, 107, 3) and default.dtype == np.uint8
+    assert np.array_equal(default, by_hand(image, 64, estimator, normal_background=0.4)), "the slider's default 0.4"
+    assert np.array_equal(everything_far, by_hand(image, 64, estimator, normal_background=1.0))
+    flat = (everything_far == [127, 127, 255]).all(axis=2)
+    assert flat.mean() > 0.99 and (default != [127, 127, 255]).any(axis=2).mean() > 0.3, "tilted where near"
+
+
+def test_with_its_file_midas_is_available_and_the_others_keep_their_refusal(tmp_path):
+    assert {"depth", "normal_map"} <= set(preprocessors.unavailable(tmp_path))
     write_annotator(tmp_path)
 
     reasons = preprocessors.unavailable(tmp_path)
 
-    assert annotators.available("depth", tmp_path) and "depth" not in reasons
-    assert set(reasons) == annotators.NAMES - {"depth"}
-    assert "does not run annotator models yet" in reasons["normal_map"], "the same file, no runner for normals"
+    assert annotators.available("depth", tmp_path) and annotators.available("normal_map", tmp_path)
+    assert set(reasons) == annotators.NAMES - {"depth", "normal_map"}
     assert "hed/ControlNetHED.pth" in reasons["hed"]
+    (tmp_path / "hed").mkdir()
+    (tmp_path / "hed" / "ControlNetHED.pth").write_bytes(b"x")
+    assert "does not run annotator models yet" in preprocessors.unavailable(tmp_path)["hed"], "file, but no runner"
 
 
 def test_the_loaded_annotator_is_cached_and_reloaded_when_its_file_changes(tmp_path):
@@ -160,7 +187,12 @@ def test_without_the_file_an_sd2_depth_models_midas_gives_the_same_map(tmp_path)
     )
 
     assert np.array_equal(from_model, from_file)
-    assert "depth" not in preprocessors.unavailable(tmp_path / "empty", depth_estimator=checkpoint_midas)
+    normals = preprocessors.run("normal_map", image, resolution=64, annotator_dir=tmp_path / "with_file")
+    assert np.array_equal(
+        preprocessors.run("normal_map", image, resolution=64, depth_estimator=checkpoint_midas), normals
+    )
+    reasons = preprocessors.unavailable(tmp_path / "empty", depth_estimator=checkpoint_midas)
+    assert "depth" not in reasons and "normal_map" not in reasons
     other = load_depth_estimator_from_checkpoint(tiny_midas_state_dict(3))
     with_both = preprocessors.run(
         "depth_midas", image, resolution=64, annotator_dir=tmp_path / "with_file", depth_estimator=other
