@@ -8,7 +8,7 @@ which sends the same) is read when the job starts; per enabled unit:
      UNet's dtype and device;
   4. a contributor adding the unit's residuals to every UNet call inside its steps (both hires fix passes unless
      the unit says otherwise), and the unit's infotext entry ("ControlNet 0: ...").
-Recolor also changes the decoded picture (the extension's postprocess step).
+Recolor and inpaint_only also change the decoded picture (the extension's postprocess step).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sdui.controlnet.builtin_preprocessors import shuffle_seed
 from sdui.controlnet.control_image import resize_map
 from sdui.controlnet.infotext import infotext_params
 from sdui.controlnet.model_files import ControlNetCache, ControlNetCatalog
-from sdui.controlnet.residuals import ControlNetResiduals
+from sdui.controlnet.residuals import ControlNetResiduals, check_fits
 from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, HiresOption, units_from_alwayson_scripts
 from sdui.core.denoiser import Residuals, UNetCall
 from sdui.core.hooks import ProcessingHooks
@@ -38,7 +38,8 @@ from sdui.request import Img2ImgRequest
 log = logging.getLogger(__name__)
 
 ALWAYSON_NAME = SCRIPT_TITLE.lower()  # how /sdapi/v1/scripts and alwayson_scripts name it
-RECOLOR = ("recolor_luminance", "recolor_intensity")
+AFTER_DECODE = ("recolor_luminance", "recolor_intensity", "inpaint_only")
+SOFT_IN_HIRES = ("canny", "mlsd")  # the extension softens these units' residuals in hires fix's second pass
 
 
 @dataclasses.dataclass
@@ -151,37 +152,40 @@ class ControlNetScript(ProcessingHooks):
         unit = dataclasses.replace(unit, module=module.name, processor_res=res, threshold_a=a, threshold_b=b)
 
         # 3. the model, and the contributor that adds its residuals
-        entry = self.catalog.find(unit.model)
+        entry = self.catalog.find(unit.model)  # an unknown name: a 422 naming the known models
         if entry is None:
-            known = (
-                ", ".join(self.catalog.titles(include_none=False))
-                or "none: put ControlNet files into models/ControlNet"
-            )
             raise InvalidRequestError(
-                f"ControlNet unit {index}: model {unit.model!r} not found. Known models: {known}."
+                f"ControlNet unit {index} has preprocessor {module.name} but no model: choose one of "
+                f"{', '.join(self.catalog.titles(include_none=False)) or 'the files in models/ControlNet (none yet)'}."
             )
         unit = dataclasses.replace(unit, model=entry.title)
         controlnet = self.cache.get(entry, policy)
-        rgb_map = control_map[..., :3] if control_map.ndim == 3 else np.repeat(control_map[..., None], 3, axis=2)
+        check_fits(controlnet, run.model.unet, entry.title)  # an SD1 ControlNet on SDXL: refused before sampling
+        inpaint = module.name.startswith("inpaint")  # RGBA: the ControlNet sees -1 where the mask repaints
+        if control_map.ndim == 2:
+            control_map = np.repeat(control_map[..., None], 3, axis=2)
         contributor = ControlNetResiduals(
             controlnet,
-            rgb_map,
+            control_map if inpaint else control_map[..., :3],
             weight=unit.weight,
             guidance_start=unit.guidance_start,
             guidance_end=unit.guidance_end,
             control_mode=unit.control_mode.value,
             resize_mode=unit.resize_mode.value,
+            soft_in_hires=module.name in SOFT_IN_HIRES,
+            inpaint=inpaint,
         )
         log.info("ControlNet unit %d: %s with %s, weight %s", index, module.name, entry.title, unit.weight)
         return PreparedUnit(unit, control_map, contributor)
 
     def postprocess_batch(self, run: Run, batch: Batch, images: torch.Tensor) -> None:
-        """Recolor puts the map's lightness back into the decoded pictures (in place), as the extension does."""
+        """Recolor puts the map's lightness back into the decoded pictures, inpaint_only the unit's own pixels
+        outside its mask (in place), as the extension does."""
         for prepared in self._prepared.get(id(run), []):
-            if prepared.unit.module not in RECOLOR:
+            if prepared.unit.module not in AFTER_DECODE:
                 continue
             height, width = images.shape[-2:]
-            sized = resize_map(prepared.control_map, width, height, prepared.unit.resize_mode.value)
+            sized = _map_at(prepared.control_map, width, height, prepared.unit.resize_mode.value)
             for i in range(images.shape[0]):
                 picture = images[i].permute(1, 2, 0).float().cpu().numpy()
                 result = postprocessing.after_decode(prepared.unit.module, picture, sized)
@@ -189,3 +193,12 @@ class ControlNetScript(ProcessingHooks):
 
     def postprocess(self, run: Run, processed) -> None:
         self._prepared.pop(id(run), None)  # the job is over: its maps go
+
+
+def _map_at(control_map: np.ndarray, width: int, height: int, resize_mode: str) -> np.ndarray:
+    """The map fitted to the picture by the unit's resize mode; an RGBA map keeps its alpha (the mask)."""
+    rgb = resize_map(control_map[..., :3], width, height, resize_mode)
+    if control_map.shape[2] < 4:
+        return rgb
+    alpha = resize_map(np.repeat(control_map[..., 3:], 3, axis=2), width, height, resize_mode)[..., :1]
+    return np.concatenate([rgb, alpha], axis=2)

@@ -57,6 +57,7 @@ def served(tmp_path_factory, tiny_sd1_checkpoint):
     data = tmp_path_factory.mktemp("cn-data")
     install_checkpoint(tiny_sd1_checkpoint, data, "tiny.safetensors")
     write_controlnet(data / "models" / "ControlNet" / "control_tiny_canny.safetensors")
+    write_controlnet(data / "models" / "ControlNet" / "control_sdxl_tiny.safetensors", arch="sdxl")
     ctx = make_ctx(data, "--nowebui")
     yield ctx, TestClient(webui.create_app(ctx), base_url=LOCAL)
     ctx.jobs.shutdown()
@@ -161,7 +162,7 @@ def test_routes_answer_in_the_extensions_shapes(served):
     ctx, client = served
     assert client.get("/controlnet/version").json() == {"version": 2}
     models = client.get("/controlnet/model_list").json()["model_list"]
-    assert len(models) == 1 and models[0].startswith("control_tiny_canny [")
+    assert [m.split(" [")[0] for m in models] == ["control_sdxl_tiny", "control_tiny_canny"]
     modules = client.get("/controlnet/module_list").json()
     assert "canny" in modules["module_list"] and "canny" in modules["module_detail"]
     assert client.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
@@ -232,3 +233,25 @@ def test_the_extensions_flags_add_a_model_folder_and_are_accepted(tmp_path):
         assert ctx.controlnet.annotator_dir == tmp_path / "annotators"
     finally:
         ctx.jobs.shutdown()
+
+
+def test_a_controlnet_for_another_base_model_is_422_before_sampling(served):
+    _, client = served
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [unit(model="control_sdxl_tiny")]}}}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 422
+    assert "control_sdxl_tiny" in response.text and "SDXL" in response.text and "does not fit" in response.text
+
+
+def test_inpaint_only_keeps_the_units_pixels_outside_its_mask(served):
+    _, client = served
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(mask).rectangle((16, 16, 47, 47), fill=255)
+    inpaint_unit = unit(module="inpaint_only", mask=b64(mask))
+    result = txt2img(client, inpaint_unit)
+    image = decoded(result["images"][0])
+    source = np.asarray(shapes_image(), dtype=np.int16)
+    # far outside the (dilated, blurred) mask the unit's own image comes back; inside, the generation
+    assert np.abs(image[:4] - source[:4]).max() <= 1 and np.abs(image[:, :4] - source[:, :4]).max() <= 1
+    assert np.abs(image[24:40, 24:40] - source[24:40, 24:40]).mean() > 10
+    assert 'Module: inpaint_only' in json.loads(result["info"])["infotexts"][0]
