@@ -368,5 +368,5 @@ def test_a_job_on_an_sd2_depth_model_runs_depth_midas_with_its_midas(served):
 
     assert on_sd1.status_code == 422 and FILE in on_sd1.text, "SD1: no depth model, no file"
     # the map is made before the ControlNet model is looked up: on the depth checkpoint the map was made (with its
-    # MiDaS), so the unknown ControlNet model is what stops the job
-    assert on_depth.status_code == 422 and "control_nope" in on_depth.text and FILE not in on_depth.text
+    # MiDaS), so the unknown ControlNet model is what stops the job (the answer names the known ones)
+    assert on_depth.status_code == 422 and "control_tiny_depth" in on_depth.text and FILE not in on_depth.text
