@@ -132,5 +132,6 @@ def refusal(name: str, label: str, folder: Path | None) -> AnnotatorUnavailableE
         )
     return AnnotatorUnavailableError(
         f"ControlNet preprocessor '{label}' runs an annotator model, and this build does not run annotator models yet "
-        f"(its files are in place in {where}). Choose a built-in preprocessor, {use_a_map}."
+        f"beyond MiDaS (depth_midas, normal_midas; its files are in place in {where}). Choose a built-in preprocessor "
+        f"or a MiDaS one, {use_a_map}."
     )

@@ -241,7 +241,7 @@ def module_list(alias_names: bool = False) -> dict:
 
 def unavailable(annotator_dir: Path | None, depth_estimator: DepthEstimator | None = None) -> dict[str, str]:
     """name -> why it cannot run here, for every listed module that is not built in and cannot run its annotator
-    (with `depth_estimator`, an SD 2 depth checkpoint's MiDaS, depth_midas runs without its file)."""
+    (with `depth_estimator`, an SD 2 depth checkpoint's MiDaS, the MiDaS modules run without their file)."""
     has_depth_model = depth_estimator is not None
     return {
         name: annotators.refusal(name, ALIASES.get(name, name), annotator_dir).message
@@ -329,7 +329,7 @@ def run(
     """The map of preprocessor `name` for an HWC uint8 RGB(A) image: HWC uint8, RGB (RGBA for inpaint modules).
     -1 takes a setting's default; `seed` is `shuffle_seed(...)` of the job; `mask` is for the inpaint modules.
     Annotator models load from `annotator_dir` onto `device` (CPU when None) in float32; `depth_estimator` (the
-    loaded SD 2 depth checkpoint's MiDaS, where it has one) runs depth_midas when its annotator file is missing."""
+    loaded SD 2 depth checkpoint's MiDaS, where it has one) runs the MiDaS modules when their file is missing."""
     # 1. which module, and can it run here
     preprocessor = find(name)
     if not preprocessor.built_in and not annotators.available(
