@@ -14,6 +14,7 @@ map (edges, scribbles) stays black and white. Pure functions of their arguments.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -89,8 +90,13 @@ def resample(array: np.ndarray, width: int, height: int) -> np.ndarray:
         method = Image.Resampling.BICUBIC
     resized = np.asarray(Image.fromarray(array).resize((width, height), method))
     if binary:  # back to black and white: an edge map's lines stay lines, not grey ramps
-        grey = resized.astype(np.float32).mean(axis=2)
-        resized = np.repeat(np.where(grey > 127, 255, 0).astype(np.uint8)[:, :, None], 3, axis=2)
+        grey = resized.mean(axis=2).round().astype(np.uint8)
+        if grey.min() == grey.max():
+            return resized
+        # Otsu's level, as the extension thresholds binary maps: a 1-pixel line shrunk 8x is faint grey, which a
+        # fixed level of 127 would erase and Otsu keeps
+        _, lines = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        resized = np.repeat(lines[:, :, None], 3, axis=2)
     return resized
 
 

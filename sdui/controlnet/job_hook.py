@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from sdui.controlnet import postprocessing, preprocessors
 from sdui.controlnet.builtin_preprocessors import shuffle_seed
@@ -33,6 +34,8 @@ from sdui.core.hooks import ProcessingHooks
 from sdui.core.run import Batch, Run
 from sdui.devices import DevicePolicy
 from sdui.errors import InvalidRequestError
+from sdui.imaging.masking import crop_to_region
+from sdui.modes import inpaint
 from sdui.request import Img2ImgRequest
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,8 @@ class ControlNetScript(ProcessingHooks):
                 f"ControlNet unit {index}: no image. Send the unit's \"image\" (base64), or use img2img, whose "
                 "init image a unit without its own image takes."
             )
+        if unit.inpaint_crop_input_image:
+            image, mask = only_masked_crop(request, image, mask)
         pixels = np.asarray(image.convert("RGB"))
         mask_pixels = None if mask is None else np.asarray(mask.convert("L").resize(image.size))
 
@@ -202,3 +207,19 @@ def _map_at(control_map: np.ndarray, width: int, height: int, resize_mode: str) 
         return rgb
     alpha = resize_map(np.repeat(control_map[..., 3:], 3, axis=2), width, height, resize_mode)[..., :1]
     return np.concatenate([rgb, alpha], axis=2)
+
+
+def only_masked_crop(request, image: Image.Image, mask: Image.Image | None):
+    """With "Only masked" inpainting the job works on a box of the init image brought to the generation size; the
+    unit's image and mask are cut to the same box (the extension's inpaint_crop_input_image): the map lines up."""
+    if not (isinstance(request, Img2ImgRequest) and request.inpaint_full_res and request.mask and request.init_images):
+        return image, mask
+    work, _ = inpaint.prepare(request, request.init_images[0])
+    if work.region is None:
+        return image, mask
+
+    def cut(picture: Image.Image) -> Image.Image:
+        picture = picture.resize(work.original.size) if picture.size != work.original.size else picture
+        return crop_to_region(picture, work.region, request.width, request.height)
+
+    return cut(image), None if mask is None else cut(mask)

@@ -130,11 +130,12 @@ def create_controlnet(ctx, mode: str, width=None, height=None) -> ControlNetCont
         with gr.Tabs():
             for index in range(count):
                 with gr.Tab(f"ControlNet Unit {index}", elem_id=f"{mode}_controlnet_unit_{index}"):
-                    found.units.append(_create_unit(script, mode, index, modules, width, height))
+                    found.units.append(_create_unit(ctx, mode, index, modules, width, height))
     return found
 
 
-def _create_unit(script, mode: str, index: int, modules: list[str], width, height) -> list:
+def _create_unit(ctx, mode: str, index: int, modules: list[str], width, height) -> list:
+    script = ctx.controlnet
     prefix = f"{mode}_controlnet_{index}"
     with gr.Row():
         image = gr.Image(label="Control image", type="pil", sources=["upload", "clipboard"], elem_id=f"{prefix}_image")
@@ -192,6 +193,9 @@ def _create_unit(script, mode: str, index: int, modules: list[str], width, heigh
                 threshold_a=a,
                 threshold_b=b,
                 annotator_dir=script.annotator_dir,
+                # the loaded SD 2 depth checkpoint's MiDaS makes depth maps without an annotator file
+                depth_estimator=getattr(ctx.store.current, "depth_estimator", None),
+                device=ctx.policy.device,
             )
         except UserError as e:
             raise gr.Error(e.message) from None

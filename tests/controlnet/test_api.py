@@ -23,6 +23,7 @@ from sdui.controlnet.model_files import ControlNetCatalog, load_controlnet
 from sdui.controlnet.residuals import ControlNetResiduals
 from sdui.core.hooks import ProcessingHooks
 from sdui.core.processing import process
+from sdui.imaging.masking import crop_to_region
 from sdui.request import GenerationRequest
 from tests.fixtures.controlnet import write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
@@ -255,3 +256,23 @@ def test_inpaint_only_keeps_the_units_pixels_outside_its_mask(served):
     assert np.abs(image[:4] - source[:4]).max() <= 1 and np.abs(image[:, :4] - source[:, :4]).max() <= 1
     assert np.abs(image[24:40, 24:40] - source[24:40, 24:40]).mean() > 10
     assert 'Module: inpaint_only' in json.loads(result["info"])["infotexts"][0]
+
+
+def test_only_masked_inpainting_crops_the_units_image_to_the_same_box(served):
+    _, client = served
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(mask).rectangle((36, 8, 55, 27), fill=255)  # the ellipse's corner: a box of its own
+    body = {**BASE, "init_images": [b64(shapes_image())], "mask": b64(mask), "denoising_strength": 0.8}
+    body.update(mask_blur=0, inpainting_fill=1, inpaint_full_res=True, inpaint_full_res_padding=4)
+
+    def run(*units):
+        answer = client.post("/sdapi/v1/img2img", json={**body, "alwayson_scripts": {"controlnet": {"args": units}}})
+        assert answer.status_code == 200, answer.text
+        return decoded(answer.json()["images"][0])
+
+    cropped = run(unit(image=None))  # takes the init image, cut to the masked box
+    box = crop_to_region(shapes_image(), (32, 4, 60, 32), SIZE, SIZE)  # the box by hand: the mask's + padding 4
+    by_hand = run(unit(image=b64(box), inpaint_crop_input_image=False, resize_mode="Just Resize"))
+    whole = run(unit(image=None, inpaint_crop_input_image=False))
+    assert np.array_equal(cropped, by_hand)
+    assert not np.array_equal(cropped, whole)

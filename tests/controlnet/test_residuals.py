@@ -426,3 +426,13 @@ def test_the_denoiser_tells_contributors_the_negative_prompts_rows(uncond_tokens
     )
     denoiser(torch.randn(2, 4, 8, 8), 3.0, step=0, total=4)
     assert seen == expected
+
+
+def test_a_one_pixel_edge_map_shrunk_eight_times_keeps_its_line():
+    # a canny map at 512 for a 64x64 generation: the line is 1/8 as bright after averaging; Otsu's level keeps it
+    edges = np.zeros((512, 512, 3), np.uint8)
+    edges[:, 200] = 255
+    small = resize_map(edges, 64, 64, "Just Resize")
+    assert set(np.unique(small)) == {0, 255}
+    columns = np.flatnonzero(small[..., 0].max(axis=0))
+    assert list(columns) == [25] and small[:, 25, 0].min() == 255
