@@ -8,7 +8,11 @@ which sends the same) is read when the job starts; per enabled unit:
      UNet's dtype and device;
   4. a contributor adding the unit's residuals to every UNet call inside its steps (both hires fix passes unless
      the unit says otherwise), and the unit's infotext entry ("ControlNet 0: ...").
-Recolor and inpaint_only also change the decoded picture (the extension's postprocess step).
+Recolor and inpaint_only also change the decoded picture (the extension's postprocess step). Some modules act
+during sampling (the extension's "sampling-time modules"): tile_colorfix(+sharp) corrects the denoised prediction
+(colorfix.py), reference_only needs no model and injects a reference image into self-attention (reference.py).
+They ride in run.residual_contributors (adding no residuals), so the script hands the on_denoiser / on_denoised
+calls of a Denoiser to the modules of its own job only.
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ from PIL import Image
 
 from sdui.controlnet import postprocessing, preprocessors
 from sdui.controlnet.builtin_preprocessors import shuffle_seed
+from sdui.controlnet.colorfix import ColorFix
 from sdui.controlnet.control_image import resize_map
 from sdui.controlnet.infotext import infotext_params
 from sdui.controlnet.model_files import ControlNetCache, ControlNetCatalog
+from sdui.controlnet.reference import ReferenceOnly, restore_processors
 from sdui.controlnet.residuals import ControlNetResiduals, check_fits
 from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, HiresOption, units_from_alwayson_scripts
 from sdui.core.denoiser import Residuals, UNetCall
-from sdui.core.hooks import ProcessingHooks
+from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.core.run import Batch, Run
+from sdui.core.schedules import training_sigmas
 from sdui.devices import DevicePolicy
 from sdui.errors import InvalidRequestError
 from sdui.imaging.masking import crop_to_region
@@ -43,6 +50,15 @@ log = logging.getLogger(__name__)
 ALWAYSON_NAME = SCRIPT_TITLE.lower()  # how /sdapi/v1/scripts and alwayson_scripts name it
 AFTER_DECODE = ("recolor_luminance", "recolor_intensity", "inpaint_only")
 SOFT_IN_HIRES = ("canny", "mlsd")  # the extension softens these units' residuals in hires fix's second pass
+COLORFIX = ("tile_colorfix", "tile_colorfix+sharp")
+REFERENCE = "reference_only"
+NOT_BUILT = {  # model-free modules of the extension that this build does not run yet
+    "reference_adain": "reference_only",
+    "reference_adain+attn": "reference_only",
+    "revision_clipvision": None,
+    "revision_ignore_prompt": None,
+}
+SamplingModule = ColorFix | ReferenceOnly
 
 
 @dataclasses.dataclass
@@ -50,6 +66,7 @@ class PreparedUnit:
     unit: ControlNetUnit
     control_map: np.ndarray  # HWC uint8, the preprocessor's output
     contributor: ControlNetResiduals | None
+    sampling: SamplingModule | None = None  # colorfix or reference: acts during sampling beside the residuals
 
 
 class OnePass:
@@ -89,6 +106,7 @@ class ControlNetScript(ProcessingHooks):
         self.cache_size = cache_size
         self.max_pixels = max_pixels
         self._prepared: dict[int, list[PreparedUnit]] = {}  # per running job (id of its Run)
+        self._sampling: list[SamplingModule] = []  # the modules of the Denoiser being called (set in on_denoiser)
 
     # ---- reading a request ---------------------------------------------------------------------------------------
     def units(self, request) -> list[ControlNetUnit]:
@@ -100,9 +118,11 @@ class ControlNetScript(ProcessingHooks):
 
     # ---- the hook ------------------------------------------------------------------------------------------------
     def process(self, run: Run) -> None:
+        restore_processors(run.model.unet)  # a reference unit's processors left by a job that failed half-way
         units = self.units(run.request)
         if not units:
             return
+        _check_sampling_modules(units)
         self.cache.size = max(0, int(self.cache_size()))
         unet = run.model.unet
         policy = DevicePolicy(device=unet.device, dtype=unet.dtype, vae_dtype=unet.dtype)
@@ -115,6 +135,7 @@ class ControlNetScript(ProcessingHooks):
             for p in prepared
             if p.contributor is not None
         )
+        run.residual_contributors.extend(p.sampling for p in prepared if p.sampling is not None)
         run.extra_generation_params.update(infotext_params([p.unit for p in prepared]))
 
     def _prepare(self, index: int, unit: ControlNetUnit, run: Run, policy: DevicePolicy) -> PreparedUnit:
@@ -156,7 +177,13 @@ class ControlNetScript(ProcessingHooks):
         )
         unit = dataclasses.replace(unit, module=module.name, processor_res=res, threshold_a=a, threshold_b=b)
 
-        # 3. the model, and the contributor that adds its residuals
+        # 3. reference_only needs no model: its image goes into the UNet's self-attention
+        if module.name == REFERENCE:
+            unit = dataclasses.replace(unit, model="None")
+            log.info("ControlNet unit %d: %s, weight %s", index, module.name, unit.weight)
+            return PreparedUnit(unit, control_map, None, self._reference(unit, control_map, run))
+
+        # 4. the model, and the contributor that adds its residuals
         entry = self.catalog.find(unit.model)  # an unknown name: a 422 naming the known models
         if entry is None:
             raise InvalidRequestError(
@@ -180,8 +207,46 @@ class ControlNetScript(ProcessingHooks):
             soft_in_hires=module.name in SOFT_IN_HIRES,
             inpaint=inpaint,
         )
+        sampling = None
+        if module.name in COLORFIX:  # 5. tile_colorfix also corrects the prediction's colours
+            sampling = ColorFix(
+                control_map,
+                run.model.vae,
+                variation=unit.threshold_a,
+                sharpness=unit.threshold_b if module.name.endswith("+sharp") else None,
+                weight=unit.weight,
+                resize_mode=unit.resize_mode.value,
+                hr_option=unit.hr_option,
+            )
         log.info("ControlNet unit %d: %s with %s, weight %s", index, module.name, entry.title, unit.weight)
-        return PreparedUnit(unit, control_map, contributor)
+        return PreparedUnit(unit, control_map, contributor, sampling)
+
+    def _reference(self, unit: ControlNetUnit, control_map: np.ndarray, run: Run) -> ReferenceOnly:
+        sigmas = training_sigmas(run.model.scheduler_config)
+        return ReferenceOnly(
+            control_map,
+            run.model,
+            weight=unit.weight,
+            fidelity=unit.threshold_a,
+            control_mode=unit.control_mode.value,
+            guidance_start=unit.guidance_start,
+            guidance_end=unit.guidance_end,
+            resize_mode=unit.resize_mode.value,
+            seed=run.all_seeds[0] if run.all_seeds else 0,
+            alphas_cumprod=1.0 / (1.0 + sigmas.double() ** 2),
+            hr_option=unit.hr_option,
+        )
+
+    # ---- sampling-time modules: each Denoiser call goes to the modules of its own job --------------------------
+    def on_denoiser(self, params: DenoiserParams) -> None:
+        contributors = getattr(params.denoiser, "contributors", ())
+        self._sampling = [c for c in contributors if isinstance(c, SamplingModule)]
+        for module in self._sampling:
+            module.on_denoiser(params)
+
+    def on_denoised(self, params: DenoisedParams) -> None:
+        for module in self._sampling:
+            module.on_denoised(params)
 
     def postprocess_batch(self, run: Run, batch: Batch, images: torch.Tensor) -> None:
         """Recolor puts the map's lightness back into the decoded pictures, inpaint_only the unit's own pixels
@@ -197,7 +262,27 @@ class ControlNetScript(ProcessingHooks):
                 images[i] = torch.from_numpy(result).permute(2, 0, 1).to(images)
 
     def postprocess(self, run: Run, processed) -> None:
-        self._prepared.pop(id(run), None)  # the job is over: its maps go
+        for prepared in self._prepared.pop(id(run), []):  # the job is over: its maps go
+            if isinstance(prepared.sampling, ReferenceOnly):
+                prepared.sampling.close()
+        self._sampling = []
+
+
+def _check_sampling_modules(units: list[ControlNetUnit]) -> None:
+    """Refuse, before any work, the model-free modules this build does not run, and more than one reference unit
+    (their reference passes would have to share one injection, which is not built yet)."""
+    names = [(i, preprocessors.find(u.module).name) for i, u in enumerate(units)]
+    for index, name in names:
+        if name in NOT_BUILT:
+            instead = NOT_BUILT[name]
+            hint = f"use {instead} instead, or disable the unit." if instead else "disable the unit."
+            raise InvalidRequestError(f"ControlNet unit {index}: preprocessor {name} is not built yet; {hint}")
+    references = [index for index, name in names if name == REFERENCE]
+    if len(references) > 1:
+        raise InvalidRequestError(
+            f"ControlNet units {', '.join(map(str, references))} are all reference_only; one reference unit per "
+            "generation is supported: keep one and disable the others."
+        )
 
 
 def _map_at(control_map: np.ndarray, width: int, height: int, resize_mode: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sdui.controlnet import preprocessors
 from sdui.errors import InvalidRequestError
 from sdui.imaging.encoding import decode_base64_image
 
@@ -156,7 +157,7 @@ def unit_from_dict(
     model = model or _NONE_MODEL
     if module.lower() == "none" and model.lower() == "none":
         return None
-    if model.lower() == "none":
+    if model.lower() == "none" and not _model_free(module):
         raise InvalidRequestError(
             f"ControlNet unit {index}: preprocessor '{module}' is chosen but no model (model is 'None'); choose "
             "a model from /controlnet/model_list, or disable the unit."
@@ -207,6 +208,14 @@ def unit_from_dict(
         advanced_weighting=fields.take("advanced_weighting", _to_weights, None),
         effective_region_mask=region,
     )
+
+
+def _model_free(module: str) -> bool:
+    """Whether the module works without a ControlNet model (reference_*: it acts on the UNet's own attention)."""
+    try:
+        return preprocessors.find(module).name in preprocessors.MODEL_FREE
+    except preprocessors.UnknownPreprocessorError:
+        return False
 
 
 def unit_from_text_fields(values: Mapping[str, Any]) -> ControlNetUnit | None:
