@@ -10,7 +10,7 @@ which sends the same) is read when the job starts; per enabled unit:
      the unit says otherwise), and the unit's infotext entry ("ControlNet 0: ...").
 Recolor and inpaint_only also change the decoded picture (the extension's postprocess step). Some modules act
 during sampling (the extension's "sampling-time modules"): tile_colorfix(+sharp) corrects the denoised prediction
-(colorfix.py), reference_only needs no model and injects a reference image into self-attention (reference.py).
+(colorfix.py), reference_* need no model and inject a reference image into the UNet itself (reference.py).
 They ride in run.residual_contributors (adding no residuals), so the script hands the on_denoiser / on_denoised
 calls of a Denoiser to the modules of its own job only.
 """
@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdui.controlnet import postprocessing, preprocessors
+from sdui.controlnet import postprocessing, preprocessors, reference
 from sdui.controlnet.builtin_preprocessors import shuffle_seed
 from sdui.controlnet.colorfix import ColorFix
 from sdui.controlnet.control_image import resize_map
 from sdui.controlnet.infotext import infotext_params
 from sdui.controlnet.model_files import ControlNetCache, ControlNetCatalog
-from sdui.controlnet.reference import ReferenceOnly, restore_processors
+from sdui.controlnet.reference import ReferenceInjection, ReferenceUnit, restore_processors
 from sdui.controlnet.residuals import ControlNetResiduals, check_fits
 from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, HiresOption, units_from_alwayson_scripts
 from sdui.core.denoiser import Residuals, UNetCall
@@ -51,14 +51,8 @@ ALWAYSON_NAME = SCRIPT_TITLE.lower()  # how /sdapi/v1/scripts and alwayson_scrip
 AFTER_DECODE = ("recolor_luminance", "recolor_intensity", "inpaint_only")
 SOFT_IN_HIRES = ("canny", "mlsd")  # the extension softens these units' residuals in hires fix's second pass
 COLORFIX = ("tile_colorfix", "tile_colorfix+sharp")
-REFERENCE = "reference_only"
-NOT_BUILT = {  # model-free modules of the extension that this build does not run yet
-    "reference_adain": "reference_only",
-    "reference_adain+attn": "reference_only",
-    "revision_clipvision": None,
-    "revision_ignore_prompt": None,
-}
-SamplingModule = ColorFix | ReferenceOnly
+NOT_BUILT = ("revision_clipvision", "revision_ignore_prompt")  # model-free modules this build does not run yet
+SamplingModule = ColorFix | ReferenceInjection
 
 
 @dataclasses.dataclass
@@ -66,7 +60,8 @@ class PreparedUnit:
     unit: ControlNetUnit
     control_map: np.ndarray  # HWC uint8, the preprocessor's output
     contributor: ControlNetResiduals | None
-    sampling: SamplingModule | None = None  # colorfix or reference: acts during sampling beside the residuals
+    sampling: ColorFix | None = None  # tile_colorfix: acts on the prediction beside the residuals
+    reference: ReferenceUnit | None = None  # reference_*: acts inside the UNet, all of a job's units together
 
 
 class OnePass:
@@ -136,6 +131,17 @@ class ControlNetScript(ProcessingHooks):
             if p.contributor is not None
         )
         run.residual_contributors.extend(p.sampling for p in prepared if p.sampling is not None)
+        references = [p.reference for p in prepared if p.reference is not None]
+        if references:
+            sigmas = training_sigmas(run.model.scheduler_config)
+            run.residual_contributors.append(
+                ReferenceInjection(
+                    references,
+                    run.model,
+                    seed=run.all_seeds[0] if run.all_seeds else 0,
+                    alphas_cumprod=1.0 / (1.0 + sigmas.double() ** 2),
+                )
+            )
         run.extra_generation_params.update(infotext_params([p.unit for p in prepared]))
 
     def _prepare(self, index: int, unit: ControlNetUnit, run: Run, policy: DevicePolicy) -> PreparedUnit:
@@ -177,11 +183,11 @@ class ControlNetScript(ProcessingHooks):
         )
         unit = dataclasses.replace(unit, module=module.name, processor_res=res, threshold_a=a, threshold_b=b)
 
-        # 3. reference_only needs no model: its image goes into the UNet's self-attention
-        if module.name == REFERENCE:
+        # 3. reference_* need no model: their image goes into the UNet's attention and group statistics
+        if module.name in reference.MODULES:
             unit = dataclasses.replace(unit, model="None")
             log.info("ControlNet unit %d: %s, weight %s", index, module.name, unit.weight)
-            return PreparedUnit(unit, control_map, None, self._reference(unit, control_map, run))
+            return PreparedUnit(unit, control_map, None, reference=_reference_unit(unit, control_map))
 
         # 4. the model, and the contributor that adds its residuals
         entry = self.catalog.find(unit.model)  # an unknown name: a 422 naming the known models
@@ -221,22 +227,6 @@ class ControlNetScript(ProcessingHooks):
         log.info("ControlNet unit %d: %s with %s, weight %s", index, module.name, entry.title, unit.weight)
         return PreparedUnit(unit, control_map, contributor, sampling)
 
-    def _reference(self, unit: ControlNetUnit, control_map: np.ndarray, run: Run) -> ReferenceOnly:
-        sigmas = training_sigmas(run.model.scheduler_config)
-        return ReferenceOnly(
-            control_map,
-            run.model,
-            weight=unit.weight,
-            fidelity=unit.threshold_a,
-            control_mode=unit.control_mode.value,
-            guidance_start=unit.guidance_start,
-            guidance_end=unit.guidance_end,
-            resize_mode=unit.resize_mode.value,
-            seed=run.all_seeds[0] if run.all_seeds else 0,
-            alphas_cumprod=1.0 / (1.0 + sigmas.double() ** 2),
-            hr_option=unit.hr_option,
-        )
-
     # ---- sampling-time modules: each Denoiser call goes to the modules of its own job --------------------------
     def on_denoiser(self, params: DenoiserParams) -> None:
         contributors = getattr(params.denoiser, "contributors", ())
@@ -262,27 +252,36 @@ class ControlNetScript(ProcessingHooks):
                 images[i] = torch.from_numpy(result).permute(2, 0, 1).to(images)
 
     def postprocess(self, run: Run, processed) -> None:
-        for prepared in self._prepared.pop(id(run), []):  # the job is over: its maps go
-            if isinstance(prepared.sampling, ReferenceOnly):
-                prepared.sampling.close()
+        self._prepared.pop(id(run), None)  # the job is over: its maps go
+        for contributor in run.residual_contributors:
+            if isinstance(contributor, ReferenceInjection):
+                contributor.close()
         self._sampling = []
 
 
 def _check_sampling_modules(units: list[ControlNetUnit]) -> None:
-    """Refuse, before any work, the model-free modules this build does not run, and more than one reference unit
-    (their reference passes would have to share one injection, which is not built yet)."""
-    names = [(i, preprocessors.find(u.module).name) for i, u in enumerate(units)]
-    for index, name in names:
+    """Refuse, before any work, the model-free modules this build does not run."""
+    for index, unit in enumerate(units):
+        name = preprocessors.find(unit.module).name
         if name in NOT_BUILT:
-            instead = NOT_BUILT[name]
-            hint = f"use {instead} instead, or disable the unit." if instead else "disable the unit."
-            raise InvalidRequestError(f"ControlNet unit {index}: preprocessor {name} is not built yet; {hint}")
-    references = [index for index, name in names if name == REFERENCE]
-    if len(references) > 1:
-        raise InvalidRequestError(
-            f"ControlNet units {', '.join(map(str, references))} are all reference_only; one reference unit per "
-            "generation is supported: keep one and disable the others."
-        )
+            raise InvalidRequestError(
+                f"ControlNet unit {index}: preprocessor {name} is not built yet (it needs a CLIP vision model); "
+                "disable the unit, or use reference_only for an image's style."
+            )
+
+
+def _reference_unit(unit: ControlNetUnit, control_map: np.ndarray) -> ReferenceUnit:
+    return ReferenceUnit(
+        module=unit.module,
+        image=control_map,
+        weight=unit.weight,
+        threshold_a=unit.threshold_a,
+        control_mode=unit.control_mode.value,
+        guidance_start=unit.guidance_start,
+        guidance_end=unit.guidance_end,
+        resize_mode=unit.resize_mode.value,
+        hr_option=unit.hr_option,
+    )
 
 
 def _map_at(control_map: np.ndarray, width: int, height: int, resize_mode: str) -> np.ndarray:

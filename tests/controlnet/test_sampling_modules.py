@@ -220,6 +220,40 @@ def test_layer_thresholds_take_the_widest_layers_first(served):
     assert all(layer.to_q.in_features == widest for layer in layers if thresholds[layer] == 0)
 
 
+def test_adain_moves_each_rows_channels_to_the_kept_statistics():
+    torch.manual_seed(2)
+    x, reference_rows = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6) * 3 + 5
+    mean, var = reference.channel_stats(reference_rows)
+    moved = reference.adain(x, mean, var)
+    moved_mean, moved_var = reference.channel_stats(moved)
+    assert torch.allclose(moved_mean, mean, atol=1e-5) and torch.allclose(moved_var, var, atol=1e-4)
+
+
+def test_adain_blocks_are_the_extensions_ldm_blocks_on_an_sd1_shaped_unet():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        layers_per_block=2,
+        sample_size=8,
+    )
+    blocks = reference.adain_blocks(unet)
+    down, up = unet.down_blocks, unet.up_blocks
+    expected = [unet.mid_block, down[1].attentions[0], down[1].attentions[1], down[2].attentions[0]]
+    expected += [down[2].attentions[1], down[3].resnets[0], down[3].resnets[1]]
+    expected += [up[0].resnets[0], up[0].resnets[1], up[0].upsamplers[0], up[1].attentions[0]]
+    expected += [up[1].attentions[1], up[1].upsamplers[0], up[2].attentions[0], up[2].attentions[1]]
+    assert [module for module, _ in blocks] == expected
+    thresholds = [t for _, t in blocks]
+    assert thresholds[:7] == pytest.approx([0, 2, 2 * 5 / 6, 2 * 4 / 6, 1, 2 * 2 / 6, 2 / 6])
+    assert thresholds[7:] == pytest.approx([2 * w / 8 for w in range(8)])
+
+
 def test_restore_processors_takes_ours_out():
     from diffusers import UNet2DConditionModel
 
@@ -285,20 +319,18 @@ def test_the_reference_images_content_reaches_the_prediction(served):
     def predict(image: Image.Image | None) -> torch.Tensor:
         units = []
         if image is not None:
-            units.append(
-                reference.ReferenceOnly(
-                    np.asarray(image),
-                    model,
-                    weight=1.0,
-                    fidelity=0.5,
-                    control_mode="Balanced",
-                    guidance_start=0.0,
-                    guidance_end=1.0,
-                    resize_mode="Crop and Resize",
-                    seed=0,
-                    alphas_cumprod=1.0 / (1.0 + sigmas.double() ** 2),
-                )
+            unit = reference.ReferenceUnit(
+                module="reference_only",
+                image=np.asarray(image),
+                weight=1.0,
+                threshold_a=0.5,
+                control_mode="Balanced",
+                guidance_start=0.0,
+                guidance_end=1.0,
+                resize_mode="Crop and Resize",
             )
+            acp = 1.0 / (1.0 + sigmas.double() ** 2)
+            units.append(reference.ReferenceInjection([unit], model, seed=0, alphas_cumprod=acp))
         denoiser = Denoiser(
             model.unet,
             TextConditioning(cond, uncond),
@@ -332,14 +364,38 @@ def test_reference_api_infotext_and_refusals(served):
     assert 'ControlNet 0: "Module: reference_only, Model: None, Weight: 1.0' in text
     assert "Threshold A: 0.7" in text
 
-    for module in ("reference_adain", "reference_adain+attn"):
-        body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [ref(module=module)]}}}
-        response = client.post("/sdapi/v1/txt2img", json=body)
-        assert response.status_code == 422
-        assert f"{module} is not built yet" in response.text and "reference_only" in response.text
-    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [ref(), ref()]}}}
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [ref(module="revision_clipvision")]}}}
     response = client.post("/sdapi/v1/txt2img", json=body)
-    assert response.status_code == 422 and "one reference unit per generation" in response.text
+    assert response.status_code == 422 and "revision_clipvision is not built yet" in response.text
+
+
+def hook_count(unet) -> int:
+    return sum(len(module._forward_hooks) for module in unet.modules())
+
+
+def test_reference_adain_steers_the_image_and_leaves_the_unet_as_it_was(served):
+    ctx, client, _ = served
+    unet = ctx.store.get().unet
+    own, hooks = dict(unet.attn_processors), hook_count(unet)
+    baseline = image_of(client)
+    only = image_of(client, ref())
+    adain = image_of(client, ref(module="reference_adain"))
+    both = image_of(client, ref(module="reference_adain+attn"))
+    assert np.abs(adain - baseline).mean() > 1, "the reference's statistics must visibly steer the image"
+    assert not np.array_equal(both, adain) and not np.array_equal(both, only)
+    assert hook_count(unet) == hooks and all(unet.attn_processors[k] is p for k, p in own.items())
+    assert np.array_equal(image_of(client), baseline)
+    assert np.array_equal(image_of(client, ref(module="reference_adain", weight=0)), baseline)
+
+
+def test_several_reference_units_write_into_the_same_banks(served):
+    _, client, _ = served
+    first = image_of(client, ref())
+    second = image_of(client, ref(colour_blocks(), module="reference_adain"))
+    together = image_of(client, ref(), ref(colour_blocks(), module="reference_adain"))
+    assert not np.array_equal(together, first) and not np.array_equal(together, second)
+    text = json.loads(generate(client, ref(), ref(module="reference_adain+attn"))["info"])["infotexts"][0]
+    assert "ControlNet 0: \"Module: reference_only" in text and "ControlNet 1: \"Module: reference_adain+attn" in text
 
 
 def test_reference_with_a_tile_colorfix_unit_and_hires_fix(served):
