@@ -17,12 +17,15 @@ from PIL import Image, ImageDraw
 
 import webui
 from sdui.controlnet import colorfix, reference
-from sdui.controlnet.units import unit_from_dict
+from sdui.controlnet.infotext import units_from_infotext
+from sdui.controlnet.units import HiresOption, unit_from_dict
 from sdui.core.denoiser import Denoiser, TextConditioning
-from sdui.core.hooks import ProcessingHooks
+from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.core.schedules import training_sigmas
 from sdui.core.token_merging import self_attention_layers
 from sdui.errors import InvalidRequestError
+from sdui.infotext.parse import parse_infotext
+from tests.fixtures.checkpoints import tiny_components
 from tests.fixtures.controlnet import write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
 
@@ -136,6 +139,23 @@ def test_sharp_changes_only_the_negative_prompts_rows():
     assert torch.equal(sharp[2:], plain[2:])
     assert not torch.allclose(sharp[:2], plain[:2])
     assert torch.allclose(sharp[:2], 0.5 * colorfix.box_blur(plain[:2], 2) + 0.5 * plain[:2])
+
+
+@pytest.mark.parametrize("hr_option", [HiresOption.BOTH, HiresOption.LOW_RES_ONLY])
+def test_colorfix_doubles_its_radius_in_hires_fixs_second_pass(hr_option):
+    vae = tiny_components("sd1")["vae"]
+    control = np.asarray(colour_blocks())
+    fix = colorfix.ColorFix(
+        control, vae, variation=3, sharpness=None, weight=1.0, resize_mode="Just Resize", hr_option=hr_option
+    )
+    torch.manual_seed(3)
+    for size, k in ((8, 3), (12, 6 if hr_option == HiresOption.BOTH else 3)):
+        x0 = torch.randn(2, 4, size, size)
+        fix.on_denoiser(DenoiserParams(x0[:1], None, torch.ones(1), 0, 1, None, None))  # CFG: 1 uncond + 1 cond
+        params = DenoisedParams(x0.clone(), 0, 1)
+        fix.on_denoised(params)
+        expected = colorfix.colorfix(x0, fix.latent(size, size, x0.device), k)
+        assert torch.allclose(params.x, expected, atol=1e-6), (size, k)
 
 
 # ------------------------------------------------------------------------------------------- colorfix, served
@@ -363,6 +383,8 @@ def test_reference_api_infotext_and_refusals(served):
     text = json.loads(result["info"])["infotexts"][0]
     assert 'ControlNet 0: "Module: reference_only, Model: None, Weight: 1.0' in text
     assert "Threshold A: 0.7" in text
+    pasted = units_from_infotext(parse_infotext(text))[0]  # pasting restores the unit without a model
+    assert (pasted.module, pasted.model, pasted.threshold_a) == ("reference_only", "None", 0.7)
 
     body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [ref(module="revision_clipvision")]}}}
     response = client.post("/sdapi/v1/txt2img", json=body)
