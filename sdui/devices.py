@@ -155,6 +155,13 @@ def pick_precision(
     return Precision(dtype, dtype, reason)
 
 
+def conv_memory_format(device: torch.device, dtype: torch.dtype) -> torch.memory_format:
+    """The layout convolutions run fastest in: channels-last for bfloat16 on the CPU, where oneDNN's bf16
+    kernels work on it directly (the full-size VAE decodes 2x faster than in the default layout, which makes
+    bfloat16 pay off for the VAE too); the default elsewhere (float32 on the CPU is slower channels-last)."""
+    return torch.channels_last if device.type == "cpu" and dtype == torch.bfloat16 else torch.contiguous_format
+
+
 def pick_attention(device: torch.device, xformers: bool) -> str:
     """xformers only when asked for, on CUDA, and importable (it is a CUDA-only build); SDPA otherwise."""
     if not xformers:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from sdui.core.hooks import ProcessingHooks
+from sdui.devices import conv_memory_format
 from sdui.errors import InvalidRequestError
 from sdui.models.files import list_files
 from sdui.models.hashes import HashCache, sha256
@@ -82,7 +83,8 @@ def load_vae_file(path: Path, arch: str, like) -> torch.nn.Module:
     if f"{VAE_PREFIX}decoder.conv_in.weight" not in sd:
         raise InvalidRequestError(f"{path.name} is not a VAE in the original (LDM) layout; use another VAE file")
     parameter = next(like.parameters())
-    return load_vae(sd, arch, parameter.dtype).to(parameter.device)
+    vae = load_vae(sd, arch, parameter.dtype).to(parameter.device)
+    return vae.to(memory_format=conv_memory_format(parameter.device, parameter.dtype))
 
 
 class VaeChoice(ProcessingHooks):

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def encode(vae, pixels: torch.Tensor, tiling: VaeTiling = NEVER) -> torch.Tensor:
     """VAE latents of (N, 3, H, W) images in [-1, 1], scaled for the UNet, in the VAE's dtype."""
     device = next(vae.parameters()).device
-    pixels = pixels.to(device, vae.dtype)
+    pixels = pixels.to(device, vae.dtype).contiguous(memory_format=_layout(vae))
     height, width = pixels.shape[-2:]
     f = scale_factor(vae)
     if tiling.applies(height, width) and height % f == width % f == 0:
@@ -38,11 +38,21 @@ def encode(vae, pixels: torch.Tensor, tiling: VaeTiling = NEVER) -> torch.Tensor
 @torch.no_grad()
 def decode(vae, latents: torch.Tensor, tiling: VaeTiling = NEVER) -> torch.Tensor:
     """(N, 3, H, W) images in [-1, 1] of scaled latents, in the VAE's dtype (NaN where a half VAE overflowed)."""
-    z = latents.to(vae.dtype) / vae.config.scaling_factor
+    z = (latents.to(vae.dtype) / vae.config.scaling_factor).contiguous(memory_format=_layout(vae))
     f = scale_factor(vae)
     if tiling.applies(z.shape[-2] * f, z.shape[-1] * f):
         return decode_tiled(vae, z, tiling)
     return vae.decode(z).sample
+
+
+def _layout(vae) -> torch.memory_format:
+    """The memory layout the VAE's weights are in (channels-last for bf16 on the CPU): inputs follow it, as the
+    convolutions only run in that layout's fast path when their input is in it too."""
+    weight = getattr(getattr(getattr(vae, "decoder", None), "conv_in", None), "weight", None)
+    if weight is None or weight.ndim != 4:
+        return torch.contiguous_format
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def to_pil(decoded: torch.Tensor) -> list[Image.Image]:

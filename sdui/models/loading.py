@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from sdui.devices import DevicePolicy
+from sdui.devices import DevicePolicy, conv_memory_format
 from sdui.errors import CheckpointError
 from sdui.models.detection import detect_arch, detect_prediction_type, detect_variant, spec_from_yaml, yaml_beside
 from sdui.models.depth_estimator import load_depth_estimator_from_checkpoint, load_depth_estimator_from_folder
@@ -161,6 +161,7 @@ def load_sd_model(path: str | Path, policy: DevicePolicy, depth_dir: str | Path 
     unet = load_unet(_take(sd, UNET_PREFIX), arch, policy.dtype).to(policy.device)
     prediction_type = spec.prediction_type if spec else detect_prediction_type(sd, arch, variant, unet)
     vae = load_vae(_take(sd, VAE_PREFIX), arch, policy.vae_dtype).to(policy.device)
+    vae = vae.to(memory_format=conv_memory_format(policy.device, policy.vae_dtype))
     text_encoders, tokenizers = load_text_encoders(sd, arch, policy.dtype)
     # fp32: the estimator runs once per image, and fp16 MiDaS is where depth maps go wrong
     depth_estimator = load_depth_estimator_from_checkpoint(_take(sd, "depth_model."), torch.float32)

@@ -9,6 +9,7 @@ inpainting mean 0.19 / 3 / 1.4 %, with the kept area identical to the init image
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image
 
 from sdui.core.lora import merged_weight
 from sdui.devices import DevicePolicy
+from sdui.imaging import vae as vae_io
 from sdui.imaging.vae import JobVae
 from sdui.models.loading import load_sd_model
 from sdui.request import GenerationRequest, Img2ImgRequest
@@ -65,6 +67,28 @@ def test_the_loader_builds_every_network_in_bfloat16(checkpoint, models):
     assert all(encoder.dtype == torch.bfloat16 for encoder in model.text_encoders)
     kept_vae = load_sd_model(checkpoint, DevicePolicy(torch.device("cpu"), torch.bfloat16, torch.float32))
     assert (kept_vae.unet.dtype, kept_vae.vae.dtype) == (torch.bfloat16, torch.float32)  # --no-half-vae
+
+
+def test_a_bf16_vae_on_the_cpu_runs_channels_last_with_the_same_result(models):
+    bf16, fp32 = models[CPU_BF16].vae, models[CPU32].vae
+    conv = bf16.decoder.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert fp32.decoder.conv_in.weight.is_contiguous()  # float32 is slower channels-last on the CPU: kept as is
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    plain = copy.deepcopy(bf16).to(memory_format=torch.contiguous_format)
+    fast = vae_io.decode(bf16, latents)
+    reference = vae_io.decode(plain, latents)
+    exact = vae_io.decode(fp32, latents)
+    assert fast.dtype == torch.bfloat16
+    # the same bf16 arithmetic summed in another order: as close to float32 as the default layout, and under one
+    # pixel level from it on average
+    fast_error, plain_error = ((x.float() - exact).abs().mean().item() for x in (fast, reference))
+    assert fast_error <= 1.25 * plain_error + 1e-4, (fast_error, plain_error)
+    assert (fast.float() - reference.float()).abs().mean() * 127.5 <= 1.0
+    pixels_in = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    encoded = (vae_io.encode(v, pixels_in).float() for v in (bf16, plain, fp32))
+    fast_latents, plain_latents, exact_latents = encoded
+    assert (fast_latents - exact_latents).abs().mean() <= 1.25 * (plain_latents - exact_latents).abs().mean() + 1e-4
 
 
 @pytest.mark.slow
