@@ -32,7 +32,7 @@ from sdui.controlnet.colorfix import ColorFix
 from sdui.controlnet.control_image import resize_map
 from sdui.controlnet.infotext import infotext_params
 from sdui.controlnet.model_files import ControlNetCache, ControlNetCatalog
-from sdui.controlnet.reference import ReferenceInjection, ReferenceUnit, restore_processors
+from sdui.controlnet.reference import ReferenceInjection, ReferenceUnit, restore_unet
 from sdui.controlnet.residuals import ControlNetResiduals, check_fits
 from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, HiresOption, units_from_alwayson_scripts
 from sdui.core.denoiser import Residuals, UNetCall
@@ -113,7 +113,7 @@ class ControlNetScript(ProcessingHooks):
 
     # ---- the hook ------------------------------------------------------------------------------------------------
     def process(self, run: Run) -> None:
-        restore_processors(run.model.unet)  # a reference unit's processors left by a job that failed half-way
+        restore_unet(run.model.unet)  # what a reference unit left in a job that failed half-way
         units = self.units(run.request)
         if not units:
             return

@@ -20,8 +20,8 @@ Before each UNet call inside a unit's steps:
 Several reference units write into the same banks (their fidelities averaged per layer), as the extension's do.
 The attention layers get our processor through diffusers' attention-processor interface (wrapping whatever they
 had), the AdaIN blocks a forward hook, for the UNet calls of one Denoiser step only: the script ends the step in
-on_denoised. A processor of ours left behind by a failed job only calls the one it wraps (`restore_processors`
-takes it out at the next job); a forward hook left behind only passes outputs on.
+on_denoised. What a job that fails half-way through a step leaves behind only passes calls on, and the next job
+takes it out (`restore_unet`).
 """
 
 from __future__ import annotations
@@ -216,14 +216,20 @@ class AdainHook:
         return result
 
 
-def restore_processors(unet) -> None:
-    """Every self-attention layer holding a processor of ours gets back the one it wrapped."""
+def restore_unet(unet) -> None:
+    """Take out what a job that failed half-way through a step left on the UNet: every self-attention layer gets
+    back the processor ours wrapped, every block loses our forward hook (each would only pass things on)."""
     for layer in self_attention_layers(unet):
         processor = layer.processor
         while isinstance(processor, ReferenceAttnProcessor):
             processor = processor.inner
         if processor is not layer.processor:
             layer.set_processor(processor)
+    for module in unet.modules():
+        for key in [k for k, hook in module._forward_hooks.items() if isinstance(hook, AdainHook)]:
+            module._forward_hooks.pop(key)
+            module._forward_hooks_with_kwargs.pop(key, None)
+            module._forward_hooks_always_called.pop(key, None)
 
 
 # -------------------------------------------------------------------------------------------------------- the units

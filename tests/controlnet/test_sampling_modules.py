@@ -19,7 +19,7 @@ import webui
 from sdui.controlnet import colorfix, reference
 from sdui.controlnet.infotext import units_from_infotext
 from sdui.controlnet.units import HiresOption, unit_from_dict
-from sdui.core.denoiser import Denoiser, TextConditioning
+from sdui.core.denoiser import Denoiser, TextConditioning, UNetCall
 from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.core.schedules import training_sigmas
 from sdui.core.token_merging import self_attention_layers
@@ -274,26 +274,6 @@ def test_adain_blocks_are_the_extensions_ldm_blocks_on_an_sd1_shaped_unet():
     assert thresholds[7:] == pytest.approx([2 * w / 8 for w in range(8)])
 
 
-def test_restore_processors_takes_ours_out():
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        layers_per_block=1,
-        sample_size=8,
-    )
-    own = dict(unet.attn_processors)
-    state = reference._Injection()
-    for layer in self_attention_layers(unet):
-        layer.set_processor(reference.ReferenceAttnProcessor(layer.processor, state, 0.0))
-    assert dict(unet.attn_processors) != own
-    reference.restore_processors(unet)
-    assert all(unet.attn_processors[name] is processor for name, processor in own.items())
-
-
 # --------------------------------------------------------------------------------------- reference, served
 def test_model_free_units_need_no_model():
     unit = unit_from_dict({"module": "reference_only", "model": "None", "image": b64(shapes_image())})
@@ -408,6 +388,26 @@ def test_reference_adain_steers_the_image_and_leaves_the_unet_as_it_was(served):
     assert hook_count(unet) == hooks and all(unet.attn_processors[k] is p for k, p in own.items())
     assert np.array_equal(image_of(client), baseline)
     assert np.array_equal(image_of(client, ref(module="reference_adain", weight=0)), baseline)
+
+
+def test_what_a_failed_step_left_on_the_unet_is_gone_in_the_next_job(served):
+    ctx, client, _ = served
+    model = ctx.store.get()
+    unet = model.unet
+    own, hooks = dict(unet.attn_processors), hook_count(unet)
+    baseline = image_of(client)
+    # a reference step that never reaches on_denoised (the job failed in the UNet call after the reference pass)
+    unit = reference.ReferenceUnit(
+        "reference_adain+attn", np.asarray(shapes_image()), 1.0, 0.5, "Balanced", 0, 1, "Just Resize"
+    )
+    sigmas = training_sigmas(model.scheduler_config)
+    injection = reference.ReferenceInjection([unit], model, seed=0, alphas_cumprod=1 / (1 + sigmas.double() ** 2))
+    width = unet.config.cross_attention_dim
+    call = UNetCall(torch.zeros(2, 4, 8, 8), torch.tensor(500.0), torch.zeros(2, 77, width), None, 0, 3, 1)
+    injection(call)
+    assert hook_count(unet) > hooks and any(unet.attn_processors[k] is not p for k, p in own.items())
+    assert np.array_equal(image_of(client), baseline)
+    assert hook_count(unet) == hooks and all(unet.attn_processors[k] is p for k, p in own.items())
 
 
 def test_several_reference_units_write_into_the_same_banks(served):
