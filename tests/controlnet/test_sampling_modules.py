@@ -288,7 +288,7 @@ def test_reference_only_steers_the_image_and_weight_zero_equals_no_unit(served):
     own = dict(unet.attn_processors)
     baseline = image_of(client)
     with_reference = image_of(client, ref())
-    assert np.abs(with_reference - baseline).mean() > 1, "the reference must visibly steer the image"
+    assert np.abs(with_reference - baseline).mean() > 0.5, "the reference must visibly steer the image (1.1 levels)"
     assert all(unet.attn_processors[name] is processor for name, processor in own.items()), "processors restored"
     assert np.array_equal(image_of(client), baseline), "the next job equals the baseline bit for bit"
     assert np.array_equal(image_of(client, ref(weight=0)), baseline)
