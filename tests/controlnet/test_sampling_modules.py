@@ -5,8 +5,6 @@ injects a reference image into the UNet's self-attention without a model. Pure p
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 
 import numpy as np
@@ -25,6 +23,7 @@ from sdui.core.schedules import training_sigmas
 from sdui.core.token_merging import self_attention_layers
 from sdui.errors import InvalidRequestError
 from sdui.infotext.parse import parse_infotext
+from tests.controlnet.test_api import b64, decoded, shapes_image
 from tests.fixtures.checkpoints import tiny_components
 from tests.fixtures.controlnet import write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
@@ -43,24 +42,6 @@ def colour_blocks() -> Image.Image:
     draw.rectangle((32, 0, 63, 63), fill=(30, 60, 230))
     draw.rectangle((0, 40, 63, 63), fill=(240, 220, 40))
     return image
-
-
-def shapes_image() -> Image.Image:
-    image = Image.new("RGB", (SIZE, SIZE), "black")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((12, 16, 44, 50), fill="white")
-    draw.ellipse((30, 6, 58, 34), fill=(120, 200, 40))
-    return image
-
-
-def b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def decoded(data: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=np.int16)
 
 
 class FinalLatents(ProcessingHooks):
