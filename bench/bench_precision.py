@@ -41,6 +41,8 @@ def full_size_models():
     float32 weights rounded (no second float32 copy: the pair fits beside other work on a small machine)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
+    from sdui.devices import conv_memory_format
+
     def build(dtype):
         default = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
@@ -56,6 +58,8 @@ def full_size_models():
     half_unet, half_vae = build(torch.bfloat16)
     half_unet.load_state_dict(full_unet.state_dict())
     half_vae.load_state_dict(full_vae.state_dict())
+    # as the loader lays them out (sdui.devices.conv_memory_format: channels-last for the bf16 VAE on the CPU)
+    half_vae = half_vae.to(memory_format=conv_memory_format(torch.device("cpu"), torch.bfloat16))
     return {torch.float32: (full_unet, full_vae), torch.bfloat16: (half_unet, half_vae)}
 
 
