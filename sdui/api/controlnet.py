@@ -1,7 +1,8 @@
 """The sd-webui-controlnet extension's routes (/controlnet/*), so its clients work against the built-in ControlNet.
 
 Shapes as the extension answers: {"version": 2}; {"model_list": ["name [hash]", ...]}; {"module_list": [...],
-"module_detail": {...}}; {"control_net_unit_count": N}; detect: {"images": [base64 PNG, ...], "info": "Success"}.
+"module_detail": {...}}; {"control_types": {"Canny": {...}, ...}}; {"control_net_unit_count": N}; detect:
+{"images": [base64 PNG, ...], "info": "Success"}.
 Behind the same credentials as /sdapi/v1 (--api-auth).
 """
 
@@ -15,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from sdui.api.errors import ApiRoute
 from sdui.app.auth import Credentials
 from sdui.app.context import AppContext
+from sdui.controlnet import control_types as types
 from sdui.controlnet import preprocessors
 from sdui.errors import InvalidRequestError
 
@@ -41,6 +43,11 @@ def create_controlnet_router(ctx: AppContext, auth_dependency) -> APIRouter:
     @router.get("/module_list")
     def module_list(alias_names: bool = False):
         return preprocessors.module_list(alias_names)
+
+    @router.get("/control_types")
+    def control_types():
+        preprocessor_names = preprocessors.module_list(True)["module_list"]
+        return types.control_types(preprocessor_names, script.catalog.titles())
 
     @router.get("/settings")
     def settings():

@@ -167,6 +167,12 @@ def test_routes_answer_in_the_extensions_shapes(served):
     modules = client.get("/controlnet/module_list").json()
     assert "canny" in modules["module_list"] and "canny" in modules["module_detail"]
     assert client.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
+    types = client.get("/controlnet/control_types").json()["control_types"]
+    canny = types["Canny"]
+    assert canny["default_option"] == "canny" and canny["default_model"].startswith("control_tiny_canny [")
+    assert canny["module_list"] == ["none", "canny"] and canny["model_list"][0] == "None"
+    assert types["Depth"]["model_list"] == ["None"] and types["Depth"]["default_model"] == "None"
+    assert "depth_midas" in types["Depth"]["module_list"] and len(types["All"]["module_list"]) > 50
     assert "controlnet" in client.get("/sdapi/v1/scripts").json()["txt2img"]
     infos = client.get("/sdapi/v1/script-info").json()
     assert any(i["name"] == "controlnet" and i["is_alwayson"] for i in infos)
