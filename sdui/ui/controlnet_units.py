@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 
 from sdui.controlnet import preprocessors
+from sdui.controlnet.control_types import CONTROL_TYPES
+from sdui.controlnet.control_types import control_type as types_of
 from sdui.controlnet.infotext import units_from_infotext
 from sdui.controlnet.units import SCRIPT_TITLE, ControlMode, HiresOption, ResizeMode
 from sdui.errors import UserError
@@ -81,6 +83,11 @@ def _pasted(params: dict, *, index: int, name: str, catalog=None):
     if unit is None:
         return None
     value = getattr(unit, name)
+    if name == "module":
+        try:  # the infotext has the internal name ("depth"); the list shows the UI name ("depth_midas")
+            return preprocessors.find(value).label
+        except UserError:
+            return value
     if name == "model" and catalog is not None:
         try:  # the file here may carry another hash, or be found by its name alone, as the extension finds it
             entry = catalog.find(value)
@@ -100,8 +107,10 @@ def _png_base64(image) -> str | None:
 
 def _slider_updates(module: str) -> list:
     """The three preprocessor sliders for `module`: its names, ranges and defaults; hidden where it has none."""
-    detail = preprocessors.module_list(False)["module_detail"].get(module, {"sliders": []})
-    sliders = list(detail["sliders"]) + [None] * 3
+    try:
+        sliders = list(preprocessors.find(module).sliders) + [None] * 3
+    except UserError:
+        sliders = [None] * 3
     updates = []
     for spec in sliders[:3]:
         if spec is None:
@@ -123,7 +132,7 @@ def _slider_updates(module: str) -> list:
 def create_controlnet(ctx, mode: str, width=None, height=None) -> ControlNetControls:
     """The accordion, inside the current Blocks context; `width`/`height`: the tab's sliders (send dimensions)."""
     script = ctx.controlnet
-    modules = preprocessors.module_list(False)["module_list"]
+    modules = preprocessors.module_list(alias_names=True)["module_list"]  # the names the extension's page shows
     count = max(1, int(ctx.options.control_net_unit_count))
     found = ControlNetControls(catalog=script.catalog)
     with gr.Accordion("ControlNet", open=False, elem_id=f"{mode}_controlnet"):
@@ -143,6 +152,7 @@ def _create_unit(ctx, mode: str, index: int, modules: list[str], width, height) 
     with gr.Row():
         enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}_enable")
         pixel_perfect = gr.Checkbox(False, label="Pixel Perfect", elem_id=f"{prefix}_pixel_perfect")
+    control_type = gr.Radio(list(CONTROL_TYPES), value="All", label="Control Type", elem_id=f"{prefix}_control_type")
     with gr.Row():
         module = gr.Dropdown(modules, value="none", label="Preprocessor", elem_id=f"{prefix}_module")
         model = gr.Dropdown(script.catalog.titles(), value="None", label="Model", elem_id=f"{prefix}_model")
@@ -176,6 +186,16 @@ def _create_unit(ctx, mode: str, index: int, modules: list[str], width, height) 
     send_size = gr.Button("Send dimensions to the generation size", elem_id=f"{prefix}_send_dimensions")
 
     module.change(_slider_updates, inputs=[module], outputs=[resolution, threshold_a, threshold_b], queue=False)
+
+    def narrow(kind: str):
+        """The preprocessors and models of one kind of control, its defaults chosen."""
+        found = types_of(kind, modules, script.catalog.titles())
+        return (
+            gr.update(choices=found["module_list"], value=found["default_option"]),
+            gr.update(choices=found["model_list"], value=found["default_model"]),
+        )
+
+    control_type.change(narrow, inputs=[control_type], outputs=[module, model], queue=False)
     refresh.click(
         lambda: gr.update(choices=(script.catalog.refresh(), script.catalog.titles())[1]),
         outputs=[model],

@@ -78,6 +78,14 @@ def test_preview_sliders_and_send_dimensions(app):
     assert resolution["visible"] and resolution["value"] == 512
     assert [u["visible"] for u in relabel.fn("none")] == [False, False, False]
 
+    narrow = handler(demo, "txt2img_controlnet_0_control_type", "change")
+    modules, models = narrow.fn("Canny")
+    assert (modules["choices"], modules["value"]) == (["none", "canny"], "canny")
+    assert models["value"] == ctx.controlnet.catalog.titles(include_none=False)[0] and models["choices"][0] == "None"
+    modules, models = narrow.fn("Depth")
+    assert modules["value"] == "depth_midas" and models["value"] == "None"  # no depth model here
+    assert len(narrow.fn("All")[0]["choices"]) > 50
+
     send = handler(demo, "txt2img_controlnet_0_send_dimensions", "click")
     image = shapes_image().resize((300, 203))
     assert send.fn(image) == (296, 200)
@@ -93,7 +101,9 @@ def test_paste_restores_the_units_of_an_infotext(app):
         "Processor Res: 256, Threshold A: 50.0, Threshold B: 150.0, Guidance Start: 0.1, Guidance End: 0.8, "
         'Pixel Perfect: True, Control Mode: ControlNet is more important"'
     )
-    out = outputs_by_id(fn, fn.fn(text, ""))
+    depth = ', ControlNet 2: "Module: depth, Model: control_sd15_depth [fef5e48e], Weight: 1.0"'
+    out = outputs_by_id(fn, fn.fn(text + depth, ""))
+    assert out["txt2img_controlnet_2_module"] == "depth_midas"  # the internal name shown as the list shows it
     unit = {
         k.removeprefix("txt2img_controlnet_1_"): v for k, v in out.items() if str(k).startswith("txt2img_controlnet_1_")
     }
