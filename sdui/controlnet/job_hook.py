@@ -48,6 +48,7 @@ from sdui.request import Img2ImgRequest
 log = logging.getLogger(__name__)
 
 ALWAYSON_NAME = SCRIPT_TITLE.lower()  # how /sdapi/v1/scripts and alwayson_scripts name it
+KEPT_JOBS = 4  # runs whose prepared units are held (one at a time runs; a failed one is dropped later)
 AFTER_DECODE = ("recolor_luminance", "recolor_intensity", "inpaint_only")
 SOFT_IN_HIRES = ("canny", "mlsd")  # the extension softens these units' residuals in hires fix's second pass
 COLORFIX = ("tile_colorfix", "tile_colorfix+sharp")
@@ -125,6 +126,8 @@ class ControlNetScript(ProcessingHooks):
         for index, unit in enumerate(units):
             prepared.append(self._prepare(index, unit, run, policy))
         self._prepared[id(run)] = prepared
+        while len(self._prepared) > KEPT_JOBS:  # jobs that failed never reached postprocess(): their maps go
+            self._prepared.pop(next(iter(self._prepared)))
         run.residual_contributors.extend(
             p.contributor if p.unit.hr_option == HiresOption.BOTH else OnePass(p.contributor, p.unit.hr_option)
             for p in prepared
