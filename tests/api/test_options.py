@@ -43,7 +43,7 @@ A1111_KEYS = {
     "disabled_extensions": [],
     "disable_all_extensions": "none",
     "interrogate_clip_num_beams": 1,
-    "control_net_unit_count": None,  # an extension's key: not listed until that extension registers it
+    "control_net_unit_count": 3,  # the ControlNet extension's key and default: ControlNet is built in
 }
 
 
@@ -51,9 +51,6 @@ def test_get_options_lists_every_a1111_key_with_a1111s_default(make_client, data
     _, client = make_client(data_dir)
     options = client.get("/sdapi/v1/options").json()
     for key, default in A1111_KEYS.items():
-        if key == "control_net_unit_count":
-            assert key not in options
-            continue
         assert key in options, key
         assert options[key] == default, key
     assert "sd_model_checkpoint" in options

@@ -126,8 +126,15 @@ def test_listings(api):
     ]
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
     assert api.get_scripts() == {
-        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"],
-        "img2img": ["loopback", "prompt matrix", "prompts from file or textbox", "sd upscale", "x/y/z plot"],
+        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "controlnet"],
+        "img2img": [
+            "loopback",
+            "prompt matrix",
+            "prompts from file or textbox",
+            "sd upscale",
+            "x/y/z plot",
+            "controlnet",
+        ],
     }
     assert api.get_cmd_flags()["nowebui"] is True
     assert set(api.get_memory()) == {"ram", "cuda"}
