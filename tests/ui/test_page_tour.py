@@ -100,12 +100,14 @@ def test_a_tour_of_the_page(page, tmp_path, tiny_sd1_checkpoint):
         page.get_by_role("tab", name="Inpaint", exact=True).first.click()
         page.locator("#img2maskimg").wait_for()
         placeholder = page.locator("#img2maskimg").get_by_text("select the draw tool")
-        for _ in range(3):  # the editor may take the file only once it has finished mounting
+        for attempt in range(4):  # the editor may take the file only once it has finished mounting
+            page.wait_for_load_state("networkidle")
             page.locator("#img2maskimg input[type=file]").set_input_files(str(first))
             try:
-                placeholder.wait_for(state="hidden", timeout=10_000)
+                placeholder.wait_for(state="hidden", timeout=15_000)
                 break
             except Exception:  # noqa: BLE001 - not taken yet: give it again
+                _shot(page, f"3-upload-not-taken-{attempt}")
                 continue
         placeholder.wait_for(state="hidden")
         page.wait_for_timeout(500)  # the editor draws the image into its canvas
