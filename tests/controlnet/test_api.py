@@ -8,8 +8,6 @@ extension's shapes; mistakes are 422s that name what exists.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 
 import numpy as np
@@ -25,32 +23,10 @@ from sdui.core.hooks import ProcessingHooks
 from sdui.core.processing import process
 from sdui.imaging.masking import crop_to_region
 from sdui.request import GenerationRequest
-from tests.fixtures.controlnet import write_controlnet
+from tests.fixtures.controlnet import BASE, SIZE, b64, decoded, shapes_image, write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
 
 pytestmark = pytest.mark.filterwarnings("ignore:Should have")
-
-SIZE = 64
-BASE = dict(prompt="a red fox", negative_prompt="", seed=7, steps=3, width=SIZE, height=SIZE, cfg_scale=7)
-BASE.update(sampler_name="Euler", scheduler="Automatic")
-
-
-def shapes_image() -> Image.Image:
-    image = Image.new("RGB", (SIZE, SIZE), "black")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((12, 16, 44, 50), fill="white")
-    draw.ellipse((30, 6, 58, 34), fill=(120, 200, 40))
-    return image
-
-
-def b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def decoded(data: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=np.int16)
 
 
 @pytest.fixture(scope="module")

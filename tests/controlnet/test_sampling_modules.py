@@ -23,9 +23,8 @@ from sdui.core.schedules import training_sigmas
 from sdui.core.token_merging import self_attention_layers
 from sdui.errors import InvalidRequestError
 from sdui.infotext.parse import parse_infotext
-from tests.controlnet.test_api import b64, decoded, shapes_image
 from tests.fixtures.checkpoints import tiny_components
-from tests.fixtures.controlnet import write_controlnet
+from tests.fixtures.controlnet import b64, decoded, shapes_image, write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
 
 pytestmark = pytest.mark.filterwarnings("ignore:Should have")

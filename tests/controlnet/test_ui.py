@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 import webui
 from sdui.controlnet import preprocessors
 from sdui.ui.app import create_ui
-from tests.controlnet.test_api import BASE, b64, decoded, shapes_image
-from tests.fixtures.controlnet import write_controlnet
+from tests.fixtures.controlnet import BASE, b64, decoded, shapes_image, write_controlnet
 from tests.helpers import LOCAL, call, components_by_id, handler, install_checkpoint, make_ctx, outputs_by_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Should have")]
