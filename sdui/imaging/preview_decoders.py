@@ -45,8 +45,8 @@ class LatentRGB:
 
 
 # Published least-squares fits of the decoded RGB on the latent channels (public data, not code):
-# - SD1.x and SD2.x share one VAE: Keturn, "Decoding latents to RGB without upscaling" (Hugging Face forum, 2022),
-#   https://discuss.huggingface.co/t/decoding-latents-to-rgb-without-upscaling/23204 (no bias).
+# - SD1.x and SD2.x share one VAE: Keturn, "Decoding latents to RGB without upscaling" (Hugging Face forum thread
+#   23204, 2022; no bias). Cited only: nothing here is fetched.
 # - SDXL's VAE has a latent space of its own: the fit with bias published in ComfyUI's latent formats
 #   (comfy/latent_formats.py, SDXL, 2024).
 # SD3's 16-channel latents would need their own row set; our loader refuses SD3 (sdui/models/detection.py).
