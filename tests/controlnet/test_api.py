@@ -23,7 +23,7 @@ from sdui.core.hooks import ProcessingHooks
 from sdui.core.processing import process
 from sdui.imaging.masking import crop_to_region
 from sdui.request import GenerationRequest
-from tests.fixtures.controlnet import BASE, SIZE, b64, decoded, shapes_image, write_controlnet
+from tests.fixtures.controlnet import BASE, SIZE, b64, decoded, shapes_image, txt2img, write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
 
 pytestmark = pytest.mark.filterwarnings("ignore:Should have")
@@ -42,15 +42,6 @@ def served(tmp_path_factory, tiny_sd1_checkpoint):
 
 def unit(**fields) -> dict:
     return {"enabled": True, "module": "canny", "model": "control_tiny_canny", "image": b64(shapes_image()), **fields}
-
-
-def txt2img(client, *units, **fields) -> dict:
-    body = {**BASE, **fields}
-    if units:
-        body["alwayson_scripts"] = {"controlnet": {"args": list(units)}}
-    response = client.post("/sdapi/v1/txt2img", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 class WithResiduals(ProcessingHooks):

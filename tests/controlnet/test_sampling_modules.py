@@ -24,14 +24,10 @@ from sdui.core.token_merging import self_attention_layers
 from sdui.errors import InvalidRequestError
 from sdui.infotext.parse import parse_infotext
 from tests.fixtures.checkpoints import tiny_components
-from tests.fixtures.controlnet import b64, decoded, shapes_image, write_controlnet
+from tests.fixtures.controlnet import BASE, SIZE, b64, decoded, shapes_image, txt2img, write_controlnet
 from tests.helpers import LOCAL, install_checkpoint, make_ctx
 
 pytestmark = pytest.mark.filterwarnings("ignore:Should have")
-
-SIZE = 64
-BASE = dict(prompt="a red fox", negative_prompt="", seed=7, steps=3, width=SIZE, height=SIZE, cfg_scale=7)
-BASE.update(sampler_name="Euler", scheduler="Automatic")
 
 
 def colour_blocks() -> Image.Image:
@@ -65,17 +61,8 @@ def served(tmp_path_factory, tiny_sd1_checkpoint):
     ctx.jobs.shutdown()
 
 
-def generate(client, *units, **fields) -> dict:
-    body = {**BASE, **fields}
-    if units:
-        body["alwayson_scripts"] = {"controlnet": {"args": list(units)}}
-    response = client.post("/sdapi/v1/txt2img", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def image_of(client, *units, **fields) -> np.ndarray:
-    return decoded(generate(client, *units, **fields)["images"][0])
+    return decoded(txt2img(client, *units, **fields)["images"][0])
 
 
 def tile(module: str = "tile_colorfix", image: Image.Image | None = None, **fields) -> dict:
@@ -179,7 +166,7 @@ def test_sharp_differs_from_colorfix_only_through_the_negative_prompts_rows(serv
 
 def test_colorfix_api_and_infotext(served):
     _, client, _ = served
-    result = generate(client, tile("tile_colorfix+sharp", threshold_a=5, threshold_b=1.5))
+    result = txt2img(client, tile("tile_colorfix+sharp", threshold_a=5, threshold_b=1.5))
     text = json.loads(result["info"])["infotexts"][0]
     assert 'ControlNet 0: "Module: tile_colorfix+sharp, Model: control_tiny_tile [' in text
     assert "Threshold A: 5.0, Threshold B: 1.5" in text
@@ -339,7 +326,7 @@ def test_style_fidelity_changes_the_image_through_the_negative_prompt(served):
 
 def test_reference_api_infotext_and_refusals(served):
     _, client, _ = served
-    result = generate(client, ref(threshold_a=0.7))
+    result = txt2img(client, ref(threshold_a=0.7))
     text = json.loads(result["info"])["infotexts"][0]
     assert 'ControlNet 0: "Module: reference_only, Model: None, Weight: 1.0' in text
     assert "Threshold A: 0.7" in text
@@ -396,7 +383,7 @@ def test_several_reference_units_write_into_the_same_banks(served):
     second = image_of(client, ref(colour_blocks(), module="reference_adain"))
     together = image_of(client, ref(), ref(colour_blocks(), module="reference_adain"))
     assert not np.array_equal(together, first) and not np.array_equal(together, second)
-    text = json.loads(generate(client, ref(), ref(module="reference_adain+attn"))["info"])["infotexts"][0]
+    text = json.loads(txt2img(client, ref(), ref(module="reference_adain+attn"))["info"])["infotexts"][0]
     assert "ControlNet 0: \"Module: reference_only" in text and "ControlNet 1: \"Module: reference_adain+attn" in text
 
 
