@@ -518,9 +518,11 @@ def wire_generation(
             if (runner or batch) is not None:
                 run = functools.partial(generate or default_generate(), script=runner or batch)
         except UserError as e:  # e.g. no image uploaded: said before anything is queued
+            log.warning("%s refused: %s", tab.name, e.message)
             yield (*skip_all, common.error_html(e.message))
             return
         except (TypeError, ValueError) as e:
+            log.warning("%s refused: %s", tab.name, e)
             yield (*skip_all, common.error_html(str(e)))
             return
         shown_preview, shown_progress = None, None

@@ -532,8 +532,9 @@ def test_paste_fills_the_image_tabs_widgets(ctx):
     assert out["outpaint_prompt"] == gr.skip() and "No generation parameters" in out["html_info_outpaint"]
 
 
-def test_a_mistake_is_shown_as_text_and_nothing_is_queued(ctx):
+def test_a_mistake_is_shown_as_text_and_in_the_log_and_nothing_is_queued(ctx, caplog):
     demo = create_ui(ctx)
+    caplog.set_level("WARNING", logger="sdui.ui.generation")
     for tab, own in (
         ("img2img", [*NO_SUB_TAB_INPUTS, None, "Just resize", 0.75]),
         ("outpaint", [None, True, True, True, True, 128, 4, "fill", 0.8]),
@@ -544,6 +545,7 @@ def test_a_mistake_is_shown_as_text_and_nothing_is_queued(ctx):
         out = outputs_by_id(fn, updates[0])
         assert 'class="error"' in out[f"html_info_{tab}"] and "No image to" in out[f"html_info_{tab}"]
         assert out[f"{tab}_gallery"] == gr.skip()
+        assert caplog.records[-1].getMessage().startswith(f"{tab} refused: No image to")
     assert ctx.jobs.last is None and ctx.jobs.pending() == []
 
 
