@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sdui.controlnet.control_image import control_tensor
-from sdui.controlnet.units import HiresOption
+from sdui.controlnet.modes import HiresOption
 from sdui.core.denoiser import UNetCall
 from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.imaging import vae as vae_io

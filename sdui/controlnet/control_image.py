@@ -19,33 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sdui.controlnet.modes import ResizeMode, resize_mode
 from sdui.errors import InvalidRequestError
 
-RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
-# older names clients still send (the extension's resize_mode_aliases)
-RESIZE_ALIASES = {
-    "Inner Fit (Scale to Fit)": "Crop and Resize",
-    "Outer Fit (Shrink to Fit)": "Resize and Fill",
-    "Scale to Fit (Inner Fit)": "Crop and Resize",
-    "Envelope (Outer Fit)": "Resize and Fill",
-}
 PALETTE_COLOURS = 200  # fewer distinct colours than this (and more than 2): a label map, resized by nearest
 MAX_SIDE = 16384  # a map or target side beyond this is refused before any work
-
-
-def resize_mode_name(value: str | int) -> str:
-    """The mode's name from a name, an old alias or its number (0, 1, 2; 3 "Just Resize (Latent upscale)" and
-    other numbers resize, as the extension falls back)."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidRequestError(f"resize_mode must be a name or a number, not {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidRequestError(f"resize_mode {value} is not one of 0, 1, 2 ({', '.join(RESIZE_MODES)})")
-        return RESIZE_MODES[value] if value < len(RESIZE_MODES) else RESIZE_MODES[0]
-    name = RESIZE_ALIASES.get(value.strip(), value.strip())
-    if name not in RESIZE_MODES:
-        raise InvalidRequestError(f"resize_mode '{value}' is not one of: {', '.join(RESIZE_MODES)} (or 0, 1, 2)")
-    return name
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -104,7 +82,7 @@ def resize_map(
     image: Image.Image | np.ndarray,
     width: int,
     height: int,
-    mode: str | int = "Crop and Resize",
+    mode: ResizeMode | str | int = ResizeMode.CROP_AND_RESIZE,
     *,
     fill: int | None = None,
 ):
@@ -112,12 +90,12 @@ def resize_map(
     "Resize and Fill"'s margins (None: the median colour of the map's border)."""
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise InvalidRequestError(f"a control map size must be 1..{MAX_SIDE} pixels, not {width}x{height}")
-    mode = resize_mode_name(mode)
+    mode = resize_mode(mode)
     array = to_rgb_array(image)
-    if mode == "Just Resize":
+    if mode is ResizeMode.JUST_RESIZE:
         return resample(array, width, height)
     old_h, old_w = array.shape[:2]
-    cover = mode == "Crop and Resize"
+    cover = mode is ResizeMode.CROP_AND_RESIZE
     k = max(height / old_h, width / old_w) if cover else min(height / old_h, width / old_w)
     new_w, new_h = max(1, round(old_w * k)), max(1, round(old_h * k))
     scaled = resample(array, new_w, new_h)
@@ -132,7 +110,9 @@ def resize_map(
     return canvas
 
 
-def inpaint_hint(rgba: np.ndarray, width: int, height: int, mode: str | int = "Crop and Resize") -> np.ndarray:
+def inpaint_hint(
+    rgba: np.ndarray, width: int, height: int, mode: ResizeMode | str | int = ResizeMode.CROP_AND_RESIZE
+) -> np.ndarray:
     """An inpaint unit's RGBA map at (width, height) as its ControlNet takes it: (H, W, 3) float32, the picture in
     [0, 1] where kept and -1 where the mask (alpha > 127) asks for new content."""
     rgba = np.asarray(rgba)
@@ -147,7 +127,7 @@ def control_tensor(
     image: Image.Image | np.ndarray,
     width: int,
     height: int,
-    mode: str | int = "Crop and Resize",
+    mode: ResizeMode | str | int = ResizeMode.CROP_AND_RESIZE,
     *,
     inpaint: bool = False,
 ) -> torch.Tensor:

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
-from sdui.controlnet.units import ControlNetUnit, HiresOption, unit_from_text_fields
+from sdui.controlnet.modes import HiresOption
+from sdui.controlnet.units import ControlNetUnit, unit_from_text_fields
 from sdui.errors import InvalidRequestError
 
 log = logging.getLogger(__name__)

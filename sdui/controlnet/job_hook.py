@@ -32,9 +32,10 @@ from sdui.controlnet.colorfix import ColorFix
 from sdui.controlnet.control_image import resize_map
 from sdui.controlnet.infotext import infotext_params
 from sdui.controlnet.model_files import ControlNetCache, ControlNetCatalog
+from sdui.controlnet.modes import HiresOption, ResizeMode
 from sdui.controlnet.reference import ReferenceInjection, ReferenceUnit, restore_unet
 from sdui.controlnet.residuals import ControlNetResiduals, check_fits
-from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, HiresOption, units_from_alwayson_scripts
+from sdui.controlnet.units import SCRIPT_TITLE, ControlNetUnit, units_from_alwayson_scripts
 from sdui.core.denoiser import Residuals, UNetCall
 from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.core.run import Batch, Run
@@ -211,8 +212,8 @@ class ControlNetScript(ProcessingHooks):
             weight=unit.weight,
             guidance_start=unit.guidance_start,
             guidance_end=unit.guidance_end,
-            control_mode=unit.control_mode.value,
-            resize_mode=unit.resize_mode.value,
+            control_mode=unit.control_mode,
+            resize_mode=unit.resize_mode,
             soft_in_hires=module.name in SOFT_IN_HIRES,
             inpaint=inpaint,
         )
@@ -224,7 +225,7 @@ class ControlNetScript(ProcessingHooks):
                 variation=unit.threshold_a,
                 sharpness=unit.threshold_b if module.name.endswith("+sharp") else None,
                 weight=unit.weight,
-                resize_mode=unit.resize_mode.value,
+                resize_mode=unit.resize_mode,
                 hr_option=unit.hr_option,
             )
         log.info("ControlNet unit %d: %s with %s, weight %s", index, module.name, entry.title, unit.weight)
@@ -248,7 +249,7 @@ class ControlNetScript(ProcessingHooks):
             if prepared.unit.module not in AFTER_DECODE:
                 continue
             height, width = images.shape[-2:]
-            sized = _map_at(prepared.control_map, width, height, prepared.unit.resize_mode.value)
+            sized = _map_at(prepared.control_map, width, height, prepared.unit.resize_mode)
             for i in range(images.shape[0]):
                 picture = images[i].permute(1, 2, 0).float().cpu().numpy()
                 result = postprocessing.after_decode(prepared.unit.module, picture, sized)
@@ -279,15 +280,15 @@ def _reference_unit(unit: ControlNetUnit, control_map: np.ndarray) -> ReferenceU
         image=control_map,
         weight=unit.weight,
         threshold_a=unit.threshold_a,
-        control_mode=unit.control_mode.value,
+        control_mode=unit.control_mode,
         guidance_start=unit.guidance_start,
         guidance_end=unit.guidance_end,
-        resize_mode=unit.resize_mode.value,
+        resize_mode=unit.resize_mode,
         hr_option=unit.hr_option,
     )
 
 
-def _map_at(control_map: np.ndarray, width: int, height: int, resize_mode: str) -> np.ndarray:
+def _map_at(control_map: np.ndarray, width: int, height: int, resize_mode: ResizeMode) -> np.ndarray:
     """The map fitted to the picture by the unit's resize mode; an RGBA map keeps its alpha (the mask)."""
     rgb = resize_map(control_map[..., :3], width, height, resize_mode)
     if control_map.shape[2] < 4:

@@ -40,6 +40,7 @@ from sdui.controlnet.builtin_preprocessors import (
     tile_resample,
     to_rgb,
 )
+from sdui.controlnet.modes import ResizeMode, resize_mode
 from sdui.errors import InvalidRequestError
 from sdui.models.depth_estimator import DepthEstimator
 from sdui.settings.definitions import MAX_IMAGE_PIXELS
@@ -346,11 +347,12 @@ def run(
     return map_of(pixels, Params(res, a, b, mask, int(seed)))
 
 
-def pixel_perfect_resolution(image_hw: tuple[int, int], target_hw: tuple[int, int], resize_mode: object) -> int:
+def pixel_perfect_resolution(
+    image_hw: tuple[int, int], target_hw: tuple[int, int], mode: ResizeMode | str | int
+) -> int:
     """The preprocessor resolution "pixel perfect" picks: the image's short side scaled by the factor that fills the
     target (Just Resize, Crop and Resize) or fits inside it (Resize and Fill), rounded half to even."""
-    mode = getattr(resize_mode, "value", resize_mode)
-    fits_inside = mode in (2, "Resize and Fill", "Outer Fit (Shrink to Fit)", "Envelope (Outer Fit)")
+    fits_inside = resize_mode(mode) is ResizeMode.RESIZE_AND_FILL
     (raw_h, raw_w), (target_h, target_w) = image_hw, target_hw
     scales = (target_h / raw_h, target_w / raw_w)
     k = min(scales) if fits_inside else max(scales)

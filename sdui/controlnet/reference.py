@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from sdui.controlnet.control_image import control_tensor
-from sdui.controlnet.units import HiresOption
+from sdui.controlnet.modes import HiresOption
 from sdui.core.denoiser import UNetCall
 from sdui.core.hooks import DenoisedParams, ProcessingHooks
 from sdui.core.token_merging import self_attention_layers

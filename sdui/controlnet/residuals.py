@@ -25,26 +25,15 @@ import torch
 from diffusers import ControlNetModel
 from PIL import Image
 
-from sdui.controlnet.control_image import control_tensor, resize_mode_name
+from sdui.controlnet.control_image import control_tensor
+from sdui.controlnet.modes import ControlMode, ResizeMode
+from sdui.controlnet.modes import control_mode as parse_control_mode
+from sdui.controlnet.modes import resize_mode as parse_resize_mode
 from sdui.core.denoiser import Residuals, UNetCall
 from sdui.errors import InvalidRequestError
 
-CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
 SOFT_DECAY = 0.825  # the extension's per-block factor of the soft injection
 MAX_CACHED_SIZES = 4  # control maps kept per unit (first pass, hires pass, and a spare)
-
-
-def control_mode_name(value: str | int) -> str:
-    """The control mode's name from its name or number (0, 1, 2)."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidRequestError(f"control_mode must be a name or a number, not {value!r}")
-    if isinstance(value, int):
-        if not 0 <= value < len(CONTROL_MODES):
-            raise InvalidRequestError(f"control_mode {value} is not one of 0, 1, 2 ({', '.join(CONTROL_MODES)})")
-        return CONTROL_MODES[value]
-    if value.strip() not in CONTROL_MODES:
-        raise InvalidRequestError(f"control_mode '{value}' is not one of: {', '.join(CONTROL_MODES)} (or 0, 1, 2)")
-    return value.strip()
 
 
 def in_guidance(step: int, total: int, start: float, end: float) -> bool:
@@ -97,8 +86,8 @@ class ControlNetResiduals:
         weight: float = 1.0,
         guidance_start: float = 0.0,
         guidance_end: float = 1.0,
-        control_mode: str | int = "Balanced",
-        resize_mode: str | int = "Crop and Resize",
+        control_mode: ControlMode | str | int = ControlMode.BALANCED,
+        resize_mode: ResizeMode | str | int = ResizeMode.CROP_AND_RESIZE,
         soft_in_hires: bool = False,
         inpaint: bool = False,
     ):
@@ -111,8 +100,8 @@ class ControlNetResiduals:
         self.image = image
         self.weight = float(weight)
         self.start, self.end = float(guidance_start), float(guidance_end)
-        self.control_mode = control_mode_name(control_mode)
-        self.resize_mode = resize_mode_name(resize_mode)
+        self.control_mode = parse_control_mode(control_mode)
+        self.resize_mode = parse_resize_mode(resize_mode)
         self.soft_in_hires = soft_in_hires
         self.inpaint = inpaint  # an RGBA map whose alpha is the mask (inpaint modules)
         self.calls = 0  # UNet calls it added residuals to (for tests and logs)
@@ -154,8 +143,8 @@ class ControlNetResiduals:
         dtype, device = call.sample.dtype, call.sample.device
 
         # 3. scaled per block; the negative prompt's rows dropped when the prompt's side leads
-        cond_only = self.control_mode == CONTROL_MODES[2] or bool(self.controlnet.config.global_pool_conditions)
-        soft = self.control_mode != CONTROL_MODES[0] or (second_pass and self.soft_in_hires)
+        cond_only = self.control_mode is ControlMode.CONTROLNET or bool(self.controlnet.config.global_pool_conditions)
+        soft = self.control_mode is not ControlMode.BALANCED or (second_pass and self.soft_in_hires)
         outputs = [*down, mid]
         scales = block_scales(len(outputs), self.weight, soft)
         scaled = [(r * s).to(device, dtype) for r, s in zip(outputs, scales, strict=True)]

@@ -17,36 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from functools import partial
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from sdui.controlnet import preprocessors
+from sdui.controlnet.modes import ControlMode, HiresOption, NotAChoice, ResizeMode, parse
 from sdui.errors import InvalidRequestError
 from sdui.imaging.encoding import decode_base64_image
-
-
-class ResizeMode(str, Enum):
-    JUST_RESIZE = "Just Resize"
-    CROP_AND_RESIZE = "Crop and Resize"
-    RESIZE_AND_FILL = "Resize and Fill"
-
-
-class ControlMode(str, Enum):
-    BALANCED = "Balanced"
-    PROMPT = "My prompt is more important"
-    CONTROLNET = "ControlNet is more important"
-
-
-class HiresOption(str, Enum):
-    """Which pass of hires fix a unit acts in."""
-
-    BOTH = "Both"
-    LOW_RES_ONLY = "Low res only"
-    HIGH_RES_ONLY = "High res only"
-
 
 # The extension's "unit count" setting goes up to 10; more units than that is not a request anyone means.
 MAX_UNITS = 10
@@ -177,9 +157,9 @@ def unit_from_dict(
     threshold_b = fields.take("threshold_b", _to_slider_value(1e6), -1.0)
 
     # 3. choices given by name, old name or number
-    resize_mode = fields.take("resize_mode", _to_choice(ResizeMode, _RESIZE_ALIASES), ResizeMode.CROP_AND_RESIZE)
-    control_mode = fields.take("control_mode", _to_choice(ControlMode, {}), ControlMode.BALANCED)
-    hr_option = fields.take("hr_option", _to_choice(HiresOption, {}), HiresOption.BOTH)
+    resize_mode = fields.take("resize_mode", partial(parse, ResizeMode), ResizeMode.CROP_AND_RESIZE)
+    control_mode = fields.take("control_mode", partial(parse, ControlMode), ControlMode.BALANCED)
+    hr_option = fields.take("hr_option", partial(parse, HiresOption), HiresOption.BOTH)
 
     # 4. images: `image` (old name `input_image`) as base64, {"image", "mask"} or [image, mask]; `mask` (Forge's
     # name `mask_image`) beside it
@@ -249,7 +229,7 @@ class _Fields:
             return default
         try:
             return convert(self.values[key])
-        except _Refused as e:
+        except (_Refused, NotAChoice) as e:
             raise InvalidRequestError(
                 f"ControlNet unit {self.index}: {key} {_shown(self.values[key])} is not accepted; {e}"
             ) from None
@@ -315,44 +295,6 @@ def _to_slider_value(high: float, whole: bool = False) -> Callable[[Any], float]
             kind = "a whole number" if whole else "a number"
             raise _Refused(f"send {kind} from 0 to {high:g}, or -1 for the preprocessor's default.")
         return number
-
-    return convert
-
-
-# old names of the resize modes (the extension's aliases and A1111's img2img spelling); 3 is A1111's
-# "Just resize (latent upscale)", which the extension treats as Just Resize
-_RESIZE_ALIASES = {
-    "Inner Fit (Scale to Fit)": ResizeMode.CROP_AND_RESIZE,
-    "Scale to Fit (Inner Fit)": ResizeMode.CROP_AND_RESIZE,
-    "Outer Fit (Shrink to Fit)": ResizeMode.RESIZE_AND_FILL,
-    "Envelope (Outer Fit)": ResizeMode.RESIZE_AND_FILL,
-    "Just resize (latent upscale)": ResizeMode.JUST_RESIZE,
-    "3": ResizeMode.JUST_RESIZE,
-}
-
-
-def _to_choice(enum: type[Enum], aliases: Mapping[str, Enum]) -> Callable[[Any], Enum]:
-    members = list(enum)
-    by_text = {member.value.lower(): member for member in members}
-    by_text.update({str(i): member for i, member in enumerate(members)})
-    by_text.update({name.lower(): member for name, member in aliases.items()})
-    accepted = ", ".join(f"'{m.value}' ({i})" for i, m in enumerate(members))
-    if aliases:
-        accepted += " or an old name: " + ", ".join(f"'{name}'" for name in aliases if not name.isdigit())
-
-    def convert(value: Any) -> Enum:
-        # webuiapi sends control mode 0 as ["Balanced"] (a one-element tuple in its code)
-        if isinstance(value, (list, tuple)) and len(value) == 1:
-            value = value[0]
-        if isinstance(value, enum):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            member = by_text.get(str(value).strip().lower())
-            if member is not None:
-                return member
-        raise _Refused(f"send one of {accepted}.")
 
     return convert
 

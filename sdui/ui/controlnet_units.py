@@ -24,7 +24,8 @@ from sdui.controlnet import preprocessors
 from sdui.controlnet.control_types import CONTROL_TYPES
 from sdui.controlnet.control_types import control_type as types_of
 from sdui.controlnet.infotext import units_from_infotext
-from sdui.controlnet.units import SCRIPT_TITLE, ControlMode, HiresOption, ResizeMode
+from sdui.controlnet.modes import ControlMode, HiresOption, ResizeMode
+from sdui.controlnet.units import SCRIPT_TITLE
 from sdui.errors import UserError
 
 FIELDS = (

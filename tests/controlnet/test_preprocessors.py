@@ -5,7 +5,6 @@ recolor and inpaint_only do to the decoded picture."""
 from __future__ import annotations
 
 import json
-from enum import Enum
 
 import cv2
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from sdui.controlnet import annotators, preprocessors
 from sdui.controlnet.builtin_preprocessors import inpaint_hint, shuffle_seed
+from sdui.controlnet.modes import ResizeMode
 from sdui.controlnet.postprocessing import after_decode
 from sdui.controlnet.preprocessors import (
     ALIASES,
@@ -23,7 +23,6 @@ from sdui.controlnet.preprocessors import (
     pixel_perfect_resolution,
     run,
 )
-from sdui.controlnet.units import ResizeMode
 from sdui.errors import InvalidRequestError, UserError
 
 
@@ -372,10 +371,6 @@ def test_a_threshold_that_is_not_a_number_is_refused():
 # ----------------------------------------------------------------------------------------------------- pixel perfect
 
 
-class Mode(Enum):
-    FILL = "Resize and Fill"
-
-
 @pytest.mark.parametrize(
     ("image_hw", "target_hw", "mode", "expected"),
     [
@@ -383,12 +378,12 @@ class Mode(Enum):
         ((1024, 768), (512, 768), "Crop and Resize", 768),  # k = max(1/2, 1) = 1; short side 768
         ((1024, 768), (512, 768), "Resize and Fill", 384),  # k = min(1/2, 1) = 1/2
         ((1024, 768), (512, 768), 2, 384),
-        ((1024, 768), (512, 768), Mode.FILL, 384),
         ((1024, 768), (512, 768), "Just Resize", 768),  # as crop: the larger factor
         ((10, 20), (25, 25), "Crop and Resize", 25),  # k = max(2.5, 1.25) = 2.5
         ((10, 20), (25, 25), "Resize and Fill", 12),  # 1.25 * 10 = 12.5, numpy rounds half to even
         ((300, 200), (768, 512), 1, 512),  # 2.56 both ways
         ((1024, 768), (512, 768), ResizeMode.RESIZE_AND_FILL, 384),  # the units' enum
+        ((1024, 768), (512, 768), "Envelope (Outer Fit)", 384),  # an old name
     ],
 )
 def test_pixel_perfect_resolution_matches_hand_computed_cases(image_hw, target_hw, mode, expected):

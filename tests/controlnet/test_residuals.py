@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from sdui.controlnet.control_image import control_tensor, resize_map, resize_mode_name
+from sdui.controlnet.control_image import control_tensor, resize_map
 from sdui.controlnet.model_files import (
     ControlNetCache,
     ControlNetCatalog,
@@ -19,7 +19,8 @@ from sdui.controlnet.model_files import (
     UnknownControlNetError,
     load_controlnet,
 )
-from sdui.controlnet.residuals import ControlNetResiduals, block_scales, check_fits, control_mode_name, in_guidance
+from sdui.controlnet.modes import ControlMode, ResizeMode, control_mode, resize_mode
+from sdui.controlnet.residuals import ControlNetResiduals, block_scales, check_fits, in_guidance
 from sdui.core.denoiser import Denoiser, TextConditioning, UNetCall
 from sdui.core.schedules import training_sigmas
 from sdui.errors import InvalidRequestError, UserError
@@ -213,16 +214,20 @@ def _quadrants(width: int, height: int) -> np.ndarray:
 
 
 def test_resize_modes_and_their_aliases():
-    assert [resize_mode_name(v) for v in (0, 1, 2, 3)] == [
-        "Just Resize",
-        "Crop and Resize",
-        "Resize and Fill",
-        "Just Resize",
+    assert [resize_mode(v) for v in (0, 1, 2, 3, "2", 1.0, "crop and resize")] == [
+        ResizeMode.JUST_RESIZE,
+        ResizeMode.CROP_AND_RESIZE,
+        ResizeMode.RESIZE_AND_FILL,
+        ResizeMode.JUST_RESIZE,  # A1111's "Just resize (latent upscale)"
+        ResizeMode.RESIZE_AND_FILL,
+        ResizeMode.CROP_AND_RESIZE,
+        ResizeMode.CROP_AND_RESIZE,
     ]
-    assert resize_mode_name("Scale to Fit (Inner Fit)") == "Crop and Resize"
-    assert resize_mode_name("Envelope (Outer Fit)") == "Resize and Fill"
-    with pytest.raises(InvalidRequestError, match="Just Resize, Crop and Resize, Resize and Fill"):
-        resize_mode_name("Stretch")
+    assert resize_mode("Scale to Fit (Inner Fit)") is ResizeMode.CROP_AND_RESIZE
+    assert resize_mode("Envelope (Outer Fit)") is ResizeMode.RESIZE_AND_FILL
+    for wrong in ("Stretch", 7, -1, True, None):
+        with pytest.raises(InvalidRequestError, match="is not accepted; send one of 'Just Resize' \\(0\\), 'Crop and"):
+            resize_mode(wrong)
 
 
 def test_just_resize_stretches():
@@ -371,9 +376,11 @@ def test_bad_unit_settings_are_refused(controlnet):
         ControlNetResiduals(controlnet, _map(), guidance_end=1.5)
     with pytest.raises(InvalidRequestError, match="finite"):
         ControlNetResiduals(controlnet, _map(), weight=float("nan"))
-    with pytest.raises(InvalidRequestError, match="Balanced, My prompt is more important"):
-        control_mode_name("Prompt first")
-    assert control_mode_name(2) == "ControlNet is more important"
+    with pytest.raises(
+        InvalidRequestError, match="control_mode 'Prompt first' is not accepted; send one of 'Balanced'"
+    ):
+        control_mode("Prompt first")
+    assert control_mode(2) is ControlMode.CONTROLNET
 
 
 def test_a_controlnet_for_another_base_model_is_refused_by_name():

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 import webui
 from sdui.controlnet import colorfix, reference
 from sdui.controlnet.infotext import units_from_infotext
-from sdui.controlnet.units import HiresOption, unit_from_dict
+from sdui.controlnet.modes import HiresOption
+from sdui.controlnet.units import unit_from_dict
 from sdui.core.denoiser import Denoiser, TextConditioning, UNetCall
 from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.core.schedules import training_sigmas

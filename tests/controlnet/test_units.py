@@ -12,12 +12,10 @@ import pytest
 from PIL import Image
 
 from sdui.controlnet.infotext import entry_fields, infotext_params, unit_infotext, units_from_infotext
+from sdui.controlnet.modes import ControlMode, HiresOption, ResizeMode
 from sdui.controlnet.units import (
     MAX_UNITS,
-    ControlMode,
     ControlNetUnit,
-    HiresOption,
-    ResizeMode,
     unit_from_dict,
     units_from_alwayson_scripts,
     units_from_script_args,
