@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 from sdui.errors import UserError
-from sdui.upscalers.model_upscalers import SUFFIXES, _read_state_dict
+from sdui.upscalers.model_upscalers import SUFFIXES
+from sdui.upscalers.spandrel_files import load_descriptor
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +135,12 @@ def find_restorers(folders: list[Path]) -> list[Restorer]:
 
 def load_restorer(path: Path, architecture: str) -> torch.nn.Module:
     """The bare network of a restorer file, checked to be the expected architecture."""
-    import spandrel
-
     if architecture == "CodeFormer":
         import spandrel_extra_arches
 
         spandrel_extra_arches.install(ignore_duplicates=True)
-    try:
-        state_dict = _read_state_dict(path)
-    except Exception as e:
-        raise FaceRestorationError(f"cannot read face restoration file {path}: {e}; replace the file") from e
-    try:
-        model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state_dict))
-    except spandrel.UnsupportedModelError as e:
-        raise FaceRestorationError(f"{path} is not a {architecture} model spandrel knows; remove it") from e
+    unknown = f"is not a {architecture} model spandrel knows; remove it"
+    model = load_descriptor(path, FaceRestorationError, "face restoration", unknown)
     if model.architecture.id != architecture:
         raise FaceRestorationError(f"{path} is a {model.architecture.name} model, not {architecture}; remove it")
     log.info("Loaded face restorer %s (%s)", path.name, architecture)

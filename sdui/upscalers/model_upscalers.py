@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from sdui.errors import UserError
+from sdui.upscalers.spandrel_files import load_descriptor
 from sdui.upscalers.tiled import run_tiled
 
 log = logging.getLogger(__name__)
@@ -133,42 +134,27 @@ class ModelUpscalers:
             model = self._loaded[2]
         else:
             self._loaded = None  # free the previous model before reading the next
-            model = load_descriptor(entry.path)
+            model = load_upscaler(entry.path)
             self._loaded = (entry.path, mtime, model)
         dtype = torch.float16 if settings.half and model.supports_half else torch.float32
         return model.to(settings.device).to(dtype)
 
 
-def load_descriptor(path: Path):
+def load_upscaler(path: Path):
     """The spandrel model of an upscaler file; UpscalerModelError saying why when it cannot be used."""
-    import spandrel  # imported on first use: it registers ~40 architectures
+    import spandrel
 
-    try:
-        state_dict = _read_state_dict(path)
-    except Exception as e:
-        raise UpscalerModelError(f"cannot read upscaler file {path.name}: {e}; replace the file") from e
-    try:
-        model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state_dict))
-    except spandrel.UnsupportedModelError as e:
-        raise UpscalerModelError(
-            f"{path.name} is not an upscaler architecture spandrel knows (ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ...);"
-            " remove it from the upscaler folder"
-        ) from e
+    model = load_descriptor(
+        path,
+        UpscalerModelError,
+        "upscaler",
+        "is not an upscaler architecture spandrel knows (ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ...); "
+        "remove it from the upscaler folder",
+    )
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.input_channels != 3:
         raise UpscalerModelError(f"{path.name} is a {model.architecture.name} model, not an RGB image upscaler")
     log.info("Loaded upscaler %s (%s, %dx)", path.name, model.architecture.name, model.scale)
     return model.eval()
-
-
-def _read_state_dict(path: Path) -> dict:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict):
-        raise ValueError("it holds no state dict (TorchScript and pickled models are not loaded)")
-    return data
 
 
 # The process's catalogue, configured by the app with its folders and settings (sdui/app/context.py).

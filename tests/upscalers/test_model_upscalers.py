@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from sdui.errors import UserError
 from sdui.upscalers import upscaling
-from sdui.upscalers.model_upscalers import ModelUpscalers, RunSettings, find_model_upscalers, load_descriptor
+from sdui.upscalers.model_upscalers import ModelUpscalers, RunSettings, find_model_upscalers, load_upscaler
 from sdui.upscalers.tiled import run_tiled
 from tests.fixtures.upscalers import tiny_esrgan, write_tiny_esrgan
 
@@ -91,14 +91,14 @@ def test_a_file_that_is_no_upscaler_is_refused_with_its_name(tmp_path):
     path.parent.mkdir()
     save_file({"some.weight": torch.zeros(3)}, str(path))
     with pytest.raises(UserError, match="notes.safetensors is not an upscaler architecture spandrel knows"):
-        load_descriptor(path)
+        load_upscaler(path)
 
 
 def test_a_pickle_with_code_is_not_run(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"model.0.weight": torch.zeros(1), "hook": Image.new("RGB", (1, 1))}, path)  # needs unpickling code
     with pytest.raises(UserError, match="cannot read upscaler file evil.pth"):
-        load_descriptor(path)
+        load_upscaler(path)
 
 
 def test_upscale_image_by_name_reaches_the_target_through_the_model(tmp_path):
