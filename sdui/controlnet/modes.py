@@ -3,10 +3,13 @@ names its clients still send. One parser, for the API's unit fields and for the 
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 from typing import Any
 
 from sdui.errors import InvalidRequestError
+
+log = logging.getLogger(__name__)
 
 
 class ResizeMode(str, Enum):
@@ -40,6 +43,8 @@ RESIZE_ALIASES = {
     "3": ResizeMode.JUST_RESIZE,
 }
 _ALIASES: dict[type[Enum], dict[str, Enum]] = {ResizeMode: RESIZE_ALIASES}
+# a resize mode number past the list is Just Resize, with a warning, as the extension's resize_mode_from_value
+_NUMBER_FALLBACK: dict[type[Enum], Enum] = {ResizeMode: ResizeMode.JUST_RESIZE}
 
 
 class NotAChoice(ValueError):
@@ -49,7 +54,7 @@ class NotAChoice(ValueError):
 def parse(enum: type[Enum], value: Any) -> Enum:
     """The member of `enum` that `value` names: a member, its name in any case, its number (int, integral float or
     digit string), an old name, or any of these alone in a one-element list (webuiapi sends control mode 0 as
-    ["Balanced"])."""
+    ["Balanced"]). A resize mode number past the list is Just Resize, as in the extension."""
     if isinstance(value, (list, tuple)) and len(value) == 1:
         value = value[0]
     if isinstance(value, enum):
@@ -66,6 +71,9 @@ def parse(enum: type[Enum], value: Any) -> Enum:
         for name, member in aliases.items():
             if text == name.lower():
                 return member
+        if isinstance(value, int) and value >= len(members) and enum in _NUMBER_FALLBACK:
+            log.warning("%s %d is not a known number; using %s", enum.__name__, value, _NUMBER_FALLBACK[enum].value)
+            return _NUMBER_FALLBACK[enum]
     accepted = ", ".join(f"'{m.value}' ({i})" for i, m in enumerate(members))
     if aliases:
         accepted += " or an old name: " + ", ".join(f"'{name}'" for name in aliases if not name.isdigit())

@@ -225,7 +225,8 @@ def test_resize_modes_and_their_aliases():
     ]
     assert resize_mode("Scale to Fit (Inner Fit)") is ResizeMode.CROP_AND_RESIZE
     assert resize_mode("Envelope (Outer Fit)") is ResizeMode.RESIZE_AND_FILL
-    for wrong in ("Stretch", 7, -1, True, None):
+    assert resize_mode(9) is ResizeMode.JUST_RESIZE  # the extension's fallback for numbers past the list
+    for wrong in ("Stretch", "9", -1, True, None):
         with pytest.raises(InvalidRequestError, match="is not accepted; send one of 'Just Resize' \\(0\\), 'Crop and"):
             resize_mode(wrong)
 

@@ -199,6 +199,7 @@ def test_old_aliases():
         (1, ResizeMode.CROP_AND_RESIZE),
         (2, ResizeMode.RESIZE_AND_FILL),
         (3, ResizeMode.JUST_RESIZE),  # A1111's "Just resize (latent upscale)"
+        (7, ResizeMode.JUST_RESIZE),  # numbers past the list: Just Resize, as the extension falls back
         ("1", ResizeMode.CROP_AND_RESIZE),
         ("Scale to Fit (Inner Fit)", ResizeMode.CROP_AND_RESIZE),
         ("Inner Fit (Scale to Fit)", ResizeMode.CROP_AND_RESIZE),
@@ -325,8 +326,8 @@ def test_disabled_and_empty_units_are_dropped():
             "'Just resize (latent upscale)'.",
         ),
         (
-            {"module": "canny", "model": CANNY, "resize_mode": 7},
-            "ControlNet unit 0: resize_mode 7 is not accepted; send one of 'Just Resize' (0)",
+            {"module": "canny", "model": CANNY, "resize_mode": -1},
+            "ControlNet unit 0: resize_mode -1 is not accepted; send one of 'Just Resize' (0)",
         ),
         (
             {"module": "canny", "model": CANNY, "control_mode": 3},
