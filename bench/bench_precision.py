@@ -58,8 +58,9 @@ def full_size_models():
     half_unet, half_vae = build(torch.bfloat16)
     half_unet.load_state_dict(full_unet.state_dict())
     half_vae.load_state_dict(full_vae.state_dict())
-    # as the loader lays them out (sdui.devices.conv_memory_format: channels-last for the bf16 VAE on the CPU)
-    half_vae = half_vae.to(memory_format=conv_memory_format(torch.device("cpu"), torch.bfloat16))
+    # as the loader lays them out (sdui.devices.conv_memory_format: channels-last for bf16 on the CPU)
+    layout = conv_memory_format(torch.device("cpu"), torch.bfloat16)
+    half_unet, half_vae = half_unet.to(memory_format=layout), half_vae.to(memory_format=layout)
     return {torch.float32: (full_unet, full_vae), torch.bfloat16: (half_unet, half_vae)}
 
 

@@ -288,6 +288,8 @@ def _apply_file(model, state: ActiveSet, targets: dict, path: str, te: float, un
         for module, merged, bias in changes:
             # the merged weight is a new tensor; the loaded Parameter itself is kept to be put back (exact, no copy)
             state.backups.setdefault(module, (module.weight, module.bias))
+            if merged.stride() != module.weight.stride():  # keep the loaded layout (channels-last on a bf16 CPU)
+                merged = torch.empty_like(module.weight).copy_(merged)
             module.weight = torch.nn.Parameter(merged, requires_grad=False)
             if bias is not None and module.bias is not None:
                 merged_bias = (module.bias.float() + bias.to(module.bias.device)).to(module.bias.dtype)

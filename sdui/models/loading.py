@@ -159,6 +159,7 @@ def load_sd_model(path: str | Path, policy: DevicePolicy, depth_dir: str | Path 
     variant = spec.variant if spec else detect_variant(sd, arch)
 
     unet = load_unet(_take(sd, UNET_PREFIX), arch, policy.dtype).to(policy.device)
+    unet = unet.to(memory_format=conv_memory_format(policy.device, policy.dtype))
     prediction_type = spec.prediction_type if spec else detect_prediction_type(sd, arch, variant, unet)
     vae = load_vae(_take(sd, VAE_PREFIX), arch, policy.vae_dtype).to(policy.device)
     vae = vae.to(memory_format=conv_memory_format(policy.device, policy.vae_dtype))

@@ -91,6 +91,29 @@ def test_a_bf16_vae_on_the_cpu_runs_channels_last_with_the_same_result(models):
     assert (fast_latents - exact_latents).abs().mean() <= 1.25 * (plain_latents - exact_latents).abs().mean() + 1e-4
 
 
+def test_a_bf16_unet_on_the_cpu_runs_channels_last_with_the_same_result(models):
+    bf16, fp32 = models[CPU_BF16].unet, models[CPU32].unet
+    conv = bf16.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert fp32.conv_in.weight.is_contiguous()
+    plain = copy.deepcopy(bf16).to(memory_format=torch.contiguous_format)
+    g = torch.Generator().manual_seed(2)
+    latents = torch.randn(2, 4, 8, 8, generator=g)
+    context = torch.randn(2, 77, fp32.config.cross_attention_dim, generator=g)
+    timesteps = torch.tensor([500, 500])
+
+    def predict(unet):
+        dtype = unet.dtype
+        with torch.no_grad():
+            return unet(latents.to(dtype), timesteps, encoder_hidden_states=context.to(dtype)).sample.float()
+
+    fast, reference, exact = predict(bf16), predict(plain), predict(fp32)
+    assert torch.isfinite(fast).all()
+    # the same bf16 arithmetic summed in another order: as close to float32 as the default layout
+    fast_error, plain_error = ((x - exact).abs().mean().item() for x in (fast, reference))
+    assert fast_error <= 1.25 * plain_error + 1e-4, (fast_error, plain_error)
+
+
 @pytest.mark.slow
 def test_bf16_txt2img_is_close_to_float32_and_repeatable(models):
     request = GenerationRequest(
