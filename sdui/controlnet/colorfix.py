@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sdui.controlnet.control_image import control_tensor
-from sdui.controlnet.modes import HiresOption
+from sdui.controlnet.modes import HiresOption, ResizeMode
 from sdui.core.denoiser import UNetCall
 from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
 from sdui.imaging import vae as vae_io
@@ -78,7 +78,7 @@ class ColorFix(ProcessingHooks):
         variation: float,
         sharpness: float | None,
         weight: float,
-        resize_mode: str,
+        resize_mode: ResizeMode,
         hr_option: HiresOption = HiresOption.BOTH,
     ):
         self.control_map = control_map[..., :3]

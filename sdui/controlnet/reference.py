@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from sdui.controlnet.control_image import control_tensor
-from sdui.controlnet.modes import HiresOption
+from sdui.controlnet.modes import ControlMode, HiresOption, ResizeMode
 from sdui.core.denoiser import UNetCall
 from sdui.core.hooks import DenoisedParams, ProcessingHooks
 from sdui.core.token_merging import self_attention_layers
@@ -50,14 +50,14 @@ _LDM_ADAIN = {4: ((4, 5, 7, 8, 10, 11), tuple(range(8))), 3: ((4, 5, 7, 8), tupl
 
 
 # ------------------------------------------------------------------------------------------------- pure functions
-def style_fidelity(threshold_a: float, control_mode: str, *, sdxl: bool, second_pass: bool) -> float:
+def style_fidelity(threshold_a: float, control_mode: ControlMode, *, sdxl: bool, second_pass: bool) -> float:
     """f of step 3: the unit's Style Fidelity, as the control mode and the pass bend it."""
     fidelity = min(max(float(threshold_a), 0.0), 1.0)
     if sdxl:
         fidelity = fidelity**3.0  # the extension: SDXL's attention sharing is unstable at higher values
-    if control_mode == "ControlNet is more important":
+    if control_mode is ControlMode.CONTROLNET:
         return 1.0
-    if control_mode == "My prompt is more important" or second_pass:
+    if control_mode is ControlMode.PROMPT or second_pass:
         return 0.0
     return fidelity
 
@@ -241,10 +241,10 @@ class ReferenceUnit:
     image: np.ndarray
     weight: float
     threshold_a: float
-    control_mode: str
+    control_mode: ControlMode
     guidance_start: float
     guidance_end: float
-    resize_mode: str
+    resize_mode: ResizeMode
     hr_option: HiresOption = HiresOption.BOTH
     latents: dict = field(default_factory=dict)
 

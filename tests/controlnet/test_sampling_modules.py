@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 import webui
 from sdui.controlnet import colorfix, reference
 from sdui.controlnet.infotext import units_from_infotext
-from sdui.controlnet.modes import HiresOption
+from sdui.controlnet.modes import ControlMode, HiresOption, ResizeMode
 from sdui.controlnet.units import unit_from_dict
 from sdui.core.denoiser import Denoiser, TextConditioning, UNetCall
 from sdui.core.hooks import DenoisedParams, DenoiserParams, ProcessingHooks
@@ -114,7 +114,7 @@ def test_colorfix_doubles_its_radius_in_hires_fixs_second_pass(hr_option):
     vae = tiny_components("sd1")["vae"]
     control = np.asarray(colour_blocks())
     fix = colorfix.ColorFix(
-        control, vae, variation=3, sharpness=None, weight=1.0, resize_mode="Just Resize", hr_option=hr_option
+        control, vae, variation=3, sharpness=None, weight=1.0, resize_mode=ResizeMode.JUST_RESIZE, hr_option=hr_option
     )
     torch.manual_seed(3)
     for size, k in ((8, 3), (12, 6 if hr_option == HiresOption.BOTH else 3)):
@@ -175,12 +175,12 @@ def test_colorfix_api_and_infotext(served):
 
 # ------------------------------------------------------------------------------------------ reference, pure
 def test_style_fidelity_follows_the_control_mode_and_the_pass():
-    assert reference.style_fidelity(0.5, "Balanced", sdxl=False, second_pass=False) == 0.5
-    assert reference.style_fidelity(0.5, "Balanced", sdxl=True, second_pass=False) == 0.125
-    assert reference.style_fidelity(7, "Balanced", sdxl=False, second_pass=False) == 1.0
-    assert reference.style_fidelity(0.5, "ControlNet is more important", sdxl=False, second_pass=True) == 1.0
-    assert reference.style_fidelity(0.5, "My prompt is more important", sdxl=False, second_pass=False) == 0.0
-    assert reference.style_fidelity(0.5, "Balanced", sdxl=False, second_pass=True) == 0.0
+    assert reference.style_fidelity(0.5, ControlMode.BALANCED, sdxl=False, second_pass=False) == 0.5
+    assert reference.style_fidelity(0.5, ControlMode.BALANCED, sdxl=True, second_pass=False) == 0.125
+    assert reference.style_fidelity(7, ControlMode.BALANCED, sdxl=False, second_pass=False) == 1.0
+    assert reference.style_fidelity(0.5, ControlMode.CONTROLNET, sdxl=False, second_pass=True) == 1.0
+    assert reference.style_fidelity(0.5, ControlMode.PROMPT, sdxl=False, second_pass=False) == 0.0
+    assert reference.style_fidelity(0.5, ControlMode.BALANCED, sdxl=False, second_pass=True) == 0.0
 
 
 def test_noised_is_q_sample_at_the_rounded_training_step():
@@ -292,10 +292,10 @@ def test_the_reference_images_content_reaches_the_prediction(served):
                 image=np.asarray(image),
                 weight=1.0,
                 threshold_a=0.5,
-                control_mode="Balanced",
+                control_mode=ControlMode.BALANCED,
                 guidance_start=0.0,
                 guidance_end=1.0,
-                resize_mode="Crop and Resize",
+                resize_mode=ResizeMode.CROP_AND_RESIZE,
             )
             acp = 1.0 / (1.0 + sigmas.double() ** 2)
             units.append(reference.ReferenceInjection([unit], model, seed=0, alphas_cumprod=acp))
@@ -366,7 +366,7 @@ def test_what_a_failed_step_left_on_the_unet_is_gone_in_the_next_job(served):
     baseline = image_of(client)
     # a reference step that never reaches on_denoised (the job failed in the UNet call after the reference pass)
     unit = reference.ReferenceUnit(
-        "reference_adain+attn", np.asarray(shapes_image()), 1.0, 0.5, "Balanced", 0, 1, "Just Resize"
+        "reference_adain+attn", np.asarray(shapes_image()), 1.0, 0.5, ControlMode.BALANCED, 0, 1, ResizeMode.JUST_RESIZE
     )
     sigmas = training_sigmas(model.scheduler_config)
     injection = reference.ReferenceInjection([unit], model, seed=0, alphas_cumprod=1 / (1 + sigmas.double() ** 2))
