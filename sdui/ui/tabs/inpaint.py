@@ -126,6 +126,9 @@ def build_request(
             "The mask marks nothing to change: paint over the part of the image to repaint "
             "(or upload a mask where white marks it)"
             + (", or switch the mask mode to \"Inpaint masked\"." if invert else ".")
+            # Gradio's editor can leave a stroke out of what it sends while still showing it (seen with the first
+            # stroke after a new image): the one thing a person who did paint can do about it
+            + (" If you did paint, paint once more: the editor can miss a first stroke." if source != "upload" else "")
         )
     blur = widgets.to_request("mask_blur_x", mask_blur, 4)
     return Img2ImgRequest(
