@@ -22,8 +22,7 @@ import torch
 from PIL import Image
 
 from sdui.errors import UserError
-from sdui.upscalers.model_upscalers import SUFFIXES
-from sdui.upscalers.spandrel_files import load_descriptor
+from sdui.upscalers.spandrel_files import SUFFIXES, load_descriptor
 
 log = logging.getLogger(__name__)
 

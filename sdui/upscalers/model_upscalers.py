@@ -20,12 +20,10 @@ import torch
 from PIL import Image
 
 from sdui.errors import UserError
-from sdui.upscalers.spandrel_files import load_descriptor
+from sdui.upscalers.spandrel_files import SUFFIXES, load_descriptor
 from sdui.upscalers.tiled import run_tiled
 
 log = logging.getLogger(__name__)
-
-SUFFIXES = (".pth", ".pt", ".safetensors")
 
 # file stem -> the name A1111 lists it under (its built-in upscalers' files)
 A1111_NAMES = {

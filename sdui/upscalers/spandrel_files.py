@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+SUFFIXES = (".pth", ".pt", ".safetensors")  # what read_state_dict reads
+
 
 def read_state_dict(path: Path) -> dict:
     if path.suffix.lower() == ".safetensors":
