@@ -147,6 +147,11 @@ def outputs_by_id(fn, values) -> dict:
 
 # ---- API ---------------------------------------------------------------------------------------------------------
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# /sdapi/v1/scripts of a fresh install: the built-in selectable scripts and ControlNet, the built-in always-on one
+BUILT_IN_SCRIPTS = {
+    "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "controlnet"],
+    "img2img": ["loopback", "prompt matrix", "prompts from file or textbox", "sd upscale", "x/y/z plot", "controlnet"],
+}
 
 
 def small(**fields):

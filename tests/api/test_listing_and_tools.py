@@ -11,7 +11,7 @@ import struct
 import pytest
 from PIL import Image
 
-from tests.helpers import decode_png
+from tests.helpers import BUILT_IN_SCRIPTS, decode_png
 
 
 def b64(image: Image.Image) -> str:
@@ -62,17 +62,7 @@ def test_listings_have_a1111_shapes_and_show_dropped_files(make_client, data_dir
     assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
     for route in ("face-restorers", "realesrgan-models", "sd-modules", "extensions"):
         assert client.get(f"/sdapi/v1/{route}").json() == [], route
-    assert client.get("/sdapi/v1/scripts").json() == {
-        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "controlnet"],
-        "img2img": [
-            "loopback",
-            "prompt matrix",
-            "prompts from file or textbox",
-            "sd upscale",
-            "x/y/z plot",
-            "controlnet",
-        ],
-    }
+    assert client.get("/sdapi/v1/scripts").json() == BUILT_IN_SCRIPTS
     infos = client.get("/sdapi/v1/script-info").json()
     assert [(s["name"], s["is_img2img"]) for s in infos] == [
         ("prompt matrix", False),

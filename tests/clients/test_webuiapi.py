@@ -13,6 +13,8 @@ import pytest
 import webuiapi
 from PIL import Image, PngImagePlugin
 
+from tests.helpers import BUILT_IN_SCRIPTS
+
 pytestmark = pytest.mark.slow  # a real server
 
 
@@ -125,17 +127,7 @@ def test_listings(api):
         {"name": "Cinematic", "prompt": "{prompt}, film grain", "negative_prompt": "blurry"}
     ]
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
-    assert api.get_scripts() == {
-        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot", "controlnet"],
-        "img2img": [
-            "loopback",
-            "prompt matrix",
-            "prompts from file or textbox",
-            "sd upscale",
-            "x/y/z plot",
-            "controlnet",
-        ],
-    }
+    assert api.get_scripts() == BUILT_IN_SCRIPTS
     assert api.get_cmd_flags()["nowebui"] is True
     assert set(api.get_memory()) == {"ram", "cuda"}
     api.refresh_checkpoints()
